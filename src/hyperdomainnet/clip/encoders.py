@@ -1,0 +1,312 @@
+"""Frozen CLIP encoders (open_clip) with differentiable image preprocessing, and ensembles.
+
+Encoder specs accepted by :func:`load_clip`:
+
+- ``ViT-B/32``, ``ViT-B/16``, ``ViT-L/14``, ``ViT-L/14@336px``: OpenAI weights through open_clip
+  (``<arch>-quickgelu`` + tag ``openai``; downloaded and cached by open_clip on first use).
+- ``open_clip:<arch>:<pretrained tag>``: any open_clip architecture and tag.
+- ``file:<arch>:<path>``: local weights (``.safetensors``, or a state dict read with
+  ``torch.load(weights_only=True)``); OpenAI weights need a ``*-quickgelu`` arch.
+- ``random:<arch>``: random weights (offline; seeded, so every build is identical).
+- ``random:tiny``: a tiny built-in ViT (32 px input, 32-d embeddings) for tests and smoke runs;
+  ``file:tiny:<path>`` loads saved weights into it.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hyperdomainnet.clip.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess
+from hyperdomainnet.clip.templates import IMAGENET_TEMPLATES, fill_templates
+from hyperdomainnet.errors import HDNError
+
+OPENAI_NAMES: dict[str, str] = {
+    "ViT-B/32": "ViT-B-32-quickgelu",
+    "ViT-B/16": "ViT-B-16-quickgelu",
+    "ViT-L/14": "ViT-L-14-quickgelu",
+    "ViT-L/14@336px": "ViT-L-14-336-quickgelu",
+}
+TINY = "tiny"
+TINY_CONFIG: dict = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+DEFAULT_ENSEMBLE_SPEC = "ViT-B/32:1.0,ViT-B/16:1.0"
+_RANDOM_SEED = 0
+
+Device = str | torch.device
+
+
+class ClipEncoder:
+    """A frozen CLIP model: differentiable image encoding, cached template text embeddings."""
+
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        embed_dim: int,
+        antialias: bool = False,
+        templates: Sequence[str] = IMAGENET_TEMPLATES,
+    ) -> None:
+        self.name = name
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.embed_dim = embed_dim
+        self.antialias = antialias
+        self.templates = tuple(templates)
+        cfg = getattr(model.visual, "preprocess_cfg", {})
+        size = cfg.get("size", 224)
+        self.input_size: int = size if isinstance(size, int) else int(size[0])
+        self.mean: tuple[float, ...] = tuple(cfg.get("mean", OPENAI_MEAN))
+        self.std: tuple[float, ...] = tuple(cfg.get("std", OPENAI_STD))
+        self._template_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        return f"ClipEncoder({self.name!r}, embed_dim={self.embed_dim}, input_size={self.input_size})"
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Generator output (B,3,H,W) in [-1, 1] → CLIP input (B,3,S,S); see ``clip_preprocess``."""
+        images = images.to(self.device)
+        return clip_preprocess(images, self.input_size, self.mean, self.std, self.antialias)
+
+    def encode_images(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """(B,3,H,W) in [-1, 1] → (B,E) image embeddings, L2-normalised unless ``normalize=False``.
+
+        Differentiable with respect to ``images``.
+        """
+        features = self.model.encode_image(self.preprocess(images))
+        return F.normalize(features, dim=-1) if normalize else features
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        """N prompts → (N,E) text embeddings, no gradient; L2-normalised unless ``normalize=False``."""
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        features = self.model.encode_text(tokens)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def template_embeddings(self, text: str) -> torch.Tensor:
+        """(T,E): each template filled with ``text``, each row L2-normalised; cached per text.
+
+        The cached tensor is returned itself: do not modify it in place.
+        """
+        cached = self._template_cache.get(text)
+        if cached is None:
+            cached = self.encode_text(fill_templates(text, self.templates))
+            self._template_cache[text] = cached
+        return cached
+
+    def text_direction(self, source: str, target: str) -> torch.Tensor:
+        """(E,): Δt = mean_k (t_target,k − t_source,k) over templates, not re-normalised.
+
+        The official HyperDomainNet losses use this unnormalised mean (StyleGAN-NADA normalises
+        it); every loss compares directions by cosine, so the scale does not matter.
+        """
+        return (self.template_embeddings(target) - self.template_embeddings(source)).mean(dim=0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _file_error(spec: str, path: str, exc: BaseException) -> str:
+    return (
+        f"cannot load CLIP '{spec}': '{path}' is not a weights-only state dict for that "
+        f"architecture ({type(exc).__name__}); save model.state_dict() with torch.save or safetensors"
+    )
+
+
+@contextmanager
+def _seeded() -> Iterator[None]:
+    """Seed random initialisation without touching the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_RANDOM_SEED)
+        yield
+
+
+def _parse_spec(spec: str) -> tuple[str, str, str | None]:
+    """Encoder spec → (architecture, source kind "tag" | "file" | "random", tag or path)."""
+    kind, _, rest = spec.partition(":")
+    if spec in OPENAI_NAMES:
+        return OPENAI_NAMES[spec], "tag", "openai"
+    if kind in ("open_clip", "file") and ":" in rest:
+        arch, source = rest.split(":", 1)
+        if arch and source:
+            return arch, "tag" if kind == "open_clip" else "file", source
+    if kind == "random" and rest:
+        return rest, "random", None
+    raise HDNError(
+        f"unknown CLIP encoder '{spec}'; use ViT-B/32, ViT-B/16, open_clip:<arch>:<tag>, "
+        "file:<arch>:<path>, random:<arch> or random:tiny"
+    )
+
+
+def _build_tiny(spec: str, weights: str | None) -> torch.nn.Module:
+    import open_clip
+
+    with _seeded():
+        model = open_clip.CLIP(**TINY_CONFIG)
+    open_clip.set_model_preprocess_cfg(model, {
+        "size": TINY_CONFIG["vision_cfg"]["image_size"], "mean": OPENAI_MEAN, "std": OPENAI_STD,
+        "interpolation": "bicubic", "resize_mode": "shortest",
+    })
+    if weights is not None:
+        try:
+            open_clip.load_checkpoint(model, weights, weights_only=True)
+        except Exception as exc:
+            raise HDNError(_file_error(spec, weights, exc)) from exc
+    return model
+
+
+def _build_open_clip(spec: str, arch: str, kind: str, source: str | None) -> torch.nn.Module:
+    import open_clip
+
+    if arch not in open_clip.list_models():
+        raise HDNError(
+            f"unknown CLIP architecture '{arch}' in '{spec}'; "
+            "use one of open_clip.list_models() (e.g. ViT-B-32) or 'tiny'"
+        )
+    quick_gelu = False
+    if kind == "tag":
+        tag_cfg = open_clip.get_pretrained_cfg(arch, source)
+        if not tag_cfg:
+            known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)[:4]) or "none"
+            raise HDNError(
+                f"unknown pretrained tag '{source}' in '{spec}'; tags for {arch} include {known}"
+            )
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    try:
+        if kind == "random":
+            with _seeded():
+                return open_clip.create_model(arch)
+        return open_clip.create_model(
+            arch, pretrained=source, force_quick_gelu=quick_gelu, weights_only=True,
+            require_pretrained=True,
+        )
+    except Exception as exc:  # open_clip raises RuntimeError/OSError/KeyError variants
+        if kind == "file":
+            raise HDNError(_file_error(spec, str(source), exc)) from exc
+        reason = _one_line(exc)
+        if "download" in reason.lower():
+            reason = "the weights are not cached here and could not be downloaded"
+        raise HDNError(
+            f"cannot load CLIP '{spec}': {reason}; connect once so open_clip can cache the "
+            "weights, or pass local weights as 'file:<arch>:<path>'"
+        ) from exc
+
+
+def _tokenizer_for(spec: str, arch: str) -> Callable[[list[str]], torch.Tensor]:
+    import open_clip
+
+    if arch == TINY:
+        return open_clip.SimpleTokenizer(context_length=TINY_CONFIG["text_cfg"]["context_length"])
+    try:
+        return open_clip.get_tokenizer(arch)
+    except Exception as exc:
+        raise HDNError(
+            f"cannot build the tokenizer for CLIP '{spec}': {_one_line(exc)}; "
+            "connect once so it can be cached, or use a ViT-* architecture"
+        ) from exc
+
+
+def _embed_dim(arch: str) -> int:
+    import open_clip
+
+    config = TINY_CONFIG if arch == TINY else open_clip.get_model_config(arch)
+    return int(config["embed_dim"])
+
+
+def load_clip(spec: str, device: Device = "cpu", antialias: bool = False) -> ClipEncoder:
+    """Build a frozen (eval, requires_grad False) :class:`ClipEncoder` from an encoder spec.
+
+    ``antialias`` switches on antialiased bicubic downsampling in preprocessing (off in the
+    official code). Raises :class:`HDNError` for unknown names or weights that cannot be had.
+    """
+    spec = spec.strip()
+    arch, kind, source = _parse_spec(spec)
+    if kind == "file" and not os.path.isfile(str(source)):
+        raise HDNError(f"CLIP weights file not found: '{source}'; check the path in '{spec}'")
+    if arch == TINY:
+        if kind == "tag":
+            raise HDNError(
+                f"'{spec}': the tiny CLIP has no published weights; use random:tiny or file:tiny:<path>"
+            )
+        model = _build_tiny(spec, source)
+    else:
+        model = _build_open_clip(spec, arch, kind, source)
+    return ClipEncoder(spec, model.to(device), _tokenizer_for(spec, arch), _embed_dim(arch), antialias)
+
+
+def parse_ensemble_spec(spec: str) -> list[tuple[str, float]]:
+    """``"ViT-B/32:1.0,ViT-B/16:1.0"`` → ``[("ViT-B/32", 1.0), ("ViT-B/16", 1.0)]``.
+
+    A trailing ``:<number>`` is the weight (default 1.0); encoder specs may contain ``:``.
+    """
+    entries: list[tuple[str, float]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, weight = part, 1.0
+        head, sep, tail = part.rpartition(":")
+        if sep:
+            try:
+                weight = float(tail)
+                name = head
+            except ValueError:
+                pass
+        if not math.isfinite(weight) or weight < 0:
+            raise HDNError(f"CLIP weight must be a finite number >= 0, got '{part}'; e.g. ViT-B/32:1.0")
+        if any(name == n for n, _ in entries):
+            raise HDNError(f"CLIP encoder '{name}' is listed twice in '{spec}'; list each encoder once")
+        entries.append((name, weight))
+    if not entries:
+        raise HDNError(f"no CLIP encoder in '{spec}'; give e.g. '{DEFAULT_ENSEMBLE_SPEC}'")
+    return entries
+
+
+@dataclass
+class ClipEnsemble:
+    """Weighted CLIP encoders; each loss is computed per encoder, weighted and summed."""
+
+    members: list[tuple[ClipEncoder, float]]
+
+    @classmethod
+    def from_spec(
+        cls, spec: str = DEFAULT_ENSEMBLE_SPEC, device: Device = "cpu", antialias: bool = False
+    ) -> ClipEnsemble:
+        """Load every encoder of a spec such as ``ViT-B/32:1.0,ViT-B/16:1.0`` or ``random:tiny``."""
+        return cls([(load_clip(name, device, antialias), w) for name, w in parse_ensemble_spec(spec)])
+
+    @property
+    def names(self) -> list[str]:
+        return [encoder.name for encoder, _ in self.members]
+
+    @property
+    def spec(self) -> str:
+        """The spec that rebuilds this ensemble."""
+        return ",".join(f"{encoder.name}:{weight:g}" for encoder, weight in self.members)
+
+    def __iter__(self) -> Iterator[tuple[ClipEncoder, float]]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, name: str) -> ClipEncoder:
+        for encoder, _ in self.members:
+            if encoder.name == name:
+                return encoder
+        raise KeyError(name)

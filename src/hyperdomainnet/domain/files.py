@@ -1,0 +1,102 @@
+"""Domain files: a trained domain vector (or StyleSpace offset) as safetensors + JSON metadata.
+
+Layout: one tensor ``vector`` of shape (D,), float32, and the safetensors metadata entry
+``hyperdomainnet`` holding JSON with at least: ``format`` ("hyperdomainnet.domain"), ``version``,
+``kind`` ("domain_vector" | "style_offset"), ``placement`` (for domain vectors), ``domain_layout``,
+``generator`` (name, sha256, arch). Trainers add prompts, reference image, CLIP models, steps,
+training config and library version. About 24 KB at 1024 px.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from ..atomic import atomic_path
+from ..errors import HDNError
+
+FORMAT = "hyperdomainnet.domain"
+FORMAT_VERSION = 1
+META_KEY = "hyperdomainnet"
+DomainKind = Literal["domain_vector", "style_offset"]
+KINDS: tuple[str, ...] = ("domain_vector", "style_offset")
+
+
+@dataclass
+class DomainFile:
+    """A domain vector with the metadata that makes it self-describing."""
+
+    vector: torch.Tensor
+    kind: DomainKind
+    domain_layout: list[int]
+    generator: dict[str, Any]
+    placement: str = "after_demod"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def synthesis_kwargs(self, scale: float = 1.0) -> dict[str, Any]:
+        """Keyword arguments for ``Generator.synthesis`` that apply this domain (scaled by α)."""
+        if self.kind == "style_offset":
+            return {"style_offset": self.vector * scale}
+        return {"domain": self.vector * scale, "placement": self.placement}
+
+    def check_generator(self, G: torch.nn.Module) -> None:
+        """Raise a one-line error unless ``G`` has this file's domain layout."""
+        if list(G.domain_layout) != list(self.domain_layout):
+            raise HDNError(f"domain file was made for generator {self.generator.get('name')} with "
+                           f"{sum(self.domain_layout)} domain numbers, but the given generator has "
+                           f"{G.domain_size}; pass the generator it was trained on (--generator)")
+
+
+def save_domain_file(path: str | Path, domain: DomainFile) -> Path:
+    """Write ``domain`` atomically as safetensors with JSON metadata."""
+    if domain.kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    if domain.vector.shape != (sum(domain.domain_layout),):
+        raise ValueError(f"vector shape {tuple(domain.vector.shape)} does not match the layout")
+    meta = {**domain.metadata, "format": FORMAT, "version": FORMAT_VERSION, "kind": domain.kind,
+            "placement": domain.placement, "domain_layout": list(domain.domain_layout),
+            "generator": domain.generator}
+    with atomic_path(path) as tmp:
+        save_file({"vector": domain.vector.detach().float().cpu().contiguous()}, str(tmp),
+                  metadata={META_KEY: json.dumps(meta)})
+    return Path(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any] | None:
+    """The hyperdomainnet metadata of a safetensors file, or None if it has none."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(META_KEY)
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise HDNError(f"{path} is not a readable safetensors file ({exc}); is it truncated?") from None
+    return None if raw is None else json.loads(raw)
+
+
+def load_domain_file(path: str | Path) -> DomainFile:
+    """Read a domain file, checking its format marker and shapes."""
+    path = Path(path)
+    if not path.is_file():
+        raise HDNError(f"domain file {path} does not exist; pass the domain.safetensors of a training run")
+    meta = read_metadata(path)
+    if meta is None or meta.get("format") != FORMAT:
+        found = "no hyperdomainnet metadata" if meta is None else f"format {meta.get('format')!r}"
+        raise HDNError(f"{path} is not a hyperdomainnet domain file ({found})")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise HDNError(f"{path} uses domain-file version {meta['version']}; upgrade hyperdomainnet")
+    vector = load_file(str(path))["vector"]
+    meta = dict(meta)
+    kind = meta.pop("kind")
+    layout = meta.pop("domain_layout")
+    generator = meta.pop("generator")
+    placement = meta.pop("placement", "after_demod")
+    for key in ("format", "version"):
+        meta.pop(key)
+    if vector.shape != (sum(layout),):
+        raise HDNError(f"{path} is inconsistent: vector {tuple(vector.shape)} vs layout total {sum(layout)}")
+    return DomainFile(vector, kind, layout, generator, placement, meta)

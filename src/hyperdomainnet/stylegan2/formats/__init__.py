@@ -1,0 +1,1 @@
+"""Checkpoint formats: rosinality ``.pt`` (read/write) and NVIDIA ``.pkl`` (safe read)."""

@@ -1,0 +1,236 @@
+"""The StyleGAN2 generator (config-f layout of rosinality's stylegan2-pytorch) with domain modulation.
+
+Mapping: z → PixelNorm → ``n_mlp`` equalised linear layers (lr multiplier ``lr_mlp``) → w.
+Synthesis: learned 4×4 constant, ``conv1`` + ``to_rgb1`` at 4 px, then per resolution an
+up-sampling 3×3 conv, a 3×3 conv and a toRGB added to the up-sampled RGB skip.
+W+ indexing: ``conv1`` reads w[0], ``to_rgb1`` w[1], ``convs[i]`` w[i+1], ``to_rgbs[k]`` w[2k+3].
+
+Domain modulation (DESIGN §2): a vector δ of ``domain_size`` numbers, split per 3×3 modulated
+conv by ``domain_layout`` (their input-channel counts, toRGB excluded), applied as the input gain
+1 + δ of each conv (see ``layers``). A StyleSpace offset Δs (same layout) shifts the styles
+s ← s + Δs before modulation. Both accept one vector (D,) for the batch or one per sample (B, D).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .layers import (PLACEMENTS, ConstantInput, EqualLinear, Impl, PixelNorm, Placement,
+                     StyledConv, ToRGB)
+
+NoiseMode = Literal["const", "random", "none"]
+NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
+MEAN_LATENT_SAMPLES = 4096
+
+
+@dataclass(frozen=True)
+class GeneratorArch:
+    """Everything that fixes a generator's parameter shapes and forward pass."""
+
+    size: int
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: int = 2
+    channel_max: int = 512
+    lr_mlp: float = 0.01
+    conv_clamp: float | None = None
+    blur_taps: tuple[int, ...] = field(default=(1, 3, 3, 1))
+
+    def __post_init__(self) -> None:
+        log = math.log2(self.size) if self.size > 0 else 0.5
+        if not (log.is_integer() and 8 <= self.size <= 1024 * 4):
+            raise ValueError(f"generator size must be a power of two ≥ 8, got {self.size}")
+        if self.n_mlp < 1 or self.channel_multiplier < 1 or self.channel_max < 1:
+            raise ValueError("n_mlp, channel_multiplier and channel_max must be positive")
+
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.size))
+
+    @property
+    def n_latent(self) -> int:
+        """Number of W+ entries: 2·log2(size) − 2."""
+        return self.log_size * 2 - 2
+
+    def channels(self, resolution: int) -> int:
+        """Feature channels at a resolution: 512 up to 32 px, then 2^14·cm / res, capped."""
+        base = 512 if resolution <= 32 else (2**14 * self.channel_multiplier) // resolution
+        return min(base, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["blur_taps"] = list(self.blur_taps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratorArch:
+        d = dict(d)
+        if "blur_taps" in d:
+            d["blur_taps"] = tuple(int(t) for t in d["blur_taps"])
+        return cls(**d)
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator; ``state_dict`` keys match rosinality's ``g_ema`` plus ``latent_avg``."""
+
+    def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+                 channel_max: int = 512, lr_mlp: float = 0.01, conv_clamp: float | None = None,
+                 blur_taps: tuple[int, ...] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        arch = GeneratorArch(size, style_dim, n_mlp, channel_multiplier, channel_max, lr_mlp,
+                             conv_clamp, tuple(blur_taps))
+        self.arch = arch
+        self.size, self.style_dim, self.n_latent = size, style_dim, arch.n_latent
+        self.style = nn.Sequential(PixelNorm(), *[
+            EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
+
+        ch4 = arch.channels(4)
+        self.input = ConstantInput(ch4)
+        self.conv1 = StyledConv(ch4, ch4, style_dim, blur_taps=blur_taps, conv_clamp=conv_clamp)
+        self.to_rgb1 = ToRGB(ch4, style_dim, upsample=False, conv_clamp=conv_clamp)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        in_ch = ch4
+        for res_log in range(3, arch.log_size + 1):
+            out_ch = arch.channels(2**res_log)
+            self.convs.append(StyledConv(in_ch, out_ch, style_dim, upsample=True, blur_taps=blur_taps,
+                                         conv_clamp=conv_clamp))
+            self.convs.append(StyledConv(out_ch, out_ch, style_dim, blur_taps=blur_taps,
+                                         conv_clamp=conv_clamp))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_taps=blur_taps, conv_clamp=conv_clamp))
+            in_ch = out_ch
+
+        self.num_layers = 1 + len(self.convs)
+        self.noises = nn.Module()
+        for i in range(self.num_layers):
+            res = 2 ** ((i + 5) // 2)
+            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
+        self.register_buffer("latent_avg", torch.full((style_dim,), float("nan")))
+        self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
+
+    # ----- domain layout -------------------------------------------------------------------
+    @property
+    def styled_convs(self) -> list[StyledConv]:
+        """The 3×3 modulated convs in W+ order (``conv1``, ``convs[0]``, …)."""
+        return [self.conv1, *self.convs]
+
+    @property
+    def domain_layout(self) -> list[int]:
+        """Input-channel count of each 3×3 modulated conv: the per-layer sizes of a domain vector."""
+        return [c.conv.in_channels for c in self.styled_convs]
+
+    @property
+    def domain_size(self) -> int:
+        return sum(self.domain_layout)
+
+    def split_domain(self, vector: torch.Tensor) -> list[torch.Tensor]:
+        """Split (D,) or (B, D) into per-layer (1, C_l) or (B, C_l) views."""
+        if vector.shape[-1] != self.domain_size or vector.ndim not in (1, 2):
+            raise ValueError(f"domain vector must have shape (D,) or (B, D) with D={self.domain_size}, "
+                             f"got {tuple(vector.shape)}")
+        if vector.ndim == 1:
+            vector = vector[None]
+        return list(torch.split(vector, self.domain_layout, dim=1))
+
+    # ----- latents ---------------------------------------------------------------------------
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, style_dim) → w (B, style_dim)."""
+        return self.style(z)
+
+    @torch.no_grad()
+    def mean_latent(self) -> torch.Tensor:
+        """The stored mean w (checkpoint's ``latent_avg``), else the mean over 4096 mapped z (seed 0)."""
+        if torch.isnan(self.latent_avg).any():
+            gen = torch.Generator().manual_seed(0)
+            z = torch.randn(MEAN_LATENT_SAMPLES, self.style_dim, generator=gen)
+            self.latent_avg.copy_(self.mapping(z.to(self.latent_avg.device)).mean(0))
+        return self.latent_avg
+
+    def ws(self, z: torch.Tensor, truncation: float = 1.0, truncation_latent: torch.Tensor | None = None,
+           mixing: float = 0.0, z2: torch.Tensor | None = None, crossover: int | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+        """W+ codes (B, n_latent, style_dim) from z (B, style_dim).
+
+        Style mixing (batch-wise, as rosinality/StyleGAN-NADA): with probability ``mixing`` (or
+        always when ``z2`` is given) entries from index ``crossover`` (random in [1, n_latent−1]
+        unless given) come from a second code z2 (random unless given). Truncation:
+        w ← w̄ + ψ·(w − w̄), w̄ = ``truncation_latent`` or the mean latent.
+        """
+        w = self.mapping(z)
+        ws = w[:, None].repeat(1, self.n_latent, 1)
+        use_mix = z2 is not None or (mixing > 0 and _uniform(generator) < mixing)
+        if use_mix:
+            if z2 is None:
+                z2 = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            if crossover is None:
+                crossover = 1 + int(_uniform(generator) * (self.n_latent - 1))
+            if not 1 <= crossover < self.n_latent:
+                raise ValueError(f"crossover must be in [1, {self.n_latent - 1}], got {crossover}")
+            ws[:, crossover:] = self.mapping(z2)[:, None]
+        if truncation != 1.0:
+            avg = self.mean_latent() if truncation_latent is None else truncation_latent
+            ws = avg + truncation * (ws - avg)
+        return ws
+
+    # ----- synthesis -------------------------------------------------------------------------
+    def make_noise(self, mode: NoiseMode, batch: int, device: torch.device,
+                   generator: torch.Generator | None = None) -> list[torch.Tensor | None]:
+        """Per-layer noise: the stored buffers (``const``), fresh N(0, 1) (``random``) or none."""
+        if mode == "const":
+            return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+        if mode == "random":
+            return [torch.randn(batch, 1, *getattr(self.noises, f"noise_{i}").shape[2:],
+                                generator=generator, device=device) for i in range(self.num_layers)]
+        if mode == "none":
+            return [None] * self.num_layers
+        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
+
+    def synthesis(self, ws: torch.Tensor, domain: torch.Tensor | None = None,
+                  style_offset: torch.Tensor | None = None, placement: Placement = "after_demod",
+                  noise_mode: NoiseMode = "const", noise: list[torch.Tensor | None] | None = None,
+                  impl: Impl = "fast") -> torch.Tensor:
+        """Render (B, 3, size, size) images in about [−1, 1] from W (B, D_w) or W+ (B, n_latent, D_w).
+
+        ``domain`` δ: the conv input gain is 1 + δ (δ = 0 reproduces the source generator).
+        ``style_offset`` Δs: styles s ← s + Δs. ``noise`` overrides ``noise_mode`` per layer.
+        """
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        if ws.ndim == 2:
+            ws = ws[:, None].expand(-1, self.n_latent, -1)
+        if ws.shape[1:] != (self.n_latent, self.style_dim):
+            raise ValueError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
+        batch = ws.shape[0]
+        if noise is None:
+            noise = self.make_noise(noise_mode, batch, ws.device)
+        gains = [1 + d for d in self.split_domain(domain)] if domain is not None else [None] * self.num_layers
+        offsets = self.split_domain(style_offset) if style_offset is not None else [None] * self.num_layers
+
+        def style_of(layer: int, w_index: int) -> torch.Tensor:
+            s = self.styled_convs[layer].conv.modulation(ws[:, w_index])
+            return s if offsets[layer] is None else s + offsets[layer]
+
+        x = self.input(batch)
+        x = self.conv1(x, style_of(0, 0), noise[0], gains[0], placement, impl)
+        skip = self.to_rgb1(x, self.to_rgb1.conv.modulation(ws[:, 1]), impl=impl)
+        for k, to_rgb in enumerate(self.to_rgbs):
+            for j in (2 * k, 2 * k + 1):
+                x = self.convs[j](x, style_of(j + 1, j + 1), noise[j + 1], gains[j + 1], placement, impl)
+            skip = to_rgb(x, to_rgb.conv.modulation(ws[:, 2 * k + 3]), skip, impl=impl)
+        return skip
+
+    def forward(self, z: torch.Tensor, truncation: float = 1.0, **synthesis_kwargs: Any) -> torch.Tensor:
+        """z → image: ``synthesis(ws(z, truncation), **synthesis_kwargs)``."""
+        return self.synthesis(self.ws(z, truncation=truncation), **synthesis_kwargs)
+
+
+def _uniform(generator: torch.Generator | None) -> float:
+    """One U[0, 1) draw from ``generator`` (its device), or Python's RNG when None."""
+    if generator is None:
+        return random.random()
+    return float(torch.rand(1, generator=generator, device=generator.device))

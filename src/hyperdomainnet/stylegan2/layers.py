@@ -1,0 +1,222 @@
+"""StyleGAN2 building blocks with rosinality's parameter names (so its ``g_ema`` dicts load as-is).
+
+Every modulated convolution accepts an optional per-sample *input gain* g (B or 1, C_in): the
+domain modulation of the paper. Two placements (DESIGN §2):
+
+* ``after_demod`` (official code): W_b = demod(scale·W·s_b) ⊙ g over input channels.
+* ``before_demod`` (paper figure):  W_b = demod(scale·W·(s_b ⊙ g)).
+
+The fast path never builds per-sample weights: since g and s act on input channels,
+conv(x, W_b) = d_b ⊙ conv(x ⊙ s_b ⊙ g, scale·W), with the demodulation coefficients
+d_b,o = (Σ_i,k (scale·W_o,i,k · ŝ_b,i)² + 1e-8)^-½ computed from ŝ = s (after_demod) or s ⊙ g.
+``impl="reference"`` computes the same thing the straightforward way (per-sample weights and a
+grouped convolution) for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops import bias_leaky_relu, make_fir_kernel, upfirdn2d
+
+Placement = Literal["after_demod", "before_demod"]
+Impl = Literal["fast", "reference"]
+PLACEMENTS: tuple[str, ...] = ("after_demod", "before_demod")
+DEMOD_EPS = 1e-8
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean(x², dim=1) + 1e-8)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """Equalised-learning-rate linear layer: y = x·(W·lr_mul/√in)ᵀ + b·lr_mul, optional lrelu·√2."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation:
+            return bias_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class Blur(nn.Module):
+    """Depthwise FIR filter with padding; ``kernel`` buffer as rosinality stores it."""
+
+    def __init__(self, taps: Sequence[float], pad: tuple[int, int], upsample_factor: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("kernel", make_fir_kernel(taps) * upsample_factor**2)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    """2× FIR up-sampling of the RGB skip branch."""
+
+    def __init__(self, taps: Sequence[float], factor: int = 2) -> None:
+        super().__init__()
+        self.register_buffer("kernel", make_fir_kernel(taps) * factor**2)
+        self.factor = factor
+        p = len(taps) - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class ModulatedConv2d(nn.Module):
+    """Modulated (and optionally demodulated) convolution; 3×3 ones may up-sample 2× (+ blur)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
+                 demodulate: bool = True, upsample: bool = False,
+                 blur_taps: Sequence[float] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = kernel_size
+        self.demodulate = demodulate
+        self.upsample = upsample
+        self.scale = 1.0 / math.sqrt(in_channels * kernel_size**2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
+        if upsample:
+            p = (len(blur_taps) - 2) - (kernel_size - 1)
+            self.blur = Blur(blur_taps, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+
+    def scaled_weight(self) -> torch.Tensor:
+        """scale·W as (C_out, C_in, k, k)."""
+        return self.weight[0] * self.scale
+
+    def demod_coefficients(self, demod_style: torch.Tensor) -> torch.Tensor:
+        """d_b,o = (Σ_i ŝ_b,i² · Σ_k (scale·W_o,i,k)² + 1e-8)^-½, shape (B, C_out)."""
+        w_sq = self.scaled_weight().pow(2).sum(dim=(2, 3))  # (C_out, C_in)
+        return torch.rsqrt(demod_style.pow(2) @ w_sq.t() + DEMOD_EPS)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, gain: torch.Tensor | None = None,
+                placement: Placement = "after_demod", impl: Impl = "fast") -> torch.Tensor:
+        """x (B, C_in, H, W); style s (B, C_in) from ``modulation``; gain (B|1, C_in) or None."""
+        if impl == "reference":
+            return self._forward_reference(x, style, gain, placement)
+        in_scale = style if gain is None else style * gain
+        demod_style = in_scale if placement == "before_demod" else style
+        x = x * in_scale[:, :, None, None].to(x.dtype)
+        weight = self.scaled_weight().to(x.dtype)
+        if self.upsample:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            x = x * self.demod_coefficients(demod_style)[:, :, None, None].to(x.dtype)
+        return self.blur(x) if self.upsample else x
+
+    def _forward_reference(self, x: torch.Tensor, style: torch.Tensor, gain: torch.Tensor | None,
+                           placement: Placement) -> torch.Tensor:
+        """Straightforward per-sample weight modulation with a grouped convolution."""
+        b, c_in, h, w = x.shape
+        if gain is not None:
+            gain = gain.expand(b, c_in)
+        demod_style = style * gain if gain is not None and placement == "before_demod" else style
+        weight = self.scaled_weight()[None] * demod_style[:, None, :, None, None]
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + DEMOD_EPS)
+        if gain is not None and placement == "after_demod":
+            weight = weight * gain[:, None, :, None, None]
+        k = self.kernel_size
+        x = x.reshape(1, b * c_in, h, w)
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(b * c_in, self.out_channels, k, k)
+            out = F.conv_transpose2d(x, weight, stride=2, groups=b)
+        else:
+            weight = weight.reshape(b * self.out_channels, c_in, k, k)
+            out = F.conv2d(x, weight, padding=self.padding, groups=b)
+        out = out.reshape(b, self.out_channels, *out.shape[2:])
+        return self.blur(out) if self.upsample else out
+
+
+class NoiseInjection(nn.Module):
+    """x + strength · noise (per-layer learned strength)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return x if noise is None else x + self.weight * noise.to(x.dtype)
+
+
+class FusedLeakyReLU(nn.Module):
+    """Per-channel bias, leaky ReLU 0.2, gain √2, optional clamp (NVIDIA ``conv_clamp``)."""
+
+    def __init__(self, channels: int, clamp: float | None = None) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.clamp = clamp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bias_leaky_relu(x, self.bias, clamp=self.clamp)
+
+
+class ConstantInput(nn.Module):
+    """Learned 4×4 constant, repeated over the batch."""
+
+    def __init__(self, channels: int, size: int = 4) -> None:
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)
+
+
+class StyledConv(nn.Module):
+    """Modulated 3×3 conv → noise → bias + lrelu (+ clamp)."""
+
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool = False,
+                 blur_taps: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, upsample=upsample,
+                                    blur_taps=blur_taps)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_channels, clamp=conv_clamp)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None,
+                gain: torch.Tensor | None = None, placement: Placement = "after_demod",
+                impl: Impl = "fast") -> torch.Tensor:
+        x = self.conv(x, style, gain, placement, impl)
+        return self.activate(self.noise(x, noise))
+
+
+class ToRGB(nn.Module):
+    """1×1 modulated conv without demodulation + bias (+ clamp), added to the up-sampled skip."""
+
+    def __init__(self, in_channels: int, style_dim: int, upsample: bool = True,
+                 blur_taps: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None) -> None:
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample(blur_taps)
+        self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None,
+                impl: Impl = "fast") -> torch.Tensor:
+        out = self.conv(x, style, impl=impl) + self.bias
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
+        return out if skip is None else out + self.upsample(skip)

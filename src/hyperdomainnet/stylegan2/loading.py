@@ -1,0 +1,151 @@
+"""``load_generator``: one entry point for files, zoo names and ``random:`` specs.
+
+Spec forms:
+
+* a path to a rosinality ``.pt`` or an NVIDIA stylegan2-ada-pytorch / stylegan3 ``.pkl``;
+* a zoo name or alias (``ffhq``, ``stylegan2-car-config-f``, …), downloaded once into the cache;
+* ``random:<size>[:key=value…]`` — config-f architecture with random weights, deterministic
+  for a given spec (keys: ``channel_max``, ``channel_multiplier``, ``n_mlp``, ``style_dim``,
+  ``conv_clamp``, ``seed``; seed 0 unless given).
+
+The loaded generator is frozen (``requires_grad=False``), in eval mode, and carries
+``G.identity``: its canonical name, the source file's SHA-256 (None for random specs) and the
+architecture, so that domain files can name the generator they were trained on.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import HDNError
+from .formats.rosinality import GeneratorCheckpoint, read_rosinality
+from .generator import Generator, GeneratorArch
+
+RANDOM_PREFIX = "random:"
+RANDOM_KEYS: dict[str, type] = {"channel_max": int, "channel_multiplier": int, "n_mlp": int,
+                                "style_dim": int, "conv_clamp": float, "seed": int}
+PICKLE_MAGIC = b"\x80"
+ZIP_MAGIC = b"PK"
+
+
+def parse_random_spec(spec: str) -> tuple[GeneratorArch, int]:
+    """``random:64:channel_max=32:n_mlp=2`` → (architecture, seed)."""
+    parts = spec[len(RANDOM_PREFIX):].split(":")
+    try:
+        size = int(parts[0])
+        options: dict[str, Any] = {}
+        for part in parts[1:]:
+            key, _, value = part.partition("=")
+            if key not in RANDOM_KEYS or not value:
+                raise KeyError(key)
+            options[key] = RANDOM_KEYS[key](value)
+        seed = options.pop("seed", 0)
+        return GeneratorArch(size=size, **options), seed
+    except KeyError as exc:
+        raise HDNError(f"unknown option {exc.args[0]!r} in {spec!r}; use random:<size>[:key=value…] "
+                       f"with keys {', '.join(RANDOM_KEYS)}") from None
+    except ValueError as exc:
+        raise HDNError(f"invalid generator spec {spec!r} ({exc}); e.g. random:64:channel_max=32:n_mlp=2") from None
+
+
+def canonical_random_spec(arch: GeneratorArch, seed: int) -> str:
+    """The canonical spelling of a random spec (options in a fixed order, defaults omitted)."""
+    default = GeneratorArch(size=arch.size)
+    parts = [f"random:{arch.size}"]
+    for key in RANDOM_KEYS:
+        if key == "seed":
+            if seed:
+                parts.append(f"seed={seed}")
+        elif getattr(arch, key) != getattr(default, key):
+            parts.append(f"{key}={getattr(arch, key)}")
+    return ":".join(parts)
+
+
+def build_generator(arch: GeneratorArch) -> Generator:
+    """An uninitialised-weights generator of the given architecture."""
+    return Generator(arch.size, arch.style_dim, arch.n_mlp, arch.channel_multiplier, arch.channel_max,
+                     arch.lr_mlp, arch.conv_clamp, arch.blur_taps)
+
+
+def random_generator(spec: str) -> Generator:
+    """A generator with random weights drawn deterministically from the spec's seed."""
+    arch, seed = parse_random_spec(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = build_generator(arch)
+    G.identity = {"name": canonical_random_spec(arch, seed), "sha256": None, "arch": arch.to_dict()}
+    return G
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> GeneratorCheckpoint:
+    """Read a generator file of either supported format, chosen by its first bytes."""
+    if path.is_dir():
+        raise HDNError(f"{path} is a directory; pass a generator checkpoint file (.pt or .pkl)")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise HDNError(f"{path} is empty; download the checkpoint again")
+    if head.startswith(ZIP_MAGIC):
+        return read_rosinality(path)
+    if head.startswith(PICKLE_MAGIC):
+        from .formats.nvidia_pkl import read_nvidia_pickle
+
+        ckpt = read_nvidia_pickle(path)
+        return GeneratorCheckpoint(ckpt.state_dict, ckpt.latent_avg, GeneratorArch.from_dict(ckpt.arch))
+    if path.suffix == ".safetensors":
+        raise HDNError(f"{path} is a safetensors file (a domain or hypernetwork file?), not a generator; "
+                       "pass it with --domain / --hypernet and give the generator separately")
+    raise HDNError(f"{path} is neither a PyTorch checkpoint (.pt) nor a pickle (.pkl); "
+                   "expected a StyleGAN2 generator checkpoint")
+
+
+def generator_from_checkpoint(ckpt: GeneratorCheckpoint, source: str) -> Generator:
+    """Instantiate and fill a generator; shape mismatches become one-line errors."""
+    G = build_generator(ckpt.arch)
+    state = dict(ckpt.state_dict)
+    state["latent_avg"] = (ckpt.latent_avg if ckpt.latent_avg is not None
+                           else torch.full((ckpt.arch.style_dim,), float("nan")))
+    result = G.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith((".kernel",))]
+    if missing or result.unexpected_keys:
+        raise HDNError(f"{source} does not match a StyleGAN2 generator of size {ckpt.arch.size} "
+                       f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    return G
+
+
+def load_generator(spec: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """Load a generator from a file, a zoo name or a ``random:`` spec (see module docstring)."""
+    spec_str = str(spec)
+    if spec_str.startswith(RANDOM_PREFIX):
+        G = random_generator(spec_str)
+    else:
+        path = Path(spec_str).expanduser()
+        if not path.exists():
+            from .. import zoo
+
+            try:
+                entry = zoo.resolve(spec_str)
+            except HDNError as exc:
+                raise HDNError(f"generator {spec_str!r} is not an existing file nor a random:<size> "
+                               f"spec, and {exc}") from None
+            path = zoo.fetch(entry.name)
+            name = entry.name
+        else:
+            name = path.name
+        ckpt = read_checkpoint(path)
+        G = generator_from_checkpoint(ckpt, str(path))
+        G.identity = {"name": name, "sha256": file_sha256(path), "arch": ckpt.arch.to_dict()}
+    G.mean_latent()
+    return G.requires_grad_(False).eval().to(device)
+
