@@ -33,8 +33,7 @@ def models() -> None:
 
     for entry in zoo.list_entries():
         cached = zoo.cached_path(entry.name)
-        arch = entry.arch
-        typer.echo(f"{entry.name:32s} {arch['size']:>5d} px  {entry.format:13s} "
+        typer.echo(f"{entry.name:32s} {entry.arch.size:>5d} px  {entry.format:13s} "
                    f"{'downloaded' if cached else 'not downloaded'}  aliases: {', '.join(entry.aliases)}")
 
 

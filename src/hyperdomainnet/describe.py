@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import HDNError
 from .stylegan2.generator import Generator
-from .stylegan2.loading import RANDOM_PREFIX, load_generator
+from .stylegan2.loading import RANDOM_PREFIX, load_generator, resolve_zoo_spec
 
 
 def describe_generator(G: Generator) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def describe_zoo_entry(name: str) -> dict[str, Any]:
     entry = zoo.resolve(name)
     return {"kind": "zoo entry (not downloaded; `hdn download` fetches it)", "name": entry.name,
             "format": entry.format, "urls": " ".join(entry.urls), "sha256": entry.sha256,
-            "architecture": dict(entry.arch)}
+            "architecture": entry.arch.to_dict(), "sha256_source": entry.sha256_source}
 
 
 def describe_target(target: str) -> dict[str, Any]:
@@ -71,6 +71,6 @@ def describe_target(target: str) -> dict[str, Any]:
         return describe_generator(load_generator(target))
     from . import zoo
 
-    entry = zoo.resolve(target)
+    entry = resolve_zoo_spec(target)
     cached = zoo.cached_path(entry.name)
     return describe_generator(load_generator(cached)) if cached else describe_zoo_entry(entry.name)

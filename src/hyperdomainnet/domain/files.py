@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
@@ -73,7 +73,7 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(META_KEY)
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise HDNError(f"{path} is not a readable safetensors file ({exc}); is it truncated?") from None
     return None if raw is None else json.loads(raw)
 

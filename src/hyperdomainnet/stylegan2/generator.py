@@ -62,6 +62,13 @@ class GeneratorArch:
         base = 512 if resolution <= 32 else (2**14 * self.channel_multiplier) // resolution
         return min(base, self.channel_max)
 
+    def domain_layout(self) -> list[int]:
+        """Input channels of each 3×3 modulated conv in W+ order (conv1, then two per resolution)."""
+        layout = [self.channels(4)]
+        for res_log in range(3, self.log_size + 1):
+            layout += [self.channels(2 ** (res_log - 1)), self.channels(2**res_log)]
+        return layout
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["blur_taps"] = list(self.blur_taps)

@@ -124,6 +124,17 @@ def generator_from_checkpoint(ckpt: GeneratorCheckpoint, source: str) -> Generat
     return G
 
 
+def resolve_zoo_spec(spec: str) -> Any:
+    """The zoo entry a non-file, non-random spec names, or a one-line error listing the options."""
+    from .. import zoo
+
+    try:
+        return zoo.resolve(spec)
+    except HDNError as exc:
+        raise HDNError(f"generator {spec!r} is not an existing file nor a random:<size> spec, "
+                       f"and {exc}") from None
+
+
 def load_generator(spec: str | Path, device: str | torch.device = "cpu") -> Generator:
     """Load a generator from a file, a zoo name or a ``random:`` spec (see module docstring)."""
     spec_str = str(spec)
@@ -134,11 +145,7 @@ def load_generator(spec: str | Path, device: str | torch.device = "cpu") -> Gene
         if not path.exists():
             from .. import zoo
 
-            try:
-                entry = zoo.resolve(spec_str)
-            except HDNError as exc:
-                raise HDNError(f"generator {spec_str!r} is not an existing file nor a random:<size> "
-                               f"spec, and {exc}") from None
+            entry = resolve_zoo_spec(spec_str)
             path = zoo.fetch(entry.name)
             name = entry.name
         else:

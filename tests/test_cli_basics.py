@@ -1,0 +1,84 @@
+"""`hdn info`, `hdn models`, `hdn download`: output and one-line errors with non-zero exit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperdomainnet.cli import main
+from hyperdomainnet.domain import DomainFile, save_domain_file
+from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
+from hyperdomainnet.stylegan2.loading import load_generator
+
+SPEC = "random:16:channel_max=8:n_mlp=2"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_random_spec_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", SPEC, "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["size"] == 16 and report["domain_size"] == 8 * 5 and report["name"] == SPEC
+
+
+def test_info_checkpoint_and_domain_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    G = load_generator(SPEC)
+    write_rosinality(G, tmp_path / "g.pt")
+    code, out, _ = run(capsys, "info", str(tmp_path / "g.pt"))
+    assert code == 0 and "domain_size: 40" in out and "sha256:" in out
+    domain = DomainFile(torch.full((G.domain_size,), 0.5), "domain_vector", G.domain_layout, G.identity,
+                        metadata={"target": "Pixar"})
+    save_domain_file(tmp_path / "d.safetensors", domain)
+    code, out, _ = run(capsys, "info", str(tmp_path / "d.safetensors"))
+    assert code == 0 and "domain file (domain_vector)" in out and "target: Pixar" in out
+    assert f"name: {SPEC}" in out
+
+
+@pytest.mark.parametrize("target,message", [
+    ("/no/such/file.pt", "not an existing file"),
+    ("random:12", "power of two"),
+])
+def test_info_errors_are_one_line(target: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "info", target)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_info_on_non_generator_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.safetensors").write_bytes(b"garbage")
+    code, _, err = run(capsys, "info", str(tmp_path / "x.safetensors"))
+    assert code == 1 and "not a readable safetensors" in err
+
+
+def test_models_lists_zoo(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HDN_HOME", str(tmp_path))
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "stylegan2-ffhq-config-f" in out and "not downloaded" in out
+
+
+def test_download_failure_names_manual_path(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from hyperdomainnet import zoo
+
+    monkeypatch.setenv("HDN_HOME", str(tmp_path))
+    entry = zoo.resolve("church")
+    closed = dataclasses.replace(entry, urls=("http://127.0.0.1:9/stylegan2-church-config-f.pt",))
+    monkeypatch.setattr(zoo, "resolve", lambda name: closed)
+    monkeypatch.setattr(zoo, "_ENTRIES", (closed,))
+    code, _, err = run(capsys, "download", "church")
+    assert code == 1 and "download it yourself" in err and str(tmp_path) in err
+    assert not (tmp_path / "models" / entry.file_name).exists()
+
+
+def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run(capsys, "info")
+    assert code == 2
