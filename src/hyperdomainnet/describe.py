@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import HDNError
 from .stylegan2.generator import Generator
 from .stylegan2.loading import RANDOM_PREFIX, load_generator, resolve_zoo_spec
@@ -40,13 +42,14 @@ def describe_safetensors(path: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         return {"kind": meta.get("format", "unknown"), **meta}
     domain = load_domain_file(path)
-    vector = domain.vector
+    tensors = [domain.vector] if domain.vector is not None else list(domain.tensors.values())
+    placement = {"domain_vector": domain.placement, "style_offset": "styles (s + Δs)"}
     return {
         "kind": f"domain file ({domain.kind})",
-        "placement": domain.placement if domain.kind == "domain_vector" else "styles (s + Δs)",
-        "domain_size": vector.numel(),
+        "placement": placement.get(domain.kind, "conv weights"),
+        "numbers": sum(t.numel() for t in tensors),
         "layers": len(domain.domain_layout),
-        "vector_norm": round(float(vector.norm()), 6),
+        "norm": round(float(torch.cat([t.reshape(-1) for t in tensors]).norm()), 6),
         "generator": domain.generator,
         **domain.metadata,
     }

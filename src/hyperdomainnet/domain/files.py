@@ -5,13 +5,17 @@ Layout: one tensor ``vector`` of shape (D,), float32, and the safetensors metada
 ``kind`` ("domain_vector" | "style_offset"), ``placement`` (for domain vectors), ``domain_layout``,
 ``generator`` (name, sha256, arch). Trainers add prompts, reference image, CLIP models, steps,
 training config and library version. About 24 KB at 1024 px.
+
+Multi-tensor kinds (the ablation parameterisations, e.g. ``cout_mult``) store their named tensors
+(``DomainFile.tensors``, e.g. ``out.0``, ``out.1``, …) instead of ``vector`` and are written as
+version 2; vector kinds are still written as version 1, so older readers keep reading them.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,25 +26,34 @@ from ..atomic import atomic_path
 from ..errors import HDNError
 
 FORMAT = "hyperdomainnet.domain"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+VECTOR_FORMAT_VERSION = 1
 META_KEY = "hyperdomainnet"
-DomainKind = Literal["domain_vector", "style_offset"]
-KINDS: tuple[str, ...] = ("domain_vector", "style_offset")
+VECTOR_KEY = "vector"
+KINDS: tuple[str, ...] = ("domain_vector", "style_offset")  # the vector kinds
 
 
 @dataclass
 class DomainFile:
-    """A domain vector with the metadata that makes it self-describing."""
+    """A domain vector (or a multi-tensor kind's ``tensors``) with the metadata that makes it self-describing.
 
-    vector: torch.Tensor
-    kind: DomainKind
+    ``vector`` is set for the vector kinds (``KINDS``) and None for multi-tensor kinds, whose
+    named tensors are in ``tensors``.
+    """
+
+    vector: torch.Tensor | None
+    kind: str
     domain_layout: list[int]
     generator: dict[str, Any]
     placement: str = "after_demod"
     metadata: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def synthesis_kwargs(self, scale: float = 1.0) -> dict[str, Any]:
         """Keyword arguments for ``Generator.synthesis`` that apply this domain (scaled by α)."""
+        if self.vector is None:
+            raise HDNError(f"a {self.kind} domain file changes conv weights, not a vector; render it with "
+                           "Parameterization.from_domain_file(domain, G).synthesize(G, ws)")
         if self.kind == "style_offset":
             return {"style_offset": self.vector * scale}
         return {"domain": self.vector * scale, "placement": self.placement}
@@ -55,15 +68,21 @@ class DomainFile:
 
 def save_domain_file(path: str | Path, domain: DomainFile) -> Path:
     """Write ``domain`` atomically as safetensors with JSON metadata."""
-    if domain.kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
-    if domain.vector.shape != (sum(domain.domain_layout),):
-        raise ValueError(f"vector shape {tuple(domain.vector.shape)} does not match the layout")
-    meta = {**domain.metadata, "format": FORMAT, "version": FORMAT_VERSION, "kind": domain.kind,
+    if domain.kind in KINDS:
+        if domain.vector is None or domain.vector.shape != (sum(domain.domain_layout),):
+            shape = None if domain.vector is None else tuple(domain.vector.shape)
+            raise ValueError(f"vector shape {shape} does not match the layout")
+        tensors, version = {VECTOR_KEY: domain.vector}, VECTOR_FORMAT_VERSION
+    else:
+        if domain.vector is not None or not domain.tensors or VECTOR_KEY in domain.tensors:
+            raise ValueError(f"a {domain.kind} domain file needs named tensors (other than {VECTOR_KEY!r}) "
+                             "and no vector")
+        tensors, version = domain.tensors, FORMAT_VERSION
+    meta = {**domain.metadata, "format": FORMAT, "version": version, "kind": domain.kind,
             "placement": domain.placement, "domain_layout": list(domain.domain_layout),
             "generator": domain.generator}
     with atomic_path(path) as tmp:
-        save_file({"vector": domain.vector.detach().float().cpu().contiguous()}, str(tmp),
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={META_KEY: json.dumps(meta)})
     return Path(path)
 
@@ -89,7 +108,7 @@ def load_domain_file(path: str | Path) -> DomainFile:
         raise HDNError(f"{path} is not a hyperdomainnet domain file ({found})")
     if meta.get("version", 0) > FORMAT_VERSION:
         raise HDNError(f"{path} uses domain-file version {meta['version']}; upgrade hyperdomainnet")
-    vector = load_file(str(path))["vector"]
+    tensors = load_file(str(path))
     meta = dict(meta)
     kind = meta.pop("kind")
     layout = meta.pop("domain_layout")
@@ -97,6 +116,10 @@ def load_domain_file(path: str | Path) -> DomainFile:
     placement = meta.pop("placement", "after_demod")
     for key in ("format", "version"):
         meta.pop(key)
-    if vector.shape != (sum(layout),):
-        raise HDNError(f"{path} is inconsistent: vector {tuple(vector.shape)} vs layout total {sum(layout)}")
-    return DomainFile(vector, kind, layout, generator, placement, meta)
+    vector = tensors.pop(VECTOR_KEY, None)
+    if kind in KINDS and (vector is None or vector.shape != (sum(layout),)):
+        shape = None if vector is None else tuple(vector.shape)
+        raise HDNError(f"{path} is inconsistent: vector {shape} vs layout total {sum(layout)}")
+    if kind not in KINDS and (vector is not None or not tensors):
+        raise HDNError(f"{path} is inconsistent: a {kind} domain file must hold named tensors and no vector")
+    return DomainFile(vector, kind, layout, generator, placement, meta, tensors)

@@ -9,19 +9,22 @@ Domain modulation (DESIGN §2): a vector δ of ``domain_size`` numbers, split pe
 conv by ``domain_layout`` (their input-channel counts, toRGB excluded), applied as the input gain
 1 + δ of each conv (see ``layers``). A StyleSpace offset Δs (same layout) shifts the styles
 s ← s + Δs before modulation. Both accept one vector (D,) for the batch or one per sample (B, D).
+``modifiers`` (one ``ConvModifier`` or None per 3×3 modulated conv) change those convs' final
+weights, shared by the batch: the hook of the ablation parameterisations.
 """
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .layers import (PLACEMENTS, ConstantInput, EqualLinear, Impl, PixelNorm, Placement,
-                     StyledConv, ToRGB)
+from .layers import (PLACEMENTS, ConstantInput, ConvModifier, EqualLinear, Impl, PixelNorm,
+                     Placement, StyledConv, ToRGB)
 
 NoiseMode = Literal["const", "random", "none"]
 NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
@@ -200,11 +203,13 @@ class Generator(nn.Module):
     def synthesis(self, ws: torch.Tensor, domain: torch.Tensor | None = None,
                   style_offset: torch.Tensor | None = None, placement: Placement = "after_demod",
                   noise_mode: NoiseMode = "const", noise: list[torch.Tensor | None] | None = None,
-                  impl: Impl = "fast") -> torch.Tensor:
+                  impl: Impl = "fast", modifiers: Sequence[ConvModifier | None] | None = None
+                  ) -> torch.Tensor:
         """Render (B, 3, size, size) images in about [−1, 1] from W (B, D_w) or W+ (B, n_latent, D_w).
 
         ``domain`` δ: the conv input gain is 1 + δ (δ = 0 reproduces the source generator).
         ``style_offset`` Δs: styles s ← s + Δs. ``noise`` overrides ``noise_mode`` per layer.
+        ``modifiers``: per 3×3 conv, W ← W ⊙ M + β after demodulation and the gain (see ``layers``).
         """
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
@@ -217,17 +222,22 @@ class Generator(nn.Module):
             noise = self.make_noise(noise_mode, batch, ws.device)
         gains = [1 + d for d in self.split_domain(domain)] if domain is not None else [None] * self.num_layers
         offsets = self.split_domain(style_offset) if style_offset is not None else [None] * self.num_layers
+        if modifiers is None:
+            modifiers = [None] * self.num_layers
+        elif len(modifiers) != self.num_layers:
+            raise ValueError(f"modifiers must have one entry per 3×3 conv ({self.num_layers}), got {len(modifiers)}")
 
         def style_of(layer: int, w_index: int) -> torch.Tensor:
             s = self.styled_convs[layer].conv.modulation(ws[:, w_index])
             return s if offsets[layer] is None else s + offsets[layer]
 
         x = self.input(batch)
-        x = self.conv1(x, style_of(0, 0), noise[0], gains[0], placement, impl)
+        x = self.conv1(x, style_of(0, 0), noise[0], gains[0], placement, impl, modifiers[0])
         skip = self.to_rgb1(x, self.to_rgb1.conv.modulation(ws[:, 1]), impl=impl)
         for k, to_rgb in enumerate(self.to_rgbs):
             for j in (2 * k, 2 * k + 1):
-                x = self.convs[j](x, style_of(j + 1, j + 1), noise[j + 1], gains[j + 1], placement, impl)
+                x = self.convs[j](x, style_of(j + 1, j + 1), noise[j + 1], gains[j + 1], placement, impl,
+                                  modifiers[j + 1])
             skip = to_rgb(x, to_rgb.conv.modulation(ws[:, 2 * k + 3]), skip, impl=impl)
         return skip
 

@@ -11,11 +11,18 @@ conv(x, W_b) = d_b ⊙ conv(x ⊙ s_b ⊙ g, scale·W), with the demodulation co
 d_b,o = (Σ_i,k (scale·W_o,i,k · ŝ_b,i)² + 1e-8)^-½ computed from ŝ = s (after_demod) or s ⊙ g.
 ``impl="reference"`` computes the same thing the straightforward way (per-sample weights and a
 grouped convolution) for tests and benchmarks.
+
+A ``ConvModifier`` (the official code's weight "patches", used by the ablation parameterisations)
+changes the final weight after demodulation and the input gain, shared by the whole batch:
+W_b ← W_b ⊙ M + β_o (β broadcast over input channels and taps). The fast path folds M into the
+shared dense weight, conv(x, W_b ⊙ M) = d_b ⊙ conv(x ⊙ s_b ⊙ g, scale·W ⊙ M), with d_b still
+computed from W and the styles, and adds β_o · conv(Σ_i x_i, 1_{k×k}) for the bias.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -28,6 +35,17 @@ Placement = Literal["after_demod", "before_demod"]
 Impl = Literal["fast", "reference"]
 PLACEMENTS: tuple[str, ...] = ("after_demod", "before_demod")
 DEMOD_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class ConvModifier:
+    """Batch-shared change of a modulated conv's final weight: W ← W ⊙ ``mult`` + ``bias``_o.
+
+    ``mult`` broadcasts to (C_out, C_in, k, k); ``bias`` has shape (C_out,). Either may be None.
+    """
+
+    mult: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
 
 class PixelNorm(nn.Module):
@@ -109,25 +127,33 @@ class ModulatedConv2d(nn.Module):
         w_sq = self.scaled_weight().pow(2).sum(dim=(2, 3))  # (C_out, C_in)
         return torch.rsqrt(demod_style.pow(2) @ w_sq.t() + DEMOD_EPS)
 
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """conv(x, weight) with one (C_out, C_in, k, k) weight for the batch (transposed when up-sampling)."""
+        if self.upsample:
+            return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        return F.conv2d(x, weight, padding=self.padding)
+
     def forward(self, x: torch.Tensor, style: torch.Tensor, gain: torch.Tensor | None = None,
-                placement: Placement = "after_demod", impl: Impl = "fast") -> torch.Tensor:
+                placement: Placement = "after_demod", impl: Impl = "fast",
+                modifier: ConvModifier | None = None) -> torch.Tensor:
         """x (B, C_in, H, W); style s (B, C_in) from ``modulation``; gain (B|1, C_in) or None."""
         if impl == "reference":
-            return self._forward_reference(x, style, gain, placement)
+            return self._forward_reference(x, style, gain, placement, modifier)
         in_scale = style if gain is None else style * gain
         demod_style = in_scale if placement == "before_demod" else style
-        x = x * in_scale[:, :, None, None].to(x.dtype)
-        weight = self.scaled_weight().to(x.dtype)
-        if self.upsample:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-        else:
-            x = F.conv2d(x, weight, padding=self.padding)
+        weight = self.scaled_weight()
+        if modifier is not None and modifier.mult is not None:
+            weight = weight * modifier.mult
+        out = self._conv(x * in_scale[:, :, None, None].to(x.dtype), weight.to(x.dtype))
         if self.demodulate:
-            x = x * self.demod_coefficients(demod_style)[:, :, None, None].to(x.dtype)
-        return self.blur(x) if self.upsample else x
+            out = out * self.demod_coefficients(demod_style)[:, :, None, None].to(x.dtype)
+        if modifier is not None and modifier.bias is not None:
+            box = x.new_ones(1, 1, self.kernel_size, self.kernel_size)
+            out = out + self._conv(x.sum(dim=1, keepdim=True), box) * modifier.bias[:, None, None].to(x.dtype)
+        return self.blur(out) if self.upsample else out
 
     def _forward_reference(self, x: torch.Tensor, style: torch.Tensor, gain: torch.Tensor | None,
-                           placement: Placement) -> torch.Tensor:
+                           placement: Placement, modifier: ConvModifier | None = None) -> torch.Tensor:
         """Straightforward per-sample weight modulation with a grouped convolution."""
         b, c_in, h, w = x.shape
         if gain is not None:
@@ -138,6 +164,10 @@ class ModulatedConv2d(nn.Module):
             weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + DEMOD_EPS)
         if gain is not None and placement == "after_demod":
             weight = weight * gain[:, None, :, None, None]
+        if modifier is not None and modifier.mult is not None:
+            weight = weight * modifier.mult[None]
+        if modifier is not None and modifier.bias is not None:
+            weight = weight + modifier.bias[None, :, None, None, None]
         k = self.kernel_size
         x = x.reshape(1, b * c_in, h, w)
         if self.upsample:
@@ -197,8 +227,8 @@ class StyledConv(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None,
                 gain: torch.Tensor | None = None, placement: Placement = "after_demod",
-                impl: Impl = "fast") -> torch.Tensor:
-        x = self.conv(x, style, gain, placement, impl)
+                impl: Impl = "fast", modifier: ConvModifier | None = None) -> torch.Tensor:
+        x = self.conv(x, style, gain, placement, impl, modifier)
         return self.activate(self.noise(x, noise))
 
 

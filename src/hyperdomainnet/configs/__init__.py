@@ -1,0 +1,1 @@
+"""Bundled YAML presets reproducing the official HyperDomainNet configurations."""

@@ -1,0 +1,198 @@
+"""The shared training loop: run directory, resumable checkpoints, logging, progress, previews.
+
+Run directory layout::
+
+    config.yaml        the configuration as run
+    checkpoint.pt      trainer state at the last saved step (atomic; resumable)
+    log.jsonl          one JSON line per logged step: {"step", "total", <loss terms>, "time"}
+    grids/step_NNNNNN.png, grid.png   source row(s) above adapted row(s) on fixed seeds
+    <result file>      e.g. domain.safetensors (trainer-specific)
+
+A run resumed with ``resume=True`` continues from ``checkpoint.pt`` and, because the trainer's
+RNG, optimiser and trainable state are all checkpointed, ends with the same result as an
+uninterrupted run with the same configuration.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_path
+from ..errors import HDNError
+from ..images import save_grid
+from .config import CONFIG_NAME, TrainConfig
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+class NonFiniteLoss(Exception):
+    """Raised by a trainer before its optimiser step when the loss is NaN or infinite."""
+
+    def __init__(self, terms: dict[str, float]) -> None:
+        super().__init__(", ".join(f"{k}={v:.4g}" for k, v in terms.items()))
+        self.terms = terms
+
+
+class Trainer(Protocol):
+    """What the loop needs from a trainer (text, image, multi-domain)."""
+
+    config: TrainConfig
+    result_name: str
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step; returns the loss terms (``total`` included)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: trainable tensors, optimiser, RNG."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def preview(self) -> tuple[torch.Tensor, int]:
+        """Preview images (N, 3, H, W) in [−1, 1] and the number per grid row."""
+
+    def save_result(self, path: Path) -> None:
+        """Write the shareable result (domain file, generator, hypernetwork) atomically."""
+
+
+class MetricLogger:
+    """JSONL log, plus optional TensorBoard and Weights & Biases mirrors."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, resume_step: int) -> None:
+        self.path = run_dir / LOG
+        self._truncate_after(resume_step)
+        self.tb = self.wandb = None
+        if config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise HDNError("TensorBoard logging needs the tensorboard package: pip install tensorboard") from None
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        if config.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise HDNError("W&B logging needs the wandb package: pip install wandb") from None
+            self.wandb = wandb.init(project="hyperdomainnet", name=run_dir.name, config=config.model_dump(),
+                                    resume="allow")
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop lines of steps past the checkpoint a run resumes from (they will be re-run)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, step: int, terms: dict[str, float]) -> None:
+        record = {"step": step, **{k: float(v) for k, v in terms.items()}, "time": time.time()}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in terms.items():
+                self.tb.add_scalar(f"loss/{key}", value, step)
+        if self.wandb is not None:
+            self.wandb.log({f"loss/{k}": v for k, v in terms.items()}, step=step)
+
+    def log_image(self, step: int, path: Path) -> None:
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({"preview": wandb.Image(str(path))}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def save_checkpoint(run_dir: Path, step: int, trainer: Trainer) -> None:
+    with atomic_path(run_dir / CHECKPOINT) as tmp:
+        torch.save({"step": step, "config": trainer.config.model_dump(mode="json"),
+                    "trainer": trainer.state_dict()}, tmp)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise HDNError(f"nothing to resume: {path} does not exist; start the run without --resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise HDNError(f"cannot read checkpoint {path} ({type(exc).__name__}); it is corrupt — "
+                       "start a new run in another directory") from None
+
+
+def check_new_run(run_dir: Path, result_name: str) -> None:
+    """Refuse to overwrite an existing run by accident."""
+    for name in (CHECKPOINT, result_name):
+        if (run_dir / name).exists():
+            raise HDNError(f"{run_dir / name} already exists; pass --resume to continue that run "
+                           "or choose another --out directory")
+
+
+def save_preview(trainer: Trainer, run_dir: Path, step: int, logger: MetricLogger) -> Path:
+    images, nrow = trainer.preview()
+    path = run_dir / "grids" / f"step_{step:06d}.png"
+    save_grid(images, path, nrow=nrow)
+    logger.log_image(step, path)
+    return path
+
+
+def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False,
+                 progress: bool = True) -> Path:
+    """Train to ``config.steps`` (continuing from ``checkpoint.pt`` when resuming); return the result path."""
+    run_dir = Path(run_dir)
+    config = trainer.config
+    start = 0
+    if resume:
+        state = load_checkpoint(run_dir)
+        trainer.load_state_dict(state["trainer"])
+        start = int(state["step"])
+    else:
+        check_new_run(run_dir, trainer.result_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / CONFIG_NAME) as tmp:
+        tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    logger = MetricLogger(run_dir, config, start)
+    if start == 0:
+        save_preview(trainer, run_dir, 0, logger)
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="adapting", unit="step",
+               dynamic_ncols=True)
+    try:
+        for step in range(start, config.steps):
+            try:
+                terms = trainer.train_step(step)
+            except NonFiniteLoss as exc:
+                logger.log(step + 1, exc.terms)
+                last = load_checkpoint(run_dir)["step"] if (run_dir / CHECKPOINT).exists() else None
+                kept = (f"the last good checkpoint (step {last}) is kept in {run_dir}; resume with --resume "
+                        "and a lower learning rate" if last is not None else "no checkpoint was written yet")
+                raise HDNError(f"loss became non-finite at step {step + 1} ({exc}); training stopped; {kept}") from None
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['total']:.4f}")
+            if done % config.log_every == 0 or done == config.steps:
+                logger.log(done, terms)
+            if done % config.grid_every == 0 and done != config.steps:
+                save_preview(trainer, run_dir, done, logger)
+            if done % config.save_every == 0 or done == config.steps:
+                save_checkpoint(run_dir, done, trainer)
+        final = save_preview(trainer, run_dir, config.steps, logger)
+        with atomic_path(run_dir / "grid.png") as tmp:
+            tmp.write_bytes(final.read_bytes())
+        result = run_dir / trainer.result_name
+        trainer.save_result(result)
+        return result
+    finally:
+        bar.close()
+        logger.close()
+

@@ -1,0 +1,158 @@
+"""Text-driven single-domain adaptation (StyleGAN-NADA directional loss + indomain regulariser).
+
+Each step: B W+ codes (style mixing with probability ``mixing``) and one set of noise maps;
+G_A = the frozen source generator renders them without gradients, G_B = the same generator with
+the trainable parameterisation renders the same codes and noise; every CLIP encoder of the
+ensemble embeds both batches; the weighted losses are summed over encoders (times the encoder's
+weight) and Adam updates the parameterisation only.
+
+Unlike the research code, G_A and G_B share the step's crossover index and noise maps (the
+official trainer draws them independently for each render).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..clip import ClipEnsemble
+from ..domain.files import save_domain_file
+from ..domain.layer_selection import select_layers
+from ..domain.parameterizations import build_parameterization
+from ..errors import HDNError
+from ..losses import direction_loss, global_loss, indomain_angle_loss, offsets_l1, offsets_l2
+from ..stylegan2.formats.rosinality import write_rosinality
+from ..stylegan2.generator import Generator
+from ..stylegan2.loading import load_generator
+from .config import TextAdaptConfig
+from .loop import NonFiniteLoss
+from .runtime import autocast, resolve_device
+from .sampling import fixed_latents, sample_noise, sample_ws
+
+LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
+PREVIEW_SEED = 1234
+
+
+def optimizer_settings(config: TextAdaptConfig) -> dict[str, Any]:
+    """Adam settings; full fine-tuning uses lr·r and betas^r with r = 4/5 as the official trainer."""
+    lr, betas = config.lr, config.betas
+    if config.parameterization == "full":
+        lr, betas = lr * LAZY_REG_RATIO, (betas[0] ** LAZY_REG_RATIO, betas[1] ** LAZY_REG_RATIO)
+    return {"lr": lr, "betas": betas, "weight_decay": config.weight_decay}
+
+
+class TextTrainer:
+    """Adapts a generator to ``config.target`` (relative to ``config.source``) in words."""
+
+    def __init__(self, config: TextAdaptConfig, G: Generator | None = None,
+                 clip: ClipEnsemble | None = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.G = G if G is not None else load_generator(config.generator, self.device)
+        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device)
+        options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
+        if config.phase is not None:
+            options["phase"] = config.phase
+        self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
+        self.result_name = "generator.pt" if config.parameterization == "full" else "domain.safetensors"
+        # All of P's tensors: layers frozen by a phase or by layer selection get no gradient and
+        # Adam leaves them alone.
+        self.optimizer = torch.optim.Adam(list(self.param.parameters()), **optimizer_settings(config))
+        self.rng = torch.Generator().manual_seed(config.seed)
+        self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(self.device),
+                                enc.template_embeddings(config.source)[None].to(self.device))
+                     for enc, _ in self.clip}
+        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
+                                        self.device)
+
+    def clip_losses(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted CLIP loss terms summed over the ensemble (encoder weight × term)."""
+        wanted = {k for k, c in self.config.losses.items() if c and k in ("direction", "global", "indomain")}
+        terms: dict[str, torch.Tensor] = {}
+        for enc, weight in self.clip:
+            with torch.no_grad():
+                a = enc.encode_images(src)
+            b = enc.encode_images(trg)
+            t_trg, t_src = self.text[enc.name]
+            values = {"direction": lambda: direction_loss(b, a, t_trg, t_src),
+                      "global": lambda: global_loss(b, t_trg),
+                      "indomain": lambda: indomain_angle_loss(b, a)}
+            for name in wanted:
+                terms[name] = terms.get(name, 0) + weight * values[name]()
+        return terms
+
+    def select_layers(self) -> None:
+        """StyleGAN-NADA adaptive layer selection (global CLIP loss), then train only those layers."""
+        cfg = self.config
+
+        def global_clip_loss(images: torch.Tensor) -> torch.Tensor:
+            return sum(w * global_loss(enc.encode_images(images), self.text[enc.name][0]) for enc, w in self.clip)
+
+        layers = select_layers(self.G, global_clip_loss, cfg.auto_layer_k, iters=cfg.auto_layer_iters,
+                               batch=cfg.auto_layer_batch, generator=self.rng,
+                               render=lambda ws: self.param.synthesize(self.G, ws))
+        self.param.train_only_layers(layers)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.config
+        self.param.train()
+        if cfg.auto_layer_iters > 0:
+            self.select_layers()
+        ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
+        noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
+        with autocast(self.device, cfg.precision):
+            with torch.no_grad():
+                src = self.G.synthesis(ws, noise=noise)
+            trg = self.param.synthesize(self.G, ws, noise=noise)
+            terms = self.clip_losses(src, trg)
+        regs = self.param.regularized_tensors()
+        if cfg.losses.get("offsets_l2"):
+            terms["offsets_l2"] = offsets_l2(regs)
+        if cfg.losses.get("offsets_l1"):
+            terms["offsets_l1"] = offsets_l1(regs)
+        total = sum(cfg.losses[name] * value for name, value in terms.items())
+        report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        if not math.isfinite(report["total"]):
+            raise NonFiniteLoss(report)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return report
+
+    @torch.no_grad()
+    def preview(self) -> tuple[torch.Tensor, int]:
+        """Source row above adapted row, on fixed seeds with constant noise."""
+        self.param.eval()
+        src = self.G.synthesis(self.preview_ws)
+        trg = self.param.synthesize(self.G, self.preview_ws)
+        return torch.cat([src, trg]).float().cpu(), self.preview_ws.shape[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"param": self.param.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.param.load_state_dict(state["param"])
+        except RuntimeError as exc:
+            raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
+                           f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.set_state(state["rng"])
+
+    def metadata(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"source": cfg.source, "target": cfg.target, "clip": self.clip.spec, "steps": cfg.steps,
+                "parameterization": cfg.parameterization, "trainer": "text",
+                "config": cfg.model_dump(mode="json"), "library_version": __version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+    def save_result(self, path: Path) -> None:
+        if self.config.parameterization == "full":
+            write_rosinality(self.param.to_generator(), path)
+        else:
+            save_domain_file(path, self.param.to_domain_file(self.G, self.metadata()))
