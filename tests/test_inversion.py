@@ -43,6 +43,7 @@ def count_computes(monkeypatch) -> list[int]:
 
 
 def test_whitened_samples_have_unit_mean_square_per_dimension(tiny_G):
+    assert torch.equal(pulse_space(torch.tensor([-1.0, 0.0, 2.0])), torch.tensor([-5.0, 0.0, 2.0]))
     stats = PNormStats.compute(tiny_G, SAMPLES, seed=0, chunk=1000)
     p = torch.cat([pulse_space(w) for w in mapped_latents(tiny_G, SAMPLES, seed=0, chunk=1000)])
     white = stats.whiten(torch.cat(list(mapped_latents(tiny_G, SAMPLES, seed=0, chunk=1000)))).double()
@@ -98,11 +99,21 @@ def test_invert_handles_each_image_of_a_batch_independently(tiny_G, lpips_net):
     stats = PNormStats.compute(tiny_G, 2048)
     targets = tiny_G.synthesis(tiny_G.ws(torch.randn(2, tiny_G.style_dim, generator=torch.Generator().manual_seed(1))))
     kwargs = dict(steps=3, lpips_net=lpips_net, pnorm=stats, progress=False)
-    both = invert(tiny_G, targets, **kwargs)
+    both = invert(tiny_G, targets, **{**kwargs, "progress": True})
     second = invert(tiny_G, targets[1:], **kwargs)
     assert torch.allclose(both.latent[1], second.latent[0], atol=1e-5)
     big = torch.nn.functional.interpolate(targets[:1], scale_factor=2, mode="nearest")
     assert invert(tiny_G, big, **kwargs).reconstruction.shape == (1, 3, tiny_G.size, tiny_G.size)
+
+
+def test_random_noise_mode_is_reproducible_with_a_generator(tiny_G, lpips_net):
+    stats = PNormStats.compute(tiny_G, 2048)
+    target = tiny_G.synthesis(tiny_G.ws(torch.randn(1, tiny_G.style_dim, generator=torch.Generator().manual_seed(4))))
+    kwargs = dict(steps=3, lpips_net=lpips_net, pnorm=stats, progress=False)
+    runs = [invert(tiny_G, target, noise_mode="random", generator=torch.Generator().manual_seed(s), **kwargs)
+            for s in (0, 0, 1)]
+    assert torch.equal(runs[0].latent, runs[1].latent) and not torch.equal(runs[0].latent, runs[2].latent)
+    assert not torch.equal(runs[0].latent, invert(tiny_G, target, **kwargs).latent)
 
 
 def test_cached_invert_reuses_the_latent(tiny_G, monkeypatch, tmp_path, cache_home):

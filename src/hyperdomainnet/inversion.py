@@ -59,7 +59,7 @@ __all__ = ["PNORM_SAMPLES", "PNormStats", "pnorm_stats", "mapped_latents", "puls
 # ----- P-norm statistics ---------------------------------------------------------------------
 def pulse_space(w: torch.Tensor) -> torch.Tensor:
     """LeakyReLU(slope 5): maps w back before the mapping network's last LeakyReLU(0.2)."""
-    return w
+    return F.leaky_relu(w, negative_slope=PNORM_SLOPE)
 
 
 @torch.no_grad()
