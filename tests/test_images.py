@@ -67,9 +67,7 @@ def test_rgba_is_composited_on_white(tmp_path):
 
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1"])
 def test_colour_modes_become_rgb(tmp_path, mode):
-    src = halves(16, 16, first=(200, 200, 200), second=(0, 0, 0)) if mode in ("L", "1") else halves(16, 16)
-    if mode == "1":
-        src = halves(16, 16, first=WHITE, second=(0, 0, 0))
+    src = halves(16, 16, first=WHITE, second=(0, 0, 0)) if mode in ("L", "1") else halves(16, 16)
     path = tmp_path / ("img.jpg" if mode == "CMYK" else "img.png")
     src.convert(mode).save(path, quality=100)
     t = load_image(path, 16)
