@@ -82,3 +82,12 @@ def test_download_failure_names_manual_path(tmp_path: Path, capsys: pytest.Captu
 def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run(capsys, "info")
     assert code == 2
+
+
+def test_export_writes_an_equivalent_rosinality_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    G = load_generator(SPEC)
+    code, out, err = run(capsys, "export", SPEC, "--out", str(tmp_path / "g.pt"))
+    assert code == 0, err
+    again = load_generator(tmp_path / "g.pt")
+    z = torch.randn(2, 512)
+    torch.testing.assert_close(again(z), G(z), atol=0, rtol=0)

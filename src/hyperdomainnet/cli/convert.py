@@ -1,4 +1,4 @@
-"""``hdn convert``: official HyperDomainNet checkpoints → this project's files."""
+"""``hdn convert`` (official HyperDomainNet checkpoints → our files) and ``hdn export`` (→ rosinality .pt)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,3 +19,13 @@ def convert(checkpoint: Path = typer.Argument(..., help="Official HyperDomainNet
 
     G = load_generator(generator) if generator else None
     typer.echo(f"converted {checkpoint} → {convert_official(checkpoint, out, generator=G)}")
+
+
+@app.command()
+def export(generator: str = typer.Argument(..., help="Generator: .pt/.pkl file, zoo name or random:<size> spec."),
+           out: Path = typer.Option(..., "--out", help="Output rosinality .pt file.")) -> None:
+    """Write any loadable generator (e.g. an NVIDIA .pkl) as a rosinality-format .pt checkpoint."""
+    from ..stylegan2.formats.rosinality import write_rosinality
+    from ..stylegan2.loading import load_generator
+
+    typer.echo(f"wrote {write_rosinality(load_generator(generator), out)}")
