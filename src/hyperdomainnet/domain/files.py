@@ -72,7 +72,10 @@ def save_domain_file(path: str | Path, domain: DomainFile) -> Path:
         if domain.vector is None or domain.vector.shape != (sum(domain.domain_layout),):
             shape = None if domain.vector is None else tuple(domain.vector.shape)
             raise ValueError(f"vector shape {shape} does not match the layout")
-        tensors, version = {VECTOR_KEY: domain.vector}, VECTOR_FORMAT_VERSION
+        if VECTOR_KEY in domain.tensors:
+            raise ValueError(f"extra tensors may not be named {VECTOR_KEY!r}")
+        # Extra named tensors (e.g. an image domain's reference latent) travel alongside the vector.
+        tensors, version = {VECTOR_KEY: domain.vector, **domain.tensors}, VECTOR_FORMAT_VERSION
     else:
         if domain.vector is not None or not domain.tensors or VECTOR_KEY in domain.tensors:
             raise ValueError(f"a {domain.kind} domain file needs named tensors (other than {VECTOR_KEY!r}) "

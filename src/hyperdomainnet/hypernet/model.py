@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..atomic import atomic_path
+from ..clip import ClipEncoder, load_clip
 from ..domain.files import META_KEY, read_metadata
 from ..errors import HDNError
 
@@ -48,6 +49,12 @@ def init_linear(layer: nn.Linear) -> None:
     with torch.no_grad():
         layer.weight.mul_(INIT_GAIN)
         layer.bias.zero_()
+
+
+def prompt_embeddings(encoder: ClipEncoder, prompts: Sequence[str]) -> torch.Tensor:
+    """HyperDomainNet text inputs: the normalised CLIP embeddings of the raw prompts (template
+    "{}", as the official trainer and inference), float32, (N, E)."""
+    return encoder.encode_text(list(prompts)).float()
 
 
 class ResidualBlock(nn.Module):
@@ -134,11 +141,17 @@ class HyperDomainNet(nn.Module):
             x = block(x)
         return torch.cat([head(x) for head in self.heads], dim=1)
 
-    def domain_vectors(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def domain_vectors(self, embeddings: torch.Tensor | str | Sequence[str]) -> torch.Tensor:
         """Inference: δ for (B, E) or (E,) embeddings, in eval mode under no_grad.
 
-        The previous train/eval mode is restored afterwards. Returns (B, D) or (D,).
+        Prompts instead of embeddings (a list, or one string) are embedded first by
+        :meth:`embed_prompts`. The previous train/eval mode is restored afterwards. Returns (B, D),
+        or (D,) for one embedding or one string.
         """
+        if not isinstance(embeddings, torch.Tensor):
+            single = isinstance(embeddings, str)
+            embeddings = self.embed_prompts([embeddings] if single else list(embeddings))
+            embeddings = embeddings[0] if single else embeddings
         single = embeddings.ndim == 1
         was_training = self.training
         self.eval()
@@ -148,6 +161,30 @@ class HyperDomainNet(nn.Module):
         finally:
             self.train(was_training)
         return out[0] if single else out
+
+    def embed_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(N, E) inputs for prompts: :func:`prompt_embeddings` with :meth:`input_encoder`."""
+        if self.metadata.get("input", "text") != "text":
+            raise HDNError(f"this HyperDomainNet maps {self.metadata['input']} embeddings, not text; pass "
+                           "the CLIP embeddings of reference images instead of prompts")
+        embeddings = prompt_embeddings(self.input_encoder(), prompts)
+        if embeddings.shape[1] != self.embed_dim:
+            raise HDNError(f"CLIP {self.metadata['clip_model']} gives {embeddings.shape[1]}-d embeddings but this "
+                           f"HyperDomainNet expects {self.embed_dim}; its clip_model entry is wrong")
+        return embeddings
+
+    def input_encoder(self) -> ClipEncoder:
+        """The CLIP encoder named in ``metadata["clip_model"]``, loaded on the network's device on
+        first use (not part of the module's state)."""
+        spec = self.metadata.get("clip_model")
+        if not spec:
+            raise HDNError("this HyperDomainNet does not name its CLIP encoder (metadata clip_model); "
+                           "set net.metadata['clip_model'] or pass embeddings")
+        device = next(self.parameters()).device
+        cached = self.__dict__.get("_input_encoder")
+        if cached is None or cached.name != spec or cached.device != device:
+            cached = self.__dict__["_input_encoder"] = load_clip(spec, device)
+        return cached
 
     # ----- file format ---------------------------------------------------------------------------
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

@@ -124,3 +124,97 @@ def build_config(cls: type[TrainConfig], *layers: dict[str, Any]) -> TrainConfig
         where = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         raise HDNError(f"invalid setting {where + ': ' if where else ''}{message}") from None
+
+
+IMAGE_LOSSES = ("direction", "clip_within", "clip_ref", "l2_rec", "lpips_rec", "global", "indomain",
+                "offsets_l2", "offsets_l1")
+IM2IM_SINGLE_LOSSES = {"direction": 1.0, "clip_within": 0.5, "clip_ref": 30.0, "l2_rec": 10.0, "lpips_rec": 10.0}
+
+
+class ImageAdaptConfig(TrainConfig):
+    """One-shot image-driven adaptation (MindTheGap losses on domain modulation).
+
+    Defaults are the official ``im2im_single`` config: 100 steps, batch 4, lr 0.01, the five
+    MindTheGap terms, II2S inversion of the reference with 1000 steps and λ_p = 1e-3.
+    """
+
+    image: str = Field("", description="path of the reference image")
+    steps: int = Field(100, gt=0)
+    lr: float = Field(0.01, gt=0)
+    losses: dict[str, float] = Field(default_factory=lambda: dict(IM2IM_SINGLE_LOSSES))
+    grid_truncation: float = 0.5
+    parameterization: Literal["domain_vector", "style_offset"] = "domain_vector"
+    placement: Literal["after_demod", "before_demod"] = "after_demod"
+    invert_steps: int = Field(1000, ge=0, description="II2S steps for the reference image")
+    lambda_p: float = Field(1e-3, ge=0, description="II2S P-norm weight")
+    fit: Literal["crop", "pad"] = "crop"
+    align: bool = Field(False, description="FFHQ-align the reference face first (face-alignment extra)")
+    lpips_random_backbone: bool = Field(False, description="LPIPS with a random backbone (offline tests only)")
+    pnorm_samples: int | None = Field(None, ge=2, description="mapped latents for the P-norm statistics "
+                                      "(None: the inversion default)")
+
+    @model_validator(mode="after")
+    def _check_image_and_losses(self) -> ImageAdaptConfig:
+        if not self.image.strip():
+            raise ValueError("no reference image; give --image ref.png")
+        unknown = set(self.losses) - set(IMAGE_LOSSES)
+        if unknown:
+            raise ValueError(f"unknown loss {sorted(unknown)}; known: {', '.join(IMAGE_LOSSES)}")
+        if self.losses.get("indomain") and self.batch < 2:
+            raise ValueError("the indomain loss compares pairs of samples; use --batch 2 or more")
+        return self
+
+
+HYPERNET_TEXT_LOSSES = ("direction", "global", "tt_direction", "offsets_l2", "offsets_l1")
+HYPERNET_IMAGE_LOSSES = ("direction", "clip_within", "clip_ref", "l2_rec", "lpips_rec", "tt_direction",
+                         "offsets_l2", "offsets_l1")
+
+
+class HypernetConfig(TrainConfig):
+    """HyperDomainNet training on many domains: a text domain list (``domains``) or reference
+    images (``images``). Defaults are the official ``td_multiple`` config (DESIGN §6).
+
+    ``batch`` is the global batch: under ``torchrun`` each of the N processes renders batch / N.
+    ``quirks="official"`` reproduces the released trainer where it differs from ours (see
+    ``training/multi_text.py``).
+    """
+
+    domains: str | None = Field(None, description="'Target - Source' list file or built-in list name")
+    images: str | None = Field(None, description="text file listing reference images, one per line")
+    test_domains: str = Field("test-close", description="list whose prompts (unseen in training) join the previews")
+    steps: int = Field(10000, gt=0)
+    batch: int = Field(8, ge=2)
+    lr: float = Field(5e-5, gt=0)
+    losses: dict[str, float] = Field(default_factory=lambda: {"direction": 1.0, "tt_direction": 0.4})
+    mapper_clip: str = Field("ViT-B/32", description="CLIP encoder of the hypernetwork's input")
+    width: int = Field(512, gt=0)
+    depth: int = Field(4, gt=0)
+    head_depth: int = Field(2, gt=0)
+    convex_hull: bool = Field(True, description="Dirichlet(2/B) convex-hull mixing of the batch's domains")
+    resample: bool = Field(True, description="resample target text embeddings within a cosine bound")
+    resample_cos: float = Field(0.95, ge=-1, le=1, description="lower cosine bound of the resampling")
+    crop: float = Field(0.8, gt=0, le=1, description="side of the random square crops before CLIP (1 = off)")
+    quirks: Literal["corrected", "official"] = "corrected"
+    preview_seen: int = Field(2, ge=0, description="training domains shown in preview grids")
+    preview_unseen: int = Field(2, ge=0, description="test_domains prompts shown in preview grids")
+    grid_every: int = Field(100, gt=0)
+    save_every: int = Field(1000, gt=0)
+    invert_steps: int = Field(1000, ge=0, description="II2S steps per reference image")
+    lambda_p: float = Field(1e-3, ge=0, description="II2S P-norm weight")
+    fit: Literal["crop", "pad"] = "crop"
+    lpips_random_backbone: bool = Field(False, description="LPIPS with a random backbone (offline tests only)")
+    pnorm_samples: int | None = Field(None, ge=2, description="mapped latents for the P-norm statistics")
+
+    @model_validator(mode="after")
+    def _check_inputs_and_losses(self) -> HypernetConfig:
+        if (self.domains is None) == (self.images is None):
+            raise ValueError("give either --domains (a 'Target - Source' list) or --images (a list of "
+                             "reference images), not both or neither")
+        known = HYPERNET_TEXT_LOSSES if self.images is None else HYPERNET_IMAGE_LOSSES
+        unknown = set(self.losses) - set(known)
+        if unknown:
+            raise ValueError(f"unknown loss {sorted(unknown)} for this variant; known: {', '.join(known)}")
+        if self.images is not None and (self.convex_hull or self.resample or self.crop < 1):
+            raise ValueError("convex_hull, resample and crop augment text domains only; switch them off for "
+                             "--images (the im2im_multiple_base preset does)")
+        return self

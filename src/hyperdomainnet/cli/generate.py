@@ -1,0 +1,184 @@
+"""``hdn generate`` (grids, individual images, interpolation videos) and ``hdn prune``."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import HDNError
+from .app import app
+
+
+def _slug(label: str, taken: set[str]) -> str:
+    """A file-system-safe, unique folder name for a row label."""
+    base = re.sub(r"[^\w.=+-]+", "_", label.replace("*", "_x")).strip("_.") or "row"
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise HDNError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
+    return lo, hi
+
+
+def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
+    from ..render import parse_seeds
+
+    if seeds is not None:
+        return parse_seeds(seeds)
+    if n < 1 or seed < 0:
+        raise HDNError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
+    return list(range(seed, seed + n))
+
+
+def _load_specs(texts: list[str]) -> list[tuple[Any, Any]]:
+    """``FILE[*α]`` texts → [(DomainSpec, DomainFile)]."""
+    from ..domain.arithmetic import parse_domain_spec
+    from ..domain.files import load_domain_file
+
+    specs = [parse_domain_spec(t) for t in texts]
+    return [(spec, load_domain_file(spec.path)) for spec in specs]
+
+
+def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
+    """--generator, else the generator named by the first domain (file or hypernetwork)."""
+    from ..stylegan2.loading import load_generator
+
+    if spec:
+        return load_generator(spec, device)
+    named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
+    if not named:
+        raise HDNError("no generator given and the domain files do not name one; pass --generator")
+    try:
+        return load_generator(named, device)
+    except HDNError as exc:
+        raise HDNError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
+
+
+def _build_rows(loaded: list[tuple[Any, Any]], combine_all: bool) -> list[Any]:
+    from ..domain.arithmetic import combine
+    from ..render import Row
+
+    if combine_all and loaded:
+        labels = [spec.label for spec, _ in loaded]
+        return [Row("+".join(labels), combine([(d, spec.scale) for spec, d in loaded], labels))]
+    return [Row(spec.label, d, spec.scale) for spec, d in loaded]
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., "--out", help="Output folder (created)."),
+    generator: Optional[str] = typer.Option(None, help="Zoo name, checkpoint or random:<size> spec "
+                                                        "(default: the one the first domain names)."),
+    domain: Optional[list[str]] = typer.Option(None, "--domain",
+                                               help="Domain file, optionally FILE*STRENGTH; repeatable."),
+    combine_all: bool = typer.Option(False, "--combine", help="Sum the --domain files into one domain (arithmetic)."),
+    hypernet: Optional[Path] = typer.Option(None, help="HyperDomainNet file for --text prompts."),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="Prompt for --hypernet; repeatable."),
+    n: int = typer.Option(8, "--n", help="Number of seeds (from --seed)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
+    seed: int = typer.Option(0, help="First seed."),
+    truncation: float = typer.Option(1.0, help="Truncation ψ."),
+    noise_mode: str = typer.Option("const", help="const | random (seeded) | none."),
+    batch_size: int = typer.Option(16, help="Images per forward pass."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    grid: Optional[bool] = typer.Option(None, "--grid/--no-grid",
+                                        help="Write grid.png (default: yes, no for interpolations)."),
+    individual: bool = typer.Option(False, "--individual/--no-individual", help="Write one PNG per row and seed."),
+    interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", help="Two domain files A B."),
+    alpha_sweep: Optional[str] = typer.Option(None, help="Sweep the strength of one --domain, e.g. 0:1."),
+    frames: int = typer.Option(24, help="Frames of an interpolation."),
+    fps: float = typer.Option(12.0, help="Frames per second of the video."),
+    video: Optional[Path] = typer.Option(None, help="Video file (.gif or .mp4; default OUT/interpolation.gif)."),
+) -> None:
+    """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
+    from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
+    from ..training.runtime import resolve_device
+
+    domain, text = domain or [], text or []
+    animated = interpolate is not None or alpha_sweep is not None
+    if interpolate is not None and (domain or text or alpha_sweep is not None):
+        raise HDNError("--interpolate A B renders between two domains: leave out --domain, --text and --alpha-sweep")
+    if bool(text) != (hypernet is not None):
+        raise HDNError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
+    if video is not None and not animated:
+        raise HDNError("--video needs --interpolate A B or --alpha-sweep START:END")
+    grid = (not animated) if grid is None else grid
+    if not (grid or individual or animated):
+        raise HDNError("nothing to write: keep --grid or add --individual")
+    seed_list = _choose_seeds(seeds, seed, n)
+    dev = resolve_device(device)
+
+    if interpolate is not None:
+        (sa, da), (sb, db) = _load_specs(list(interpolate))
+        rows = interpolation_rows(da, db, frames, (sa.label, sb.label), (sa.scale, sb.scale))
+    else:
+        rows = _build_rows(_load_specs(domain), combine_all)
+        if alpha_sweep is not None:
+            if len(rows) != 1 or text:
+                raise HDNError("--alpha-sweep sweeps one domain: give one --domain (or several with --combine)")
+            lo, hi = _parse_range(alpha_sweep)
+            rows = alpha_sweep_rows(rows[0], frames, lo, hi)
+        else:
+            prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
+            rows = [Row("source"), *rows, *prompts]
+    G = generator_for(generator, rows, dev)
+    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size)
+    _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
+                   {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
+                    "noise_mode": noise_mode})
+
+
+def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
+                   video: Optional[Path], animated: bool, fps: float, settings: dict[str, Any]) -> None:
+    """grid.png, OUT/<row>/seed<S>.png, the video, and generate.json describing them."""
+    from ..atomic import atomic_path
+    from ..images import save_grid, save_image
+    from ..render import frames_from_rows, write_video
+
+    written: list[str] = []
+    if animated:
+        written.append(str(write_video(frames_from_rows(images), video or out / "interpolation.gif", fps)))
+    if grid:
+        written.append(str(save_grid(images.flatten(0, 1), out / "grid.png", nrow=len(seeds))))
+    taken: set[str] = set()
+    folders = [_slug(row.label, taken) for row in rows]
+    if individual:
+        for folder, row_images in zip(folders, images):
+            for s, image in zip(seeds, row_images):
+                save_image(image, out / folder / f"seed{s:04d}.png")
+        written.append(f"{out}/<row>/seed<S>.png")
+    manifest = {**settings, "rows": [
+        {"label": row.label, "folder": folder, "scale": row.scale,
+         "kind": None if row.domain is None else row.domain.kind,
+         "target": None if row.domain is None else row.domain.metadata.get("target")}
+        for row, folder in zip(rows, folders)]}
+    with atomic_path(out / "generate.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
+    typer.echo(f"rendered {len(rows)} rows × {len(seeds)} seeds: {', '.join(written)}")
+
+
+@app.command()
+def prune(
+    domain: Path = typer.Option(..., "--domain", help="Domain file to sparsify."),
+    keep: float = typer.Option(0.2, help="Fraction of entries kept (largest |value|)."),
+    out: Path = typer.Option(..., "--out", help="Output domain file."),
+) -> None:
+    """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
+    from ..domain.arithmetic import prune as prune_domain
+    from ..domain.files import load_domain_file, save_domain_file
+
+    result = prune_domain(load_domain_file(domain), keep)
+    save_domain_file(out, result)
+    info = result.metadata["sparsify"]
+    typer.echo(f"kept {info['kept']} of {info['total']} entries: {out}")

@@ -1,0 +1,128 @@
+"""Quality and Diversity of a HyperDomainNet on seen and unseen domains (DESIGN §7).
+
+For every domain of every list: δ = HyperDomainNet(input) — a prompt through the file's own CLIP
+encoder (template "{}"), or that encoder's embedding of a reference image — then N images
+G(w_s; δ) on seeds s = seed … seed+N−1 (ψ-truncated; ``metrics.evaluate_samples``) embedded by
+the evaluation CLIP encoder, and
+
+    Quality   = mean over images and targets of cos(image, target)   (``metrics.clip_quality``)
+    Diversity = mean over image pairs of 1 − cos                     (``metrics.clip_diversity``)
+
+with the target = the prompt in the 79 ImageNet templates (text) or the reference image's
+embedding (image). Each list reports the mean and standard deviation over its domains and every
+domain's values; the report states the protocol (CLIP model, templates, samples, seeds, ψ, noise).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..clip import IMAGENET_TEMPLATES, ClipEncoder
+from ..domain.files import DomainFile
+from ..images import image_sha256, load_image
+from ..metrics import evaluate_samples, target_embeddings
+from ..render import Row
+from ..stylegan2.generator import Generator
+from .domains import list_sha256, load_domain_list, load_image_list
+from .model import HyperDomainNet
+
+REPORT_FORMAT = "hyperdomainnet.hypernet_metrics"
+REPORT_VERSION = 1
+
+
+@dataclass
+class EvalList:
+    """Domains to measure: labels, hypernetwork inputs (N, E_map) and targets (each (T, E))."""
+
+    role: str               # "seen" | "unseen"
+    name: str
+    sha256: str
+    labels: list[str]
+    inputs: torch.Tensor
+    targets: list[torch.Tensor]
+
+
+def text_list(net: HyperDomainNet, encoder: ClipEncoder, role: str, spec: str,
+              exclude: frozenset[str] = frozenset()) -> EvalList:
+    """A text domain list (file or built-in), leaving out targets in ``exclude`` (lower case)."""
+    domains = load_domain_list(spec)
+    labels = [t for t in domains.targets if t.lower() not in exclude]
+    inputs = net.embed_prompts(labels) if labels else torch.empty(0, net.embed_dim)
+    return EvalList(role, domains.name, domains.sha256, labels, inputs,
+                    [target_embeddings(encoder, target=t) for t in labels])
+
+
+def image_list(net: HyperDomainNet, encoder: ClipEncoder, role: str, path: str | Path) -> EvalList:
+    """Reference images listed in a file; inputs are the hypernetwork encoder's image embeddings."""
+    paths = load_image_list(path)
+    mapper = net.input_encoder()
+    with torch.no_grad():
+        inputs = torch.cat([mapper.encode_images(load_image(p, mapper.input_size)).float() for p in paths])
+    return EvalList(role, str(path), list_sha256(image_sha256(p) for p in paths), [p.name for p in paths],
+                    inputs, [target_embeddings(encoder, reference=p) for p in paths])
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return {"mean": float(t.mean()), "std": float(t.std()) if len(values) > 1 else 0.0}
+
+
+def evaluate_lists(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, lists: list[EvalList],
+                   seeds: list[int], truncation: float = 1.0, noise_mode: str = "random",
+                   batch_size: int = 16) -> dict[str, Any]:
+    """The report (module docstring) for ``lists``; ``len(seeds)`` ≥ 2 samples per domain."""
+    generator = dict(net.metadata.get("generator") or {"name": None})
+    results = []
+    for item in lists:
+        vectors = net.domain_vectors(item.inputs.to(next(net.parameters()).device)).float().cpu() \
+            if item.labels else []
+        domains = []
+        for label, vector, target in zip(item.labels, vectors, item.targets):
+            row = Row(label, DomainFile(vector, "domain_vector", list(net.domain_layout), generator,
+                                        net.metadata.get("placement", "after_demod"), {"target": label}))
+            metrics = evaluate_samples(G, row, encoder, target, seeds, truncation, noise_mode, batch_size)
+            domains.append({"domain": label, **metrics})
+        results.append({"role": item.role, "name": item.name, "sha256": item.sha256, "count": len(domains),
+                        "quality": _summary([d["quality"] for d in domains]) if domains else None,
+                        "diversity": _summary([d["diversity"] for d in domains]) if domains else None,
+                        "domains": domains})
+    return {"format": REPORT_FORMAT, "version": REPORT_VERSION,
+            "hypernet": {"input": net.metadata.get("input"), "clip_model": net.metadata.get("clip_model"),
+                         "generator": generator.get("name"),
+                         "domain_lists_sha256": net.metadata.get("domain_lists_sha256")},
+            "protocol": {"clip_model": encoder.name,
+                         "templates": f"imagenet ({len(IMAGENET_TEMPLATES)})" if net.metadata.get("input") == "text"
+                         else "reference image embedding",
+                         "samples": len(seeds), "seeds": f"{seeds[0]}-{seeds[-1]}", "truncation": truncation,
+                         "noise_mode": noise_mode, "style_mixing": 0.0, "generator": G.identity.get("name")},
+            "lists": results, "library_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _mean_std(summary: dict[str, float] | None) -> str:
+    if summary is None or math.isnan(summary["mean"]):
+        return "—"
+    return f"{summary['mean']:.4f} ± {summary['std']:.4f}"
+
+
+def markdown_report(report: dict[str, Any], title: str) -> str:
+    """A summary table (one row per list) and one table of domains per list."""
+    p = report["protocol"]
+    lines = [f"# HyperDomainNet evaluation: {title}", "",
+             f"CLIP {p['clip_model']}, templates {p['templates']}, {p['samples']} samples per domain "
+             f"(seeds {p['seeds']}), truncation ψ = {p['truncation']}, noise {p['noise_mode']}, no style mixing; "
+             f"generator {p['generator']}. Mean ± standard deviation over domains.", "",
+             "| list | role | domains | Quality ↑ | Diversity ↑ |", "|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['role']} | {r['count']} | {_mean_std(r['quality'])} | {_mean_std(r['diversity'])} |"
+              for r in report["lists"]]
+    for r in report["lists"]:
+        lines += ["", f"## {r['role']}: {r['name']}", "", "| domain | Quality ↑ | Diversity ↑ |", "|---|---|---|"]
+        lines += [f"| {d['domain'].replace('|', '/')} | {d['quality']:.4f} | {d['diversity']:.4f} |"
+                  for d in r["domains"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,232 @@
+"""Rendering: seeded latents, many domains in one batched pass, grids, interpolation frames, videos.
+
+A *row* is something rendered on every seed: the source generator or a domain file at strength α.
+Seed s fixes everything random about its image: z ~ N(0, I) drawn from ``torch.Generator`` seeded
+with s, and (``noise_mode="random"``) the noise maps drawn next from the same generator, so a seed
+gives the same image alone, in any batch, and in every row.
+
+Vector kinds (domain vectors, StyleSpace offsets) and the source row share batched passes with a
+per-sample vector, G.synthesis(ws, domain=(B, D), style_offset=(B, D)), one pass per chunk of
+``batch_size`` (row, seed) pairs (rows of different placements go to separate passes; the source
+row has δ = 0). Multi-tensor kinds change the conv weights for the whole batch and are rendered
+row by row through their ``Parameterization``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path
+from .domain.arithmetic import combine
+from .domain.files import KINDS, DomainFile
+from .domain.parameterizations import Parameterization
+from .errors import HDNError
+from .images import image_grid, to_pil
+from .stylegan2.generator import NOISE_MODES, Generator
+
+VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
+VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
+
+__all__ = ["Row", "parse_seeds", "seed_latents", "iter_render", "render_rows", "interpolation_rows",
+           "alpha_sweep_rows", "frames_from_rows", "write_video", "hypernet_rows"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of renders: ``domain`` at strength ``scale`` (None: the source generator)."""
+
+    label: str
+    domain: DomainFile | None = None
+    scale: float = 1.0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-7"`` → [0, …, 7]; ``"1,5,9-11"`` → [1, 5, 9, 10, 11] (non-negative, in order given)."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            lo, dash, hi = part.partition("-")
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds.extend(range(first, last + 1))
+    except ValueError:
+        raise HDNError(f"bad seeds {text!r}: give non-negative integers and ranges, e.g. 0-7 or 1,5,9-11") from None
+    return seeds
+
+
+def _seed_rng(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def seed_latents(G: Generator, seeds: Sequence[int], truncation: float = 1.0,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """W+ codes (N, n_latent, style_dim): z_s ~ N(0, I) from ``Generator(seed=s)``, ψ-truncated."""
+    z = torch.cat([torch.randn(1, G.style_dim, generator=_seed_rng(s)) for s in seeds])
+    with torch.no_grad():
+        return G.ws(z.to(device), truncation=truncation)
+
+
+def _seed_noise(G: Generator, seeds: Sequence[int], device: torch.device) -> list[torch.Tensor | None]:
+    """Per-layer noise (N, 1, h, w): drawn after z from each seed's generator."""
+    per_seed = []
+    for s in seeds:
+        rng = _seed_rng(s)
+        torch.randn(1, G.style_dim, generator=rng)  # z comes first
+        per_seed.append(G.make_noise("random", 1, torch.device("cpu"), generator=rng))
+    return [torch.cat(layer).to(device) for layer in zip(*per_seed)]
+
+
+def _group_key(index: int, row: Row) -> str | int:
+    """Rows sharing a key share batched passes: vector rows by placement; a multi-tensor row is
+    its own group (key: its index)."""
+    if row.domain is None or row.domain.kind == "style_offset":
+        return "after_demod"
+    if row.domain.kind in KINDS:
+        return row.domain.placement
+    return index
+
+
+@torch.no_grad()
+def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
+                noise_mode: str = "const", batch_size: int = 16
+                ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
+    """Render every (row, seed) pair in chunks of ≤ ``batch_size``.
+
+    Yields (pairs, images): pairs are (row index, seed index), images (len(pairs), 3, H, W) on
+    G's device, in [−1, 1]. Domain files are checked against G.
+    """
+    if noise_mode not in NOISE_MODES:
+        raise HDNError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
+    if batch_size < 1:
+        raise HDNError(f"--batch-size must be at least 1, got {batch_size}")
+    for row in rows:
+        if row.domain is not None:
+            row.domain.check_generator(G)
+    device = G.input.input.device
+    ws = seed_latents(G, seeds, truncation, device)
+    groups: dict[str | int, list[int]] = {}
+    for r, row in enumerate(rows):
+        groups.setdefault(_group_key(r, row), []).append(r)
+    for key, members in groups.items():
+        pairs = [(r, i) for r in members for i in range(len(seeds))]
+        weights = _weight_change(G, rows[key]) if isinstance(key, int) else None
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            idx = [i for _, i in chunk]
+            kwargs: dict[str, Any] = ({"noise": _seed_noise(G, [seeds[i] for i in idx], device)}
+                                      if noise_mode == "random" else {"noise_mode": noise_mode})
+            if weights is not None:
+                param, scale = weights
+                images = param.synthesize(G, ws[idx], scale=scale, **kwargs)
+            else:
+                kwargs.update(_vector_kwargs(G, [rows[r] for r, _ in chunk], str(key)))
+                images = G.synthesis(ws[idx], **kwargs)
+            yield chunk, images
+
+
+def _weight_change(G: Generator, row: Row) -> tuple[Parameterization, float]:
+    """The parameterisation of a multi-tensor row and its strength."""
+    if row.domain is None:
+        raise ValueError("the source row has no weight change")
+    return Parameterization.from_domain_file(row.domain, G), row.scale
+
+
+def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[str, Any]:
+    """Per-sample (B, D) ``domain`` and/or ``style_offset`` for a chunk (zeros where not used)."""
+    out: dict[str, Any] = {}
+    for kind, name in (("domain_vector", "domain"), ("style_offset", "style_offset")):
+        vectors = [r.domain.vector.float() * r.scale if r.domain is not None and r.domain.kind == kind
+                   and r.domain.vector is not None else None for r in rows]
+        if any(v is not None for v in vectors):
+            zero = torch.zeros(G.domain_size)
+            out[name] = torch.stack([zero if v is None else v for v in vectors]).to(G.input.input.device)
+    if "domain" in out:
+        out["placement"] = placement
+    return out
+
+
+def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
+                noise_mode: str = "const", batch_size: int = 16) -> torch.Tensor:
+    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``)."""
+    out = torch.empty(len(rows), len(seeds), 3, G.size, G.size)
+    for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
+        for (r, i), image in zip(pairs, images):
+            out[r, i] = image.float().cpu()
+    return out
+
+
+def _frame_positions(frames: int, lo: float = 0.0, hi: float = 1.0) -> list[float]:
+    if frames < 2:
+        raise HDNError(f"--frames must be at least 2, got {frames}")
+    return torch.linspace(lo, hi, frames, dtype=torch.float64).tolist()
+
+
+def interpolation_rows(a: DomainFile, b: DomainFile, frames: int, labels: Sequence[str] = ("a", "b"),
+                       scales: Sequence[float] = (1.0, 1.0)) -> list[Row]:
+    """Frames t = 0 … 1: the domain (1 − t)·α_a·a + t·α_b·b (``combine``), one row each."""
+    return [Row(f"t={t:.3f}", combine([(a, (1 - t) * scales[0]), (b, t * scales[1])], labels))
+            for t in _frame_positions(frames)]
+
+
+def alpha_sweep_rows(row: Row, frames: int, lo: float, hi: float) -> list[Row]:
+    """Frames α = lo … hi of a domain row: its strength times α, one row each."""
+    if row.domain is None:
+        raise HDNError("an α sweep needs a domain, not the source generator")
+    return [Row(f"{row.label}*{alpha:.3f}", row.domain, row.scale * alpha)
+            for alpha in _frame_positions(frames, lo, hi)]
+
+
+def frames_from_rows(images: torch.Tensor, padding: int = 2) -> np.ndarray:
+    """(R, N, 3, H, W) in [−1, 1] → (R, H', W', 3) uint8: each row's seeds side by side, one frame per row."""
+    return np.stack([np.asarray(to_pil(image_grid(row, nrow=row.shape[0], padding=padding))) for row in images])
+
+
+def _check_ffmpeg() -> None:
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        raise HDNError(f"writing MP4 needs the ffmpeg codec: {VIDEO_HINT}; or write a .gif") from None
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path:
+    """Write (T, H, W, 3) uint8 frames atomically as an endlessly looping GIF or an H.264 MP4."""
+    import imageio.v3 as iio
+
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise HDNError(f"cannot write video {target}: use a .gif or .mp4 file name")
+    if fps <= 0:
+        raise HDNError(f"--fps must be positive, got {fps}")
+    if suffix == ".mp4":
+        _check_ffmpeg()
+    with atomic_path(target) as tmp:
+        if suffix == ".gif":
+            iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+        else:  # even frame sides (image_grid gives them) keep ffmpeg from rescaling
+            iio.imwrite(tmp, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
+                        output_params=["-f", "mp4"])
+    return target
+
+
+def hypernet_rows(path: Path, prompts: Sequence[str], device: torch.device | str = "cpu") -> list[Row]:
+    """One row per prompt: δ = HyperDomainNet(e), e = the normalised CLIP text embedding of the raw
+    prompt (template "{}", as the official inference) with the encoder named in the file."""
+    from .hypernet import HyperDomainNet
+
+    net = HyperDomainNet.load(path, device)
+    vectors = net.domain_vectors(list(prompts)).cpu()
+    meta = net.metadata
+    generator = dict(meta.get("generator") or {"name": None})
+    placement = meta.get("placement", "after_demod")
+    return [Row(prompt, DomainFile(v, "domain_vector", list(net.domain_layout), generator, placement,
+                                   {"target": prompt, "hypernet": str(path)}))
+            for prompt, v in zip(prompts, vectors)]

@@ -1,0 +1,182 @@
+"""One-shot image-driven adaptation: MindTheGap losses on domain modulation (official ``im2im_single``).
+
+Setup: the reference image I_ref (fitted to G.size) is inverted once by II2S into w_ref (cached
+by image hash); per CLIP encoder E the constants r = E(I_ref) and r_A = E(G_A(w_ref)).
+Each step: B W+ codes w (style mixing with probability ``mixing``) and one set of noise maps;
+G_A(w) without gradients; G_B(w) and G_B(w_ref) with them; a = E(G_A(w)), b = E(G_B(w)),
+r_B = E(G_B(w_ref)); with encoder weights λ_E and N encoders:
+
+    direction   = Σ_E λ_E mean_i [1 − cos(b_i − a_i, r − r_A)]
+    clip_within = Σ_E λ_E mean_i [1 − cos(b_i − r, a_i − r_A)]
+    clip_ref    = (1/N) Σ_E λ_E [1 − cos(r_B, r)]        (averaged over encoders, as the official loss)
+    global      = Σ_E λ_E mean_i [1 − cos(b_i, r)];  indomain as in text adaptation
+    l2_rec      = MSE(↓G_B(w_ref), ↓I_ref);  lpips_rec = LPIPS-VGG(↓G_B(w_ref), ↓I_ref)
+
+where ↓ is the antialiased bicubic resize to min(G.size, 256) px (the official BicubicDownSample(4)
+at 1024 px). Total = Σ coefficient × term (+ offsets_l2/l1); Adam on the parameterisation only.
+
+Unlike the research code, w_ref is rendered with constant noise (as it was inverted) and the
+reference's ↓ uses the same resize as the render's (the official dataset used PIL Lanczos).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..clip import ClipEnsemble
+from ..domain.parameterizations import build_parameterization
+from ..errors import HDNError
+from ..inversion import LPIPS_SIZE, _downsample
+from ..losses import (clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss,
+                      l2_rec_loss, offsets_l1, offsets_l2)
+from ..perceptual import load_lpips
+from ..stylegan2.generator import Generator
+from ..stylegan2.loading import load_generator
+from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference,
+                       style_mix)
+from .config import ImageAdaptConfig
+from .loop import NonFiniteLoss
+from .runtime import autocast, resolve_device
+from .sampling import fixed_latents, sample_noise, sample_ws
+from .text import PREVIEW_SEED
+
+CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
+REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
+
+
+def inversion_options(config: ImageAdaptConfig) -> InversionOptions:
+    """The reference image's II2S settings from a run configuration."""
+    return InversionOptions(steps=config.invert_steps, lambda_p=config.lambda_p, fit=config.fit,
+                            align=config.align, lpips_random_backbone=config.lpips_random_backbone,
+                            pnorm_samples=config.pnorm_samples)
+
+
+class ImageTrainer:
+    """Adapts a generator to the domain of the single reference image ``config.image``."""
+
+    def __init__(self, config: ImageAdaptConfig, G: Generator | None = None,
+                 clip: ClipEnsemble | None = None, progress: bool = True) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.G = G if G is not None else load_generator(config.generator, self.device)
+        self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
+        self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
+        self.reference_small = _downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
+        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device)
+        options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
+        self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
+        self.result_name = "domain.safetensors"
+        self.optimizer = torch.optim.Adam(list(self.param.parameters()), lr=config.lr, betas=config.betas,
+                                          weight_decay=config.weight_decay)
+        self.rng = torch.Generator().manual_seed(config.seed)
+        self._set_reference_latent(self.reference.latent)
+        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
+                                        self.device)
+        self.mix_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, MIX_TRUNCATION, self.device)
+
+    @torch.no_grad()
+    def _set_reference_latent(self, latent: torch.Tensor) -> None:
+        """w_ref and the per-encoder constants r = E(I_ref), r_A = E(G_A(w_ref))."""
+        self.reference_latent = latent.to(self.device)
+        inverted_a = self.G.synthesis(self.reference_latent)
+        self.reference_embeddings = {enc.name: (enc.encode_images(self.reference.image), enc.encode_images(inverted_a))
+                                     for enc, _ in self.clip}
+
+    def wanted(self, names: tuple[str, ...]) -> list[str]:
+        return [name for name in names if self.config.losses.get(name)]
+
+    def clip_losses(self, src: torch.Tensor, trg: torch.Tensor,
+                    ref_trg: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Weighted CLIP terms summed over the ensemble; clip_ref is averaged over it."""
+        terms: dict[str, torch.Tensor] = {}
+        for enc, weight in self.clip:
+            with torch.no_grad():
+                a = enc.encode_images(src)
+            b = enc.encode_images(trg)
+            r, r_a = self.reference_embeddings[enc.name]
+            values = {"direction": lambda: direction_loss(b, a, r, r_a),
+                      "clip_within": lambda: clip_within_loss(b, a, r, r_a),
+                      "global": lambda: global_loss(b, r),
+                      "indomain": lambda: indomain_angle_loss(b, a),
+                      "clip_ref": lambda: clip_ref_loss(enc.encode_images(ref_trg), r) / len(self.clip)}
+            for name in self.wanted(CLIP_TERMS):
+                terms[name] = terms.get(name, 0) + weight * values[name]()
+        return terms
+
+    def reconstruction_losses(self, ref_trg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """l2_rec and lpips_rec of ↓G_B(w_ref) against ↓I_ref."""
+        pred = _downsample(ref_trg, self.reference_small.shape[-1])
+        values = {"l2_rec": lambda: l2_rec_loss(pred, self.reference_small),
+                  "lpips_rec": lambda: self.lpips(pred, self.reference_small).mean()}
+        return {name: values[name]() for name in self.wanted(("l2_rec", "lpips_rec"))}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.config
+        self.param.train()
+        ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
+        noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
+        with autocast(self.device, cfg.precision):
+            with torch.no_grad():
+                src = self.G.synthesis(ws, noise=noise)
+            trg = self.param.synthesize(self.G, ws, noise=noise)
+            ref_trg = self.param.synthesize(self.G, self.reference_latent) if self.wanted(REFERENCE_TERMS) else None
+            terms = self.clip_losses(src, trg, ref_trg)
+            if ref_trg is not None:
+                terms.update(self.reconstruction_losses(ref_trg))
+        regs = self.param.regularized_tensors()
+        if cfg.losses.get("offsets_l2"):
+            terms["offsets_l2"] = offsets_l2(regs)
+        if cfg.losses.get("offsets_l1"):
+            terms["offsets_l1"] = offsets_l1(regs)
+        total = sum(cfg.losses[name] * value for name, value in terms.items())
+        report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        if not math.isfinite(report["total"]):
+            raise NonFiniteLoss(report)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        return report
+
+    @torch.no_grad()
+    def preview(self) -> tuple[torch.Tensor, int]:
+        """Rows: source, adapted, adapted with the reference's fine layers (ψ = 0.5 samples, MindTheGap)."""
+        self.param.eval()
+        src = self.G.synthesis(self.preview_ws)
+        trg = self.param.synthesize(self.G, self.preview_ws)
+        mixed = self.param.synthesize(self.G, style_mix(self.mix_ws, self.reference_latent))
+        return torch.cat([src, trg, mixed]).float().cpu(), self.preview_ws.shape[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"param": self.param.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.get_state(), "reference_sha256": self.reference.sha256,
+                "reference_latent": self.reference_latent.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["reference_sha256"] != self.reference.sha256:
+            raise HDNError(f"the reference image {self.config.image} changed since the run started; "
+                           "restore it or start a new run in another directory")
+        try:
+            self.param.load_state_dict(state["param"])
+        except RuntimeError as exc:
+            raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
+                           f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.set_state(state["rng"])
+        self._set_reference_latent(state["reference_latent"])
+
+    def metadata(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"reference": {"file": self.reference.name, "sha256": self.reference.sha256,
+                              "fit": cfg.fit, "aligned": cfg.align},
+                "clip": self.clip.spec, "steps": cfg.steps, "parameterization": cfg.parameterization,
+                "trainer": "image", "config": cfg.model_dump(mode="json"), "library_version": __version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+    def save_result(self, path: Path) -> None:
+        domain = self.param.to_domain_file(self.G, self.metadata())
+        save_domain_with_reference(path, domain, self.reference_latent)

@@ -1,0 +1,361 @@
+"""``hdn ui``: a local web app (Gradio) to look at a generator and its domains, with live renders.
+
+What it may read is fixed when it starts. Generators: the ``--generator`` specs given, plus zoo
+models already downloaded (the list offers nothing that needs a download). Domain files and
+hypernetworks: the files given, and the ``*.safetensors`` files with the right metadata under the
+directories given (an :class:`Allowlist` each). The browser only ever sends a *label* from a list
+the server made; each label is looked up on the server, and the file's real path (symlinks
+resolved) must still lie under one of the roots — so no path that comes from the browser is opened.
+
+Serving (:func:`serve`): bound to 127.0.0.1 unless ``--host`` says otherwise; never a share link
+(``share=False`` whatever ``GRADIO_SHARE`` says). Gradio's file route serves its upload/cache
+folder, ``allowed_paths`` and static paths: here the cache folder is a private temporary folder
+made for this process (``GRADIO_TEMP_DIR``), ``allowed_paths`` is empty (``GRADIO_ALLOWED_PATHS``
+is dropped: Gradio would fall back to it) and no static paths are set, so only this app's renders
+are served. Analytics, monitoring, MCP, SSR, PWA and the run history are off; uploads are capped
+at 1 MB (no component takes uploads).
+
+Rendering (:meth:`Studio.render`): seed s → W+ code as ``render.seed_latents`` (so seed s matches
+``hdn generate --seeds s``), ψ-truncated; style mixing with crossover c > 0 takes W+ entries c… from
+the mixing seed's code. The source image is ``G.synthesis(ws)``; the adapted one applies the domain
+file (any kind, through its ``Parameterization``) or the hypernetwork's δ for the prompt
+(``render.hypernet_rows``) at strength α. Noise is the generator's constant noise. Loaded
+generators, domain files and prompt vectors are cached.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache, wraps
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .domain.files import FORMAT as DOMAIN_FORMAT
+from .domain.files import DomainFile, load_domain_file, read_metadata
+from .domain.parameterizations import Parameterization
+from .errors import HDNError
+from .hypernet.model import FORMAT as HYPERNET_FORMAT
+from .images import to_pil
+from .render import hypernet_rows, seed_latents
+from .stylegan2.generator import Generator
+from .stylegan2.loading import load_generator
+
+SOURCES: tuple[str, ...] = ("domain file", "hypernetwork prompt")
+SEED_MAX = 99_999
+TRUNCATION_RANGE = (0.0, 1.0)
+ALPHA_RANGE = (-1.0, 2.0)
+MAX_UPLOAD = "1mb"
+IMAGE_HEIGHT = 384
+CSS = "#source-image img, #adapted-image img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}"
+GENERATOR_CACHE = 3
+FILE_CACHE = 32
+PROMPT_CACHE = 64
+SUFFIX = ".safetensors"
+
+__all__ = ["Allowlist", "Studio", "build_app", "domain_files", "hypernet_files", "serve"]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """(mtime_ns, size): a cache key part that changes when the file is rewritten."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@dataclass
+class Allowlist:
+    """The files of one format (metadata ``format`` entry) the app may read: the given files, and the
+    ``*.safetensors`` files under the given directories whose real paths stay under them. Each is known
+    by a label, never an absolute path: the root's name (numbered when two roots share one) and the
+    path relative to the root."""
+
+    roots: tuple[Path, ...]
+    file_format: str
+    what: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | Path], file_format: str, what: str) -> Allowlist:
+        """Resolve the roots (one-line error for a missing one) and scan them."""
+        roots = []
+        for given in paths:
+            path = Path(given).expanduser()
+            if not path.exists():
+                raise HDNError(f"{what} path {given} does not exist; pass an existing file or directory")
+            roots.append(path.resolve())
+        allowlist = cls(tuple(roots), file_format, what)
+        allowlist.scan()
+        return allowlist
+
+    def contains(self, path: Path) -> bool:
+        """True when the real path of ``path`` is one of the roots or lies under a directory root."""
+        real = path.resolve()
+        return any(real == root or (root.is_dir() and real.is_relative_to(root)) for root in self.roots)
+
+    def _candidates(self, root: Path, prefix: str) -> Iterable[tuple[str, Path]]:
+        if root.is_file():
+            yield prefix, root
+            return
+        for folder, dirs, names in os.walk(root):  # symlinked folders are not entered
+            dirs.sort()
+            for name in sorted(names):
+                if name.endswith(SUFFIX) and not name.startswith("."):
+                    path = Path(folder, name)
+                    yield f"{prefix}/{path.relative_to(root).as_posix()}", path
+
+    def _has_format(self, path: Path) -> bool:
+        try:
+            meta = read_metadata(path)
+        except (HDNError, ValueError):  # unreadable, not safetensors, or bad metadata JSON: not listed
+            return False
+        return meta is not None and meta.get("format") == self.file_format
+
+    def scan(self) -> list[str]:
+        """Re-read the roots; returns the labels, in root order then path order."""
+        files: dict[str, Path] = {}
+        seen: dict[str, int] = {}
+        for root in self.roots:
+            seen[root.name] = seen.get(root.name, 0) + 1
+            prefix = root.name if seen[root.name] == 1 else f"{root.name} ({seen[root.name]})"
+            for label, path in self._candidates(root, prefix):
+                if label not in files and self.contains(path) and path.is_file() and self._has_format(path):
+                    files[label] = path.resolve()
+        self.files = files
+        return self.labels
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.files)
+
+    def path(self, label: str) -> Path:
+        """The real path of a listed label; a one-line error for anything else."""
+        path = self.files.get(label) if isinstance(label, str) else None
+        if path is None or not self.contains(path) or not path.is_file():
+            raise HDNError(f"unknown {self.what} {label!r}; pick one from the list (press Rescan after adding files)")
+        return path
+
+
+def domain_files(paths: Iterable[str | Path]) -> Allowlist:
+    """The domain files the app may read (see :class:`Allowlist`)."""
+    return Allowlist.from_paths(paths, DOMAIN_FORMAT, "domain file")
+
+
+def hypernet_files(paths: Iterable[str | Path]) -> Allowlist:
+    """The HyperDomainNet files the app may read (see :class:`Allowlist`)."""
+    return Allowlist.from_paths(paths, HYPERNET_FORMAT, "hypernetwork")
+
+
+def _checked(value: Any, name: str, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi] from the browser, or a one-line error."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and lo <= number <= hi):
+        raise HDNError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    return number
+
+
+def _integer(value: Any, name: str, hi: int) -> int:
+    number = _checked(value, name, 0, hi)
+    if number != int(number):
+        raise HDNError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+class Studio:
+    """What the app shows and how it renders, without any web code: the generator choices, the
+    domain and hypernetwork allowlists, caches, and :meth:`render` (the callback the UI calls)."""
+
+    def __init__(self, generators: Sequence[str], domains: Allowlist, hypernets: Allowlist,
+                 device: torch.device | str = "cpu", include_zoo: bool = True) -> None:
+        self.device = torch.device(device)
+        self.generators = self._generator_specs(generators, include_zoo)
+        if not self.generators:
+            raise HDNError("no generator to show: pass --generator NAME|FILE|random:<size>, or download one "
+                           "with hdn download NAME")
+        self.domains, self.hypernets = domains, hypernets
+        self._generator = lru_cache(maxsize=GENERATOR_CACHE)(self._load_generator)
+        self._domain = lru_cache(maxsize=FILE_CACHE)(self._load_domain)
+        self._prompt = lru_cache(maxsize=PROMPT_CACHE)(self._prompt_domain)
+
+    @staticmethod
+    def _generator_specs(given: Sequence[str], include_zoo: bool) -> dict[str, str]:
+        """label → spec: the given specs (files made absolute), then downloaded zoo models."""
+        specs: dict[str, str] = {}
+        for spec in given:
+            path = Path(spec).expanduser()
+            specs[spec] = str(path.resolve()) if path.exists() else spec
+        if include_zoo:
+            from . import zoo
+
+            for entry in zoo.list_entries():
+                if entry.name not in specs and zoo.cached_path(entry) is not None:
+                    specs[entry.name] = entry.name
+        return specs
+
+    # ----- loading (cached) ----------------------------------------------------------------------
+    def _load_generator(self, spec: str) -> Generator:
+        return load_generator(spec, self.device)
+
+    @staticmethod
+    def _load_domain(path: Path, stamp: tuple[int, int]) -> DomainFile:  # noqa: ARG004 (cache key)
+        return load_domain_file(path)
+
+    def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> DomainFile:  # noqa: ARG002
+        return hypernet_rows(path, [prompt], self.device)[0].domain
+
+    def generator(self, label: str) -> Generator:
+        """The (cached) generator of a listed label."""
+        spec = self.generators.get(label) if isinstance(label, str) else None
+        if spec is None:
+            raise HDNError(f"unknown generator {label!r}; pick one from the list")
+        return self._generator(spec)
+
+    def domain(self, source: str, domain: str | None, hypernet: str | None, prompt: str | None
+               ) -> tuple[str, DomainFile] | None:
+        """(label, domain) chosen by the source switch, or None when nothing is chosen yet."""
+        if source == SOURCES[0]:
+            if not domain:
+                return None
+            path = self.domains.path(domain)
+            return domain, self._domain(path, _stamp(path))
+        if source == SOURCES[1]:
+            text = (prompt or "").strip()
+            if not text:
+                return None
+            if not hypernet:
+                raise HDNError("no hypernetwork chosen; start hdn ui with --hypernet FILE and pick it")
+            path = self.hypernets.path(hypernet)
+            return repr(text), self._prompt(path, _stamp(path), text)
+        raise HDNError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+
+    # ----- rendering -----------------------------------------------------------------------------
+    def latents(self, G: Generator, seed: int, truncation: float, mix_seed: int, crossover: int) -> torch.Tensor:
+        """W+ (1, n_latent, D) of ``seed``; entries ``crossover``… from ``mix_seed`` when crossover > 0."""
+        ws = seed_latents(G, [seed], truncation, self.device)
+        if crossover:
+            ws[:, crossover:] = seed_latents(G, [mix_seed], truncation, self.device)[:, crossover:]
+        return ws
+
+    @torch.no_grad()
+    def render(self, generator: str, source: str, domain: str | None, hypernet: str | None,
+               prompt: str | None, seed: Any, truncation: Any, alpha: Any, mix_seed: Any = 0,
+               crossover: Any = 0) -> tuple[Image.Image, Image.Image | None, str]:
+        """(source image, adapted image or None, caption) for the controls' values, all validated."""
+        seed_, mix_ = _integer(seed, "seed", SEED_MAX), _integer(mix_seed, "mixing seed", SEED_MAX)
+        psi = _checked(truncation, "truncation", *TRUNCATION_RANGE)
+        scale = _checked(alpha, "strength", *ALPHA_RANGE)
+        G = self.generator(generator)
+        cut = _integer(crossover, "crossover", G.n_latent - 1)
+        chosen = self.domain(source, domain, hypernet, prompt)
+        ws = self.latents(G, seed_, psi, mix_, cut)
+        source_image = to_pil(G.synthesis(ws, noise_mode="const"))
+        mixing = f" mixed with seed {mix_} from W+ {cut}" if cut else ""
+        caption = f"{generator} · seed {seed_}{mixing} · ψ {psi:g}"
+        if chosen is None:
+            return source_image, None, caption + " · no domain chosen"
+        label, domain_file = chosen
+        adapted = Parameterization.from_domain_file(domain_file, G).synthesize(G, ws, scale=scale,
+                                                                               noise_mode="const")
+        return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}"
+
+    def crossover_limit(self, generator: str) -> int:
+        """The largest crossover index of a generator (n_latent − 1)."""
+        return self.generator(generator).n_latent - 1
+
+
+def _ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Show HDNError messages in the page (gr.Error) instead of a generic failure."""
+    import gradio as gr
+
+    @wraps(fn)
+    def wrapped(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except HDNError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return wrapped
+
+
+def build_app(studio: Studio) -> Any:
+    """The Gradio Blocks app: controls on the left, source and adapted renders side by side."""
+    import gradio as gr
+
+    first_domain = studio.domains.labels[0] if studio.domains.labels else None
+    first_hypernet = studio.hypernets.labels[0] if studio.hypernets.labels else None
+    default_source = SOURCES[1] if first_hypernet and not first_domain else SOURCES[0]
+    first_generator = next(iter(studio.generators))
+    prompts = bool(first_hypernet)  # the hypernetwork controls only when one was given
+    image: dict[str, Any] = {"type": "pil", "format": "png", "interactive": False, "height": IMAGE_HEIGHT,
+                             "buttons": ["download", "fullscreen"]}
+    with gr.Blocks(title="hyperdomainnet", analytics_enabled=False) as demo:
+        gr.Markdown("### hyperdomainnet: source and adapted generator, same latent")
+        with gr.Row():
+            with gr.Column(scale=1):
+                generator = gr.Dropdown(list(studio.generators), value=first_generator, label="Generator",
+                                        elem_id="generator")
+                source = gr.Radio(list(SOURCES), value=default_source, label="Domain from", elem_id="source",
+                                  visible=prompts)
+                domain = gr.Dropdown(studio.domains.labels, value=first_domain, label="Domain file",
+                                     elem_id="domain")
+                hypernet = gr.Dropdown(studio.hypernets.labels, value=first_hypernet, label="Hypernetwork",
+                                       elem_id="hypernet", visible=prompts)
+                prompt = gr.Textbox(label="Prompt (hypernetwork; Enter renders)", placeholder="e.g. Pixar",
+                                    elem_id="prompt", visible=prompts)
+                rescan = gr.Button("Rescan files", size="sm")
+                seed = gr.Slider(0, SEED_MAX, value=0, step=1, label="Seed", elem_id="seed")
+                truncation = gr.Slider(*TRUNCATION_RANGE, value=0.7, step=0.05, label="Truncation ψ",
+                                       elem_id="truncation")
+                alpha = gr.Slider(*ALPHA_RANGE, value=1.0, step=0.05, label="Strength α", elem_id="alpha")
+                mix_seed = gr.Slider(0, SEED_MAX, value=1, step=1, label="Style-mixing seed", elem_id="mix-seed")
+                crossover = gr.Slider(0, studio.crossover_limit(first_generator), value=0, step=1,
+                                      label="Style-mixing crossover (0: off; W+ index taken from the mixing seed)",
+                                      elem_id="crossover")
+                button = gr.Button("Render", variant="primary", elem_id="render")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    source_image = gr.Image(label="Source", elem_id="source-image", **image)
+                    adapted_image = gr.Image(label="Adapted", elem_id="adapted-image", **image)
+                caption = gr.Markdown(elem_id="caption")
+
+        inputs = [generator, source, domain, hypernet, prompt, seed, truncation, alpha, mix_seed, crossover]
+        outputs = [source_image, adapted_image, caption]
+        render = _ui_errors(studio.render)
+        settings: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render",
+                                    "concurrency_limit": 1}
+        gr.on([button.click, demo.load, source.change, domain.change, hypernet.change, prompt.submit,
+               seed.release, truncation.release, alpha.release, mix_seed.release, crossover.release],
+              render, inputs, outputs, **settings)
+        reset_mixing = _ui_errors(lambda label: gr.Slider(maximum=studio.crossover_limit(label), value=0))
+        generator.change(reset_mixing, generator, crossover).then(render, inputs, outputs, **settings)
+        rescan.click(lambda: (gr.Dropdown(choices=studio.domains.scan()), gr.Dropdown(choices=studio.hypernets.scan())),
+                     None, [domain, hypernet])
+    return demo
+
+
+def serve(studio: Studio, host: str = "127.0.0.1", port: int = 7860) -> tuple[Any, str]:
+    """Launch the app without blocking; returns (demo, local URL). See the module docstring for the
+    serving settings. The private render folder is removed at exit."""
+    private = Path(tempfile.mkdtemp(prefix="hdn-ui-"))
+    atexit.register(shutil.rmtree, private, True)
+    os.environ["GRADIO_TEMP_DIR"] = str(private)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(private / "examples")
+    os.environ.pop("GRADIO_ALLOWED_PATHS", None)  # launch() falls back to it when allowed_paths is empty
+    demo = build_app(studio)
+    try:
+        demo.launch(server_name=host, server_port=port, share=False, allowed_paths=[],
+                    max_file_size=MAX_UPLOAD, enable_monitoring=False, mcp_server=False, ssr_mode=False,
+                    pwa=False, run_history=False, footer_links=[], show_error=False, inbrowser=False,
+                    quiet=True, prevent_thread_lock=True, css=CSS)
+    except OSError as exc:
+        raise HDNError(f"cannot serve on {host}:{port} ({exc}); pass a free --port") from None
+    return demo, demo.local_url
