@@ -132,17 +132,23 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path: Path, clip: ClipEn
     assert not (tmp_path / "run" / "domain.safetensors").exists()
 
 
-@pytest.mark.parametrize("name", preset_names())
-def test_presets_are_valid(name: str) -> None:
-    cfg = build_config(TextAdaptConfig, load_preset(name))
+@pytest.mark.parametrize("name", preset_names("text"))
+def test_text_presets_are_valid(name: str) -> None:
+    cfg = build_config(TextAdaptConfig, load_preset(name, "text"))
     assert cfg.steps > 0 and cfg.losses["direction"] == 1.0
 
 
+def test_presets_name_their_command() -> None:
+    assert set(preset_names("text")) == {f"td_single_{k}" for k in ("ffhq", "car", "cat", "church", "horse")}
+    with pytest.raises(HDNError, match="is for `hdn adapt image`"):
+        load_preset("im2im_single", "text")
+
+
 def test_official_preset_values() -> None:
-    car = build_config(TextAdaptConfig, load_preset("td_single_car"))
+    car = build_config(TextAdaptConfig, load_preset("td_single_car", "text"))
     assert (car.target, car.steps, car.batch, car.lr, car.losses) == ("Golden Car", 400, 8, 0.02,
                                                                        {"direction": 1.0, "indomain": 1.5})
-    church = build_config(TextAdaptConfig, load_preset("td_single_church"), {"steps": 7})
+    church = build_config(TextAdaptConfig, load_preset("td_single_church", "text"), {"steps": 7})
     assert church.betas == (0.0, 0.999) and church.steps == 7
 
 

@@ -62,7 +62,7 @@ def adapt_image(
                      pnorm_samples=pnorm_samples, seed=seed, device=device, precision=precision,
                      log_every=log_every, save_every=save_every, grid_every=grid_every,
                      grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb)
-    cfg = build_config(ImageAdaptConfig, *_run_settings(out, resume, preset, config, overrides))
+    cfg = build_config(ImageAdaptConfig, *_run_settings(out, resume, preset, config, overrides, trainer="image"))
     trainer = ImageTrainer(cfg, progress=progress)
     result = run_training(trainer, out, resume=resume, progress=progress)
     typer.echo(f"domain adapted to the reference {trainer.reference.name}: {result}")

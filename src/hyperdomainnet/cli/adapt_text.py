@@ -35,7 +35,7 @@ def _parse_betas(text: Optional[str]) -> Optional[tuple[float, float]]:
 
 
 def _run_settings(out: Path, resume: bool, preset: Optional[str], config_file: Optional[Path],
-                  overrides: dict[str, Any]) -> list[dict[str, Any]]:
+                  overrides: dict[str, Any], trainer: Optional[str] = None) -> list[dict[str, Any]]:
     """Settings layers: a resumed run uses its stored config (only --steps may change)."""
     from ..training.config import CONFIG_NAME, load_config_file, load_preset
 
@@ -44,7 +44,7 @@ def _run_settings(out: Path, resume: bool, preset: Optional[str], config_file: O
         if not stored.is_file():
             raise HDNError(f"nothing to resume in {out}: {stored} does not exist")
         return [load_config_file(stored), {"steps": overrides.get("steps")}]
-    return [load_preset(preset) if preset else {}, load_config_file(config_file) if config_file else {},
+    return [load_preset(preset, trainer) if preset else {}, load_config_file(config_file) if config_file else {},
             overrides]
 
 
@@ -94,6 +94,6 @@ def adapt_text(
                      auto_layer_iters=auto_layer_iters, seed=seed, device=device, precision=precision,
                      log_every=log_every, save_every=save_every, grid_every=grid_every,
                      grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb)
-    cfg = build_config(TextAdaptConfig, *_run_settings(out, resume, preset, config, overrides))
+    cfg = build_config(TextAdaptConfig, *_run_settings(out, resume, preset, config, overrides, trainer="text"))
     result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
     typer.echo(f"domain adapted to {cfg.target!r}: {result}")

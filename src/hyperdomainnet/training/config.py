@@ -84,18 +84,32 @@ class TextAdaptConfig(TrainConfig):
         return self
 
 
-def preset_names() -> list[str]:
-    """Names of the bundled presets (YAML files in hyperdomainnet/configs)."""
-    return sorted(p.name[:-5] for p in resources.files("hyperdomainnet.configs").iterdir()
-                  if p.name.endswith(".yaml"))
+PRESET_COMMANDS = {"text": "hdn adapt text", "image": "hdn adapt image",
+                   "multi_text": "hdn hypernet train", "multi_image": "hdn hypernet train --images"}
 
 
-def load_preset(name: str) -> dict[str, Any]:
-    """The settings of a bundled preset, as a dict of config fields."""
-    if name not in preset_names():
-        raise HDNError(f"unknown preset {name!r}; known: {', '.join(preset_names())}")
+def _read_preset(name: str) -> dict[str, Any]:
     text = resources.files("hyperdomainnet.configs").joinpath(f"{name}.yaml").read_text()
     return dict(yaml.safe_load(text) or {})
+
+
+def preset_names(trainer: str | None = None) -> list[str]:
+    """Names of the bundled presets (YAML files in hyperdomainnet/configs), optionally of one trainer."""
+    names = sorted(p.name[:-5] for p in resources.files("hyperdomainnet.configs").iterdir()
+                   if p.name.endswith(".yaml"))
+    return [n for n in names if trainer is None or _read_preset(n).get("trainer") == trainer]
+
+
+def load_preset(name: str, trainer: str | None = None) -> dict[str, Any]:
+    """The settings of a bundled preset (its ``trainer`` key checked against ``trainer``)."""
+    if name not in preset_names():
+        raise HDNError(f"unknown preset {name!r}; known: {', '.join(preset_names(trainer))}")
+    settings = _read_preset(name)
+    kind = settings.pop("trainer", None)
+    if trainer is not None and kind != trainer:
+        raise HDNError(f"preset {name!r} is for `{PRESET_COMMANDS.get(kind, kind)}`; presets for this "
+                       f"command: {', '.join(preset_names(trainer))}")
+    return settings
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
