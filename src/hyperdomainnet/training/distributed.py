@@ -12,7 +12,7 @@ How the parallel run stays equivalent to one process on the whole batch (``docs/
   samples, so the trajectory does not depend on the number of processes.
 * BatchNorm: :class:`GlobalBatchNorm1d` normalises with the statistics of the global batch
   (sums all-reduced with gradients). ``torch.nn.SyncBatchNorm`` computes the same thing but runs
-  only on GPU tensors, so it could not be tested on gloo/CPU; this one runs everywhere.
+  only on GPU (or XPU, …) tensors, so it could not run on gloo/CPU here; this one runs everywhere.
 * Losses: CLIP embeddings and domain vectors are all-gathered with :func:`all_gather` (its
   backward sums every rank's gradient contribution), so batch-level terms — pairs across ranks in
   tt_direction included — see the global batch; per-sample reconstruction terms stay local means.
@@ -20,7 +20,7 @@ How the parallel run stays equivalent to one process on the whole batch (``docs/
   ranks, the averaged gradient is that of the mean over ranks of each rank's loss — exactly the
   single-process loss on the global batch.
 * Files: rank 0 alone writes the run directory (config, log, checkpoints, grids, result); a resumed
-  run's checkpoint is read by rank 0 and broadcast, so nodes need no shared file system.
+  run's checkpoint is read by rank 0 and broadcast to the others.
 """
 from __future__ import annotations
 
@@ -104,6 +104,11 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _comm_device() -> torch.device:
+    """Where tensors for collectives must live: the current GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 class _AllGather(torch.autograd.Function):
     """Concatenate equal-sized per-rank tensors along dim 0; backward: the summed gradient's slice."""
 
@@ -152,7 +157,7 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     if _world() == 1 or not values:
         return values
     keys = sorted(values)
-    stacked = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    stacked = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(stacked)
     return dict(zip(keys, (stacked / _world()).tolist()))
 
@@ -184,6 +189,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _world() > 1):
             return super().forward(x)
+        x = x.float()  # as batch_norm under autocast
         sums = all_reduce_sum(torch.cat([x.sum(0), x.new_tensor([x.shape[0]])]))
         n = sums[-1].detach()
         mean = sums[:-1] / n
@@ -204,10 +210,11 @@ def convert_batchnorm(module: nn.Module) -> nn.Module:
     same parameters and buffers); returns ``module``."""
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm1d:
+            tensors = [*child.parameters(), *child.buffers()]
             replacement = GlobalBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
-                                            child.track_running_stats)
+                                            child.track_running_stats, device=tensors[0].device if tensors else None)
             replacement.load_state_dict(child.state_dict())
-            setattr(module, name, replacement.to(next(child.buffers()).device))
+            setattr(module, name, replacement)
         else:
             convert_batchnorm(child)
     return module

@@ -158,8 +158,8 @@ class HypernetTrainerBase:
         src = self.draw(SEED_RANGE, batch).tolist() if self.config.quirks == "official" else trg
         return ws, trg, src
 
-    def noise(self, seeds: list[int]) -> list[torch.Tensor | None] | None:
-        """Noise maps of this rank's samples (None: the config's constant/no noise)."""
+    def noise(self, seeds: list[int]) -> list[torch.Tensor | None]:
+        """Noise maps for these samples: seeded per sample, or the config's constant / no noise."""
         if self.config.noise_mode != "random":
             return self.G.make_noise(self.config.noise_mode, len(seeds), self.device)
         return seeded_noise(self.G, seeds, self.device)
@@ -213,9 +213,12 @@ class HypernetTrainerBase:
 
     def state_dict(self) -> dict[str, Any]:
         return {"hypernet": self.hypernet.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state()}
+                "rng": self.rng.get_state(), "domains_sha256": self.domains_sha256()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("domains_sha256") != self.domains_sha256():
+            raise HDNError("the training domains (list or reference images) changed since the run started; "
+                           "restore them or start a new run in another directory")
         try:
             self.hypernet.load_state_dict(state["hypernet"])
         except (KeyError, RuntimeError) as exc:
@@ -226,6 +229,9 @@ class HypernetTrainerBase:
 
     def domain_metadata(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def domains_sha256(self) -> str:
+        return self.domain_metadata()["domain_lists_sha256"]["train"]
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
