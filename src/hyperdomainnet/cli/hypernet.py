@@ -81,7 +81,8 @@ def train(
                      log_every=log_every, save_every=save_every, grid_every=grid_every, grid_samples=grid_samples,
                      tensorboard=tensorboard, wandb=wandb)
     preset = preset or ("im2im_multiple_base" if images is not None else "td_multiple")
-    layers = _run_settings(out, resume, preset, config, overrides)
+    layers = _run_settings(out, resume, preset, config, overrides,
+                           trainer="multi_image" if images is not None else "multi_text")
     cfg = build_config(HypernetConfig, *layers)
     try:
         trainer = ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
