@@ -159,7 +159,7 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
         meta = {"format": PNORM_FORMAT, "version": FORMAT_VERSION, "n_samples": n_samples, "seed": seed,
                 "negative_slope": PNORM_SLOPE, "mapping_sha256": mapping_sha,
                 "generator": getattr(G, "identity", None)}
-        _write_safetensors(path, {"mean": stats.mean, "components": stats.components, "std": stats.std}, meta)
+        write_safetensors(path, {"mean": stats.mean, "components": stats.components, "std": stats.std}, meta)
     return stats
 
 
@@ -174,7 +174,7 @@ class InversionResult:
     cached: bool = False
 
 
-def _downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
     """Antialiased bicubic resize to ``size`` (identity when already that size). For integer
     factors this equals the official BicubicDownSample away from the border (reflect-padded there)."""
     if images.shape[-1] == size and images.shape[-2] == size:
@@ -219,10 +219,10 @@ def invert(G: torch.nn.Module, image: torch.Tensor, steps: int = 1000, lr: float
     if steps < 0:
         raise ValueError("steps must be ≥ 0")
     device = G.latent_avg.device
-    target = _downsample(image.detach().to(device, torch.float32), G.size)
+    target = downsample(image.detach().to(device, torch.float32), G.size)
     batch = target.shape[0]
     small = min(G.size, LPIPS_SIZE)
-    target_small = _downsample(target, small)
+    target_small = downsample(target, small)
     lpips_net = lpips_net if lpips_net is not None else load_lpips("vgg", device)
     pnorm = (pnorm if pnorm is not None else pnorm_stats(G)).to(device)
 
@@ -233,7 +233,7 @@ def invert(G: torch.nn.Module, image: torch.Tensor, steps: int = 1000, lr: float
         for _ in range(steps):
             rendered = _render(G, latent, noise_mode, generator)
             mse = (rendered - target).pow(2).flatten(1).mean(1)
-            perceptual = lpips_net(_downsample(rendered, small), target_small).flatten()
+            perceptual = lpips_net(downsample(rendered, small), target_small).flatten()
             p_norm = pnorm.loss(latent)
             total = (mse_weight * mse + lpips_weight * perceptual + lambda_p * p_norm).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -295,20 +295,20 @@ def cached_invert(G: torch.nn.Module, image_path: str | Path, steps: int = 1000,
         meta = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "image": str(image_path),
                 "image_sha256": image_sha, "generator": getattr(G, "identity", None),
                 "settings": settings, "loss_keys": list(LOSS_KEYS)}
-        _write_safetensors(path, {"latent": result.latent, "losses": losses.reshape(-1, len(LOSS_KEYS))}, meta)
+        write_safetensors(path, {"latent": result.latent, "losses": losses.reshape(-1, len(LOSS_KEYS))}, meta)
         log.info("cached the inverted latent of %s in %s", image_path, path)
     return result
 
 
 # ----- safetensors helpers -------------------------------------------------------------------
-def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={META_KEY: json.dumps(meta)})
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and the JSON metadata of a file written by ``_write_safetensors``."""
+    """Tensors and the JSON metadata of a file written by ``write_safetensors``."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})[META_KEY])

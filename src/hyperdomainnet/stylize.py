@@ -22,7 +22,7 @@ from .domain.files import DomainFile, save_domain_file
 from .domain.parameterizations import Parameterization
 from .errors import HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
-from .inversion import FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, _write_safetensors, cached_invert
+from .inversion import FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, write_safetensors, cached_invert
 from .stylegan2.generator import Generator
 
 MIX_FROM = 7          # first W+ index taken from the reference latent (MindTheGap)
@@ -95,7 +95,7 @@ def save_latent(path: str | Path, inverted: Inverted, G: Generator, options: Inv
     meta = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "image": inverted.name,
             "image_sha256": inverted.sha256, "generator": G.identity, "settings": asdict(options),
             "losses": inverted.losses}
-    _write_safetensors(Path(path), {"latent": inverted.latent}, meta)
+    write_safetensors(Path(path), {"latent": inverted.latent}, meta)
     return Path(path)
 
 

@@ -31,7 +31,7 @@ from .. import __version__
 from ..clip import ClipEnsemble
 from ..domain.parameterizations import build_parameterization
 from ..errors import HDNError
-from ..inversion import LPIPS_SIZE, _downsample
+from ..inversion import LPIPS_SIZE, downsample
 from ..losses import (clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss,
                       l2_rec_loss, offsets_l1, offsets_l2)
 from ..perceptual import load_lpips
@@ -66,7 +66,7 @@ class ImageTrainer:
         self.G = G if G is not None else load_generator(config.generator, self.device)
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
-        self.reference_small = _downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
+        self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
         self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device)
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
@@ -110,7 +110,7 @@ class ImageTrainer:
 
     def reconstruction_losses(self, ref_trg: torch.Tensor) -> dict[str, torch.Tensor]:
         """l2_rec and lpips_rec of ↓G_B(w_ref) against ↓I_ref."""
-        pred = _downsample(ref_trg, self.reference_small.shape[-1])
+        pred = downsample(ref_trg, self.reference_small.shape[-1])
         values = {"l2_rec": lambda: l2_rec_loss(pred, self.reference_small),
                   "lpips_rec": lambda: self.lpips(pred, self.reference_small).mean()}
         return {name: values[name]() for name in self.wanted(("l2_rec", "lpips_rec"))}

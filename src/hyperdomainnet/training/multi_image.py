@@ -32,7 +32,7 @@ from ..clip import ClipEnsemble
 from ..errors import HDNError
 from ..hypernet.domains import list_sha256, load_image_list
 from ..images import image_sha256, load_image
-from ..inversion import LPIPS_SIZE, _downsample
+from ..inversion import LPIPS_SIZE, downsample
 from ..losses import clip_ref_loss, clip_within_loss, direction_loss, l2_rec_loss, tt_direction_loss
 from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
@@ -60,7 +60,7 @@ class ImageHypernetTrainer(HypernetTrainerBase):
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone) \
             if config.losses.get("lpips_rec") else None
         self.images = torch.cat([load_image(p, self.G.size, config.fit) for p in self.paths]).to(self.device)
-        self.images_small = _downsample(self.images, min(self.G.size, LPIPS_SIZE))
+        self.images_small = downsample(self.images, min(self.G.size, LPIPS_SIZE))
         self.sha256 = [image_sha256(p) for p in self.paths]
         self.latents = self.invert_references(progress)
         with torch.no_grad():
@@ -110,7 +110,7 @@ class ImageHypernetTrainer(HypernetTrainerBase):
             for name in wanted:
                 terms[name] = terms.get(name, 0) + weight * values[name]()
         if ref_trg is not None:
-            pred = _downsample(ref_trg, self.images_small.shape[-1])
+            pred = downsample(ref_trg, self.images_small.shape[-1])
             target = self.images_small[local_refs]
             if cfg.losses.get("l2_rec"):
                 terms["l2_rec"] = l2_rec_loss(pred, target)
