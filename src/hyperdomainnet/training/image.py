@@ -20,30 +20,26 @@ reference's ↓ uses the same resize as the render's (the official dataset used 
 """
 from __future__ import annotations
 
-import datetime
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import __version__
 from ..clip import ClipEnsemble
 from ..domain.parameterizations import build_parameterization
 from ..errors import HDNError
 from ..inversion import LPIPS_SIZE, downsample
 from ..losses import (clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss,
-                      l2_rec_loss, offsets_l1, offsets_l2)
+                      l2_rec_loss)
 from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
 from ..stylegan2.loading import load_generator
 from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference,
                        style_mix)
 from .config import ImageAdaptConfig
-from .loop import NonFiniteLoss
 from .runtime import autocast, resolve_device
-from .sampling import fixed_latents, sample_noise, sample_ws
-from .text import PREVIEW_SEED
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
+from .steps import apply_update, regularization_terms, run_metadata
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
@@ -128,19 +124,8 @@ class ImageTrainer:
             terms = self.clip_losses(src, trg, ref_trg)
             if ref_trg is not None:
                 terms.update(self.reconstruction_losses(ref_trg))
-        regs = self.param.regularized_tensors()
-        if cfg.losses.get("offsets_l2"):
-            terms["offsets_l2"] = offsets_l2(regs)
-        if cfg.losses.get("offsets_l1"):
-            terms["offsets_l1"] = offsets_l1(regs)
-        total = sum(cfg.losses[name] * value for name, value in terms.items())
-        report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-        if not math.isfinite(report["total"]):
-            raise NonFiniteLoss(report)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        return report
+        terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
+        return apply_update(self.optimizer, cfg.losses, terms)
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
@@ -171,11 +156,8 @@ class ImageTrainer:
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
-        return {"reference": {"file": self.reference.name, "sha256": self.reference.sha256,
-                              "fit": cfg.fit, "aligned": cfg.align},
-                "clip": self.clip.spec, "steps": cfg.steps, "parameterization": cfg.parameterization,
-                "trainer": "image", "config": cfg.model_dump(mode="json"), "library_version": __version__,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        reference = {"file": self.reference.name, "sha256": self.reference.sha256, "fit": cfg.fit, "aligned": cfg.align}
+        return run_metadata(cfg, self.clip.spec, "image", reference=reference, parameterization=cfg.parameterization)
 
     def save_result(self, path: Path) -> None:
         domain = self.param.to_domain_file(self.G, self.metadata())

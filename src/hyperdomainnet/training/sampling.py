@@ -5,6 +5,8 @@ import torch
 
 from ..stylegan2.generator import Generator
 
+PREVIEW_SEED = 1234  # seed of the fixed latents every trainer previews
+
 
 def sample_ws(G: Generator, batch: int, mixing: float, rng: torch.Generator,
               device: torch.device) -> torch.Tensor:
