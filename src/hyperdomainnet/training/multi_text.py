@@ -56,8 +56,8 @@ from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
 from .loop import NonFiniteLoss
 from .runtime import autocast
-from .sampling import fixed_latents, sample_ws
-from .text import PREVIEW_SEED
+from .sampling import PREVIEW_SEED, fixed_latents, sample_ws
+
 
 SEED_RANGE = 2**62
 RESULT_NAME = "hypernet.safetensors"
