@@ -73,6 +73,10 @@ def adapt_text(
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N."),
     precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16."),
+    low_memory: Optional[bool] = typer.Option(None, "--low-memory/--no-low-memory",
+                                              help="Recompute generator blocks in the backward pass; halve the micro-batch on out-of-memory."),
+    clip_device: Optional[str] = typer.Option(None, help="Device of the CLIP encoders, e.g. cuda:1 (default: --device)."),
+    micro_batch: Optional[int] = typer.Option(None, help="Render at most this many samples at a time (same gradient)."),
     log_every: Optional[int] = typer.Option(None, help="Steps between log lines."),
     save_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
     grid_every: Optional[int] = typer.Option(None, help="Steps between preview grids."),
@@ -93,7 +97,8 @@ def adapt_text(
                      placement=placement, phase=phase, auto_layer_k=auto_layer_k,
                      auto_layer_iters=auto_layer_iters, seed=seed, device=device, precision=precision,
                      log_every=log_every, save_every=save_every, grid_every=grid_every,
-                     grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb)
+                     grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb, low_memory=low_memory,
+                     clip_device=clip_device, micro_batch=micro_batch)
     cfg = build_config(TextAdaptConfig, *_run_settings(out, resume, preset, config, overrides, trainer="text"))
     result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
     typer.echo(f"domain adapted to {cfg.target!r}: {result}")

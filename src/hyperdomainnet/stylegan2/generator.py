@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .layers import (PLACEMENTS, ConstantInput, ConvModifier, EqualLinear, Impl, PixelNorm,
@@ -85,6 +88,28 @@ class GeneratorArch:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class StyleCache:
+    """What renders of the same W+ codes share: s = A(w) of every modulated conv (``conv_styles``
+    per 3×3 conv, ``rgb_styles`` per toRGB, W+ order) and the 3×3 convs' demodulation
+    coefficients d(s) (``demod``), for the tensor ``ws`` of the generator ``generator()``."""
+
+    ws: torch.Tensor
+    conv_styles: tuple[torch.Tensor, ...]
+    rgb_styles: tuple[torch.Tensor, ...]
+    demod: tuple[torch.Tensor, ...]
+    generator: weakref.ref
+    grad: bool
+
+    def narrow(self, start: int, length: int) -> StyleCache:
+        """The cache of samples [start, start + length); render it with ``ws=part.ws``."""
+        def cut(ts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            return tuple(t.narrow(0, start, length) for t in ts)
+
+        return StyleCache(self.ws.narrow(0, start, length), cut(self.conv_styles), cut(self.rgb_styles),
+                          cut(self.demod), self.generator, self.grad)
+
+
 class Generator(nn.Module):
     """StyleGAN2 generator; ``state_dict`` keys match rosinality's ``g_ema`` plus ``latent_avg``."""
 
@@ -121,6 +146,8 @@ class Generator(nn.Module):
             res = 2 ** ((i + 5) // 2)
             self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
         self.register_buffer("latent_avg", torch.full((style_dim,), float("nan")))
+        self.channels_last = False  # render in the channels-last memory format (see runtime.prepare_generator)
+        self.compile_options: dict[str, Any] | None = None  # see compile_synthesis
         self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
 
     # ----- domain layout -------------------------------------------------------------------
@@ -200,26 +227,60 @@ class Generator(nn.Module):
             return [None] * self.num_layers
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
 
+    def style_cache(self, ws: torch.Tensor) -> StyleCache:
+        """Styles s = A(w) of every modulated conv for W (B, D_w) or W+ codes, and the 3×3 convs'
+        demodulation coefficients d(s): all that renders of the same codes share (G_A and G_B of a
+        training step) unless a style offset or the ``before_demod`` placement changes them."""
+        ws3 = self._check_ws(ws)
+        conv_styles = [sc.conv.modulation(ws3[:, i]) for i, sc in enumerate(self.styled_convs)]
+        rgb_styles = [rgb.conv.modulation(ws3[:, 2 * k + 1]) for k, rgb in enumerate(self.to_rgb_layers)]
+        demod = [sc.conv.demod_coefficients(s) for sc, s in zip(self.styled_convs, conv_styles)]
+        return StyleCache(ws, tuple(conv_styles), tuple(rgb_styles), tuple(demod), weakref.ref(self),
+                          torch.is_grad_enabled())
+
+    def _check_ws(self, ws: torch.Tensor) -> torch.Tensor:
+        """W (B, D_w) → W+ (B, n_latent, D_w); W+ is checked."""
+        if ws.ndim == 2:
+            ws = ws[:, None].expand(-1, self.n_latent, -1)
+        if ws.shape[1:] != (self.n_latent, self.style_dim):
+            raise ValueError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
+        return ws
+
+    def _cache_for(self, ws: torch.Tensor, cache: StyleCache | None) -> StyleCache:
+        """``cache`` when it was built by this generator for this very ``ws`` tensor (with autograd
+        on if it is on now), else a fresh one: a cache never changes the result."""
+        if (cache is not None and cache.generator() is self and cache.ws is ws
+                and (cache.grad or not torch.is_grad_enabled())):
+            return cache
+        return self.style_cache(ws)
+
+    @property
+    def to_rgb_layers(self) -> list[ToRGB]:
+        """The toRGB layers in W+ order (``to_rgb1``, ``to_rgbs[0]``, …)."""
+        return [self.to_rgb1, *self.to_rgbs]
+
     def synthesis(self, ws: torch.Tensor, domain: torch.Tensor | None = None,
                   style_offset: torch.Tensor | None = None, placement: Placement = "after_demod",
                   noise_mode: NoiseMode = "const", noise: list[torch.Tensor | None] | None = None,
-                  impl: Impl = "fast", modifiers: Sequence[ConvModifier | None] | None = None
-                  ) -> torch.Tensor:
+                  impl: Impl = "fast", modifiers: Sequence[ConvModifier | None] | None = None,
+                  cache: StyleCache | None = None, checkpoint: bool = False) -> torch.Tensor:
         """Render (B, 3, size, size) images in about [−1, 1] from W (B, D_w) or W+ (B, n_latent, D_w).
 
         ``domain`` δ: the conv input gain is 1 + δ (δ = 0 reproduces the source generator).
         ``style_offset`` Δs: styles s ← s + Δs. ``noise`` overrides ``noise_mode`` per layer.
         ``modifiers``: per 3×3 conv, W ← W ⊙ M + β after demodulation and the gain (see ``layers``).
+        ``cache``: ``style_cache(ws)`` of this very ``ws`` tensor, shared between renders.
+        ``checkpoint``: recompute each resolution block in the backward pass instead of keeping
+        its activations (less memory, one more forward; only when autograd is recording).
+        The result is channels-last when the ``channels_last`` attribute is set; under autocast
+        the convolutions run in the autocast dtype.
         """
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
-        if ws.ndim == 2:
-            ws = ws[:, None].expand(-1, self.n_latent, -1)
-        if ws.shape[1:] != (self.n_latent, self.style_dim):
-            raise ValueError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
-        batch = ws.shape[0]
+        cache = self._cache_for(ws, cache)
+        batch = cache.conv_styles[0].shape[0]
         if noise is None:
-            noise = self.make_noise(noise_mode, batch, ws.device)
+            noise = self.make_noise(noise_mode, batch, cache.conv_styles[0].device)
         gains = [1 + d for d in self.split_domain(domain)] if domain is not None else [None] * self.num_layers
         offsets = self.split_domain(style_offset) if style_offset is not None else [None] * self.num_layers
         if modifiers is None:
@@ -227,23 +288,59 @@ class Generator(nn.Module):
         elif len(modifiers) != self.num_layers:
             raise ValueError(f"modifiers must have one entry per 3×3 conv ({self.num_layers}), got {len(modifiers)}")
 
-        def style_of(layer: int, w_index: int) -> torch.Tensor:
-            s = self.styled_convs[layer].conv.modulation(ws[:, w_index])
-            return s if offsets[layer] is None else s + offsets[layer]
+        render = self._render_eager if self.compile_options is None else partial(
+            _compiled_render(self.compile_options), self)
+        return render(cache.conv_styles, cache.rgb_styles, cache.demod, noise, gains, offsets, modifiers,
+                            placement, impl, checkpoint and torch.is_grad_enabled())
 
-        x = self.input(batch)
-        x = self.conv1(x, style_of(0, 0), noise[0], gains[0], placement, impl, modifiers[0])
-        skip = self.to_rgb1(x, self.to_rgb1.conv.modulation(ws[:, 1]), impl=impl)
-        for k, to_rgb in enumerate(self.to_rgbs):
-            for j in (2 * k, 2 * k + 1):
-                x = self.convs[j](x, style_of(j + 1, j + 1), noise[j + 1], gains[j + 1], placement, impl,
-                                  modifiers[j + 1])
-            skip = to_rgb(x, to_rgb.conv.modulation(ws[:, 2 * k + 3]), skip, impl=impl)
+    def _render_eager(self, conv_styles: Sequence[torch.Tensor], rgb_styles: Sequence[torch.Tensor],
+                      demods: Sequence[torch.Tensor], noise: Sequence[torch.Tensor | None],
+                      gains: Sequence[torch.Tensor | None], offsets: Sequence[torch.Tensor | None],
+                      modifiers: Sequence[ConvModifier | None], placement: Placement, impl: Impl,
+                      recompute: bool) -> torch.Tensor:
+        """The synthesis network proper, from per-layer styles, noise, gains, offsets and modifiers."""
+        def styled(layer: int, x: torch.Tensor) -> torch.Tensor:
+            s, offset = conv_styles[layer], offsets[layer]
+            demod = demods[layer] if offset is None else None
+            return self.styled_convs[layer](x, s if offset is None else s + offset, noise[layer], gains[layer],
+                                            placement, impl, modifiers[layer], demod)
+
+        def block(k: int, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = styled(2 * k + 2, styled(2 * k + 1, x))
+            return x, self.to_rgbs[k](x, rgb_styles[k + 1], skip, impl=impl)
+
+        x = self.input(conv_styles[0].shape[0])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = styled(0, x)
+        skip = self.to_rgb1(x, rgb_styles[0], impl=impl)
+        for k in range(len(self.to_rgbs)):
+            if recompute:
+                x, skip = torch.utils.checkpoint.checkpoint(block, k, x, skip, use_reentrant=False)
+            else:
+                x, skip = block(k, x, skip)
         return skip
+
+    def compile_synthesis(self, **options: Any) -> None:
+        """Run the synthesis network through ``torch.compile(**options)`` from now on (compiled
+        on first use; copies of G keep the setting and compile for themselves)."""
+        self.compile_options = dict(options)
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0, **synthesis_kwargs: Any) -> torch.Tensor:
         """z → image: ``synthesis(ws(z, truncation), **synthesis_kwargs)``."""
         return self.synthesis(self.ws(z, truncation=truncation), **synthesis_kwargs)
+
+
+_COMPILED: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def _compiled_render(options: dict[str, Any]) -> Callable[..., torch.Tensor]:
+    """A bound ``_render_eager`` through ``torch.compile(**options)``: one compiled function per
+    options, shared by generators (dynamo guards on the instance)."""
+    key = repr(sorted(options.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(Generator._render_eager, **options)
+    return _COMPILED[key]
 
 
 def _uniform(generator: torch.Generator | None) -> float:

@@ -45,6 +45,13 @@ class TrainConfig(BaseModel):
     grid_truncation: float = 0.7
     tensorboard: bool = False
     wandb: bool = False
+    low_memory: bool = Field(False, description="recompute the adapted generator's blocks in the backward pass "
+                             "and halve the micro-batch when a step runs out of device memory")
+    clip_device: str | None = Field(None, description="device of the CLIP encoders (default: the generator's)")
+    micro_batch: int | None = Field(None, gt=0, description="render and encode at most this many samples at a "
+                                    "time; the gradient is the full batch's")
+    channels_last: bool | None = Field(None, description="channels-last activations (default: on CUDA and the CPU)")
+    compile: bool = Field(False, description="torch.compile the synthesis network")
 
     @field_validator("losses")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,12 @@ from ..domain.parameterizations import build_parameterization
 from ..errors import HDNError
 from ..losses import direction_loss, global_loss, indomain_angle_loss, offsets_l1, offsets_l2
 from ..stylegan2.formats.rosinality import write_rosinality
-from ..stylegan2.generator import Generator
+from ..stylegan2.generator import Generator, StyleCache
 from ..stylegan2.loading import load_generator
 from .config import TextAdaptConfig
 from .loop import NonFiniteLoss
-from .runtime import autocast, resolve_device
+from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
+from .runtime import autocast, prepare_generator, resolve_device
 from .sampling import fixed_latents, sample_noise, sample_ws
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
@@ -52,8 +54,10 @@ class TextTrainer:
                  clip: ClipEnsemble | None = None) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        self.G = G if G is not None else load_generator(config.generator, self.device)
-        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device)
+        clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
+        self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
+                                   self.device, config.channels_last, config.compile, config.low_memory)
+        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=clip_device)
         options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         if config.phase is not None:
             options["phase"] = config.phase
@@ -63,14 +67,16 @@ class TextTrainer:
         # Adam leaves them alone.
         self.optimizer = torch.optim.Adam(list(self.param.parameters()), **optimizer_settings(config))
         self.rng = torch.Generator().manual_seed(config.seed)
-        self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(self.device),
-                                enc.template_embeddings(config.source)[None].to(self.device))
+        self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(enc.device),
+                                enc.template_embeddings(config.source)[None].to(enc.device))
                      for enc, _ in self.clip}
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
                                         self.device)
+        self.micro_batch = AdaptiveMicroBatch(config.batch, config.micro_batch, adaptive=config.low_memory)
 
     def clip_losses(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Weighted CLIP loss terms summed over the ensemble (encoder weight × term)."""
+        """Weighted CLIP loss terms summed over the ensemble (encoder weight × term), on the
+        generator's device (the encoders may sit on another)."""
         wanted = {k for k, c in self.config.losses.items() if c and k in ("direction", "global", "indomain")}
         terms: dict[str, torch.Tensor] = {}
         for enc, weight in self.clip:
@@ -82,7 +88,7 @@ class TextTrainer:
                       "global": lambda: global_loss(b, t_trg),
                       "indomain": lambda: indomain_angle_loss(b, a)}
             for name in wanted:
-                terms[name] = terms.get(name, 0) + weight * values[name]()
+                terms[name] = terms.get(name, 0) + weight * values[name]().to(self.device)
         return terms
 
     def select_layers(self) -> None:
@@ -90,7 +96,8 @@ class TextTrainer:
         cfg = self.config
 
         def global_clip_loss(images: torch.Tensor) -> torch.Tensor:
-            return sum(w * global_loss(enc.encode_images(images), self.text[enc.name][0]) for enc, w in self.clip)
+            return sum(w * global_loss(enc.encode_images(images), self.text[enc.name][0]).to(self.device)
+                       for enc, w in self.clip)
 
         layers = select_layers(self.G, global_clip_loss, cfg.auto_layer_k, iters=cfg.auto_layer_iters,
                                batch=cfg.auto_layer_batch, generator=self.rng,
@@ -104,11 +111,26 @@ class TextTrainer:
             self.select_layers()
         ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
         noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
-        with autocast(self.device, cfg.precision):
-            with torch.no_grad():
-                src = self.G.synthesis(ws, noise=noise)
-            trg = self.param.synthesize(self.G, ws, noise=noise)
-            terms = self.clip_losses(src, trg)
+        cache = self.G.style_cache(ws)  # styles and demodulation shared by G_A and G_B
+        return self.micro_batch.run(lambda parts: self._step(cache, noise, parts))
+
+    def _step(self, cache: StyleCache, noise: list[torch.Tensor | None], parts: list[slice]) -> dict[str, float]:
+        """One step with the batch rendered in ``parts`` (the same gradient for any split)."""
+        cfg = self.config
+
+        def sub(part: slice) -> tuple[StyleCache, list[torch.Tensor | None]]:
+            return cache.narrow(part.start, part.stop - part.start), narrow_noise(noise, part, cfg.batch)
+
+        def adapted(part: slice) -> torch.Tensor:
+            c, n = sub(part)
+            return self.param.synthesize(self.G, c.ws, noise=n, cache=c, checkpoint=cfg.low_memory)
+
+        precision = partial(autocast, self.device, cfg.precision)
+        with torch.no_grad(), precision():
+            src = torch.cat([self.G.synthesis(c.ws, noise=n, cache=c) for c, n in map(sub, parts)])
+        trg = MicroBatched(adapted, parts, context=precision)
+        with precision():
+            terms = self.clip_losses(src, trg.outputs())
         regs = self.param.regularized_tensors()
         if cfg.losses.get("offsets_l2"):
             terms["offsets_l2"] = offsets_l2(regs)
@@ -119,7 +141,7 @@ class TextTrainer:
         if not math.isfinite(report["total"]):
             raise NonFiniteLoss(report)
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        trg.backward(total)
         self.optimizer.step()
         return report
 
@@ -127,8 +149,9 @@ class TextTrainer:
     def preview(self) -> tuple[torch.Tensor, int]:
         """Source row above adapted row, on fixed seeds with constant noise."""
         self.param.eval()
-        src = self.G.synthesis(self.preview_ws)
-        trg = self.param.synthesize(self.G, self.preview_ws)
+        cache = self.G.style_cache(self.preview_ws)
+        src = self.G.synthesis(self.preview_ws, cache=cache)
+        trg = self.param.synthesize(self.G, self.preview_ws, cache=cache)
         return torch.cat([src, trg]).float().cpu(), self.preview_ws.shape[0]
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,326 @@
+"""Training-step and rendering speed and memory: the fast path against the straightforward reference.
+
+One command prints, for each size and CLIP ensemble (batch 4 by default), the median time of a
+text-adaptation step and its peak memory for
+
+* ``reference``: the research-code way, in the same process tree on the same machine: per-sample
+  modulated weights and grouped convolutions (``impl="reference"``), the native FIR op (zero
+  insertion + single-channel convolution over (B·C, 1, H, W)), styles recomputed for each render,
+  the default CPU allocator, NCHW, fp32;
+* ``fast``: ``TextTrainer.train_step`` as shipped (fp32): activation-space modulation with dense
+  convolutions, the fused modulated-conv/activation autograd functions, the depthwise/polyphase
+  FIR, styles and demodulation shared by G_A and G_B, channels-last, the tuned CPU allocator;
+* variants of ``fast`` on the first size/ensemble: bf16 autocast (and fp16 on CUDA), low-memory
+  mode (block recomputation + micro-batches of 1), NCHW;
+
+then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px) and batched multi-domain
+rendering (one δ per sample, no gradients) in images/s. Every case runs in a fresh process
+(``spawn``) so that its peak memory is its own: on the CPU the growth of the peak resident set
+over the resident set after loading (VmHWM reset through /proc/self/clear_refs), on CUDA
+``max_memory_allocated`` over the allocated memory after loading. Random-weight models (config-f
+StyleGAN2, open_clip ViTs) do the same work as trained ones.
+
+    python benchmarks/train_step.py                  # CPU: 256 and 1024 px, ViT-B/32 and ViT-B/32+ViT-B/16
+    python benchmarks/train_step.py --device cuda    # one GPU: the same table
+    python benchmarks/train_step.py --sizes 256 --clips B/32 --repeats 2   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+CLIPS = {"B/32": "random:ViT-B-32:1.0", "B/32+B/16": "random:ViT-B-32:1.0,random:ViT-B-16:1.0"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: ``kind`` step | hypernet | render, ``path`` reference | fast, config changes."""
+
+    kind: str
+    size: int
+    clip: str
+    path: str
+    label: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+# ----- memory and timing ------------------------------------------------------------------------
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss(reset_ok: bool) -> int:
+    if reset_ok:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Meter:
+    """Median wall time of repeated calls and the peak memory they add over the starting point."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn: Callable[[int], Any], repeats: int) -> tuple[list[float], int]:
+        """Times of ``repeats`` calls after one untimed warm-up; the peak counts the warm-up too
+        (memory an allocator keeps after it is part of the step's footprint)."""
+        self._sync()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            reset_ok = _reset_peak()
+            base = _rss()
+        fn(0)
+        self._sync()
+        times = []
+        for i in range(repeats):
+            start = time.perf_counter()
+            fn(i + 1)
+            self._sync()
+            times.append(time.perf_counter() - start)
+        peak = torch.cuda.max_memory_allocated() if self.cuda else _peak_rss(reset_ok)
+        return times, max(peak - base, 0)
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
+# ----- the measured work ------------------------------------------------------------------------
+def _text_config(case: Case, batch: int, device: str) -> Any:
+    from hyperdomainnet.training.config import TextAdaptConfig
+
+    return TextAdaptConfig(generator=f"random:{case.size}", clip=CLIPS[case.clip], source="Photo",
+                           target="3D Render in the Style of Pixar", batch=batch, lr=0.1, mixing=0.9,
+                           noise_mode="random", losses={"direction": 1.0}, device=device, grid_samples=1,
+                           **case.changes)
+
+
+def _direction(clip: Any, text: dict, src: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
+    from hyperdomainnet.losses import direction_loss
+
+    total = 0
+    for enc, weight in clip:
+        with torch.no_grad():
+            a = enc.encode_images(src)
+        total = total + weight * direction_loss(enc.encode_images(trg), a, *text[enc.name])
+    return total
+
+
+def _text_embeddings(clip: Any, cfg: Any) -> dict:
+    return {enc.name: (enc.template_embeddings(cfg.target)[None], enc.template_embeddings(cfg.source)[None])
+            for enc, _ in clip}
+
+
+def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
+    """The research-code step: per-sample weights, grouped convs, native FIR, nothing shared."""
+    from hyperdomainnet.training.sampling import sample_noise, sample_ws
+
+    device = torch.device(cfg.device)
+    delta = torch.zeros(G.domain_size, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=cfg.lr, betas=cfg.betas)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    text = _text_embeddings(clip, cfg)
+
+    def step(_: int) -> None:
+        ws = sample_ws(G, cfg.batch, cfg.mixing, rng, device)
+        noise = sample_noise(G, cfg.noise_mode, cfg.batch, rng, device)
+        with torch.no_grad():
+            src = G.synthesis(ws, noise=noise, impl="reference")
+        trg = G.synthesis(ws, domain=delta, noise=noise, impl="reference")
+        loss = _direction(clip, text, src, trg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], Any]:
+    """HyperDomainNet step: δ_i = net(e_i) per sample, G_A / G_B, direction loss, Adam on the net."""
+    from hyperdomainnet.hypernet import HyperDomainNet
+    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.training.sampling import sample_noise, sample_ws
+
+    device = torch.device(cfg.device)
+    if fast:
+        prepare_generator(G, device)
+    impl = "fast" if fast else "reference"
+    gen = torch.Generator().manual_seed(0)
+    net = HyperDomainNet(G.domain_layout, embed_dim=512).to(device).train()
+    inputs = torch.nn.functional.normalize(torch.randn(cfg.batch, 512, generator=gen), dim=1).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=5e-5)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    text = _text_embeddings(clip, cfg)
+
+    def step(_: int) -> None:
+        ws = sample_ws(G, cfg.batch, cfg.mixing, rng, device)
+        noise = sample_noise(G, cfg.noise_mode, cfg.batch, rng, device)
+        cache = G.style_cache(ws) if fast else None
+        with torch.no_grad():
+            src = G.synthesis(ws, noise=noise, impl=impl, cache=cache)
+        trg = G.synthesis(ws, domain=net(inputs), noise=noise, impl=impl, cache=cache)
+        loss = _direction(clip, text, src, trg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _render(G: Any, batch: int, device: torch.device, fast: bool) -> Callable[[int], Any]:
+    """Batched multi-domain rendering: one random δ per sample, no gradients."""
+    from hyperdomainnet.training.runtime import prepare_generator
+
+    if fast:
+        prepare_generator(G, device)
+    gen = torch.Generator().manual_seed(0)
+    ws = G.ws(torch.randn(batch, G.style_dim, generator=gen).to(device))
+    domains = (0.2 * torch.randn(batch, G.domain_size, generator=gen)).to(device)
+
+    @torch.no_grad()
+    def render(_: int) -> None:
+        G.synthesis(ws, domain=domains, impl="fast" if fast else "reference")
+
+    return render
+
+
+def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, queue: Any) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(threads)
+    import logging
+
+    logging.disable(logging.WARNING)  # open_clip: "No pretrained weights loaded" for random ViTs
+    from hyperdomainnet import load_generator
+    from hyperdomainnet.clip import ClipEnsemble
+    from hyperdomainnet.training.text import TextTrainer
+
+    try:
+        G = load_generator(f"random:{case.size}", device=device)
+        fast = case.path == "fast"
+        if case.kind == "render":
+            fn = _render(G, batch, torch.device(device), fast)
+        else:
+            cfg = _text_config(case, batch, device)
+            clip = ClipEnsemble.from_spec(cfg.clip, device=device)
+            if case.kind == "hypernet":
+                fn = _hypernet_step(cfg, G, clip, fast)
+            elif fast:
+                fn = TextTrainer(cfg, G=G, clip=clip).train_step
+            else:
+                fn = _reference_step(cfg, G, clip)
+        times, peak = Meter(torch.device(device))(fn, repeats)
+        queue.put((times, peak, None))
+    except Exception as exc:  # report and go on with the other cases
+        queue.put(([], 0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+
+
+def measure(case: Case, batch: int, device: str, repeats: int, threads: int) -> tuple[list[float], int, str | None]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_case, args=(case, batch, device, repeats, threads, queue))
+    proc.start()
+    proc.join()
+    if queue.empty():
+        return [], 0, f"the process died (exit code {proc.exitcode}; out of memory?)"
+    return queue.get()
+
+
+# ----- the table --------------------------------------------------------------------------------
+def machine(device: str, threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
+    build = f"torch {torch.__version__}" + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else "")
+    return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, {threads} torch threads{gpu}; {build}, "
+            f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}; "
+            f"device {device}")
+
+
+def cases(sizes: list[int], clips: list[str], device: str) -> list[Case]:
+    out: list[Case] = []
+    for size in sizes:
+        for clip in clips:
+            out += [Case("step", size, clip, "reference", "reference"), Case("step", size, clip, "fast", "fast")]
+            if clip == clips[0]:
+                out.append(Case("step", size, clip, "fast", "fast low-memory", {"low_memory": True, "micro_batch": 1}))
+            if size == sizes[0] and clip == clips[0]:
+                out += [Case("step", size, clip, "fast", "fast bf16", {"precision": "bf16"}),
+                        Case("step", size, clip, "fast", "fast NCHW", {"channels_last": False})]
+                if device.startswith("cuda"):
+                    out.append(Case("step", size, clip, "fast", "fast fp16", {"precision": "fp16"}))
+    out += [Case("hypernet", min(sizes), clips[0], path, path) for path in ("reference", "fast")]
+    for size in sizes:
+        out += [Case("render", size, "-", path, path) for path in ("reference", "fast")]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per case, after one warm-up")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    threads = args.threads
+
+    print(machine(args.device, threads))
+    print(f"batch {args.batch}; median of {args.repeats} timed calls after one warm-up (min–max in brackets); "
+          "peak = memory above the loaded models; ratios against the reference row above")
+    header = f"{'what':<9} {'size':>5} {'CLIP':<10} {'path':<16} {'median':>16} {'peak MiB':>9} {'speed-up':>9} {'memory':>7}"
+    print(header)
+    print("-" * len(header))
+    reference: dict[tuple[str, int, str], tuple[float, int]] = {}
+    for case in cases(args.sizes, args.clips, args.device):
+        times, peak, error = measure(case, args.batch, args.device, args.repeats, threads)
+        what = {"step": "text step", "hypernet": "HDN step", "render": "render"}[case.kind]
+        prefix = f"{what:<9} {case.size:>5} {case.clip:<10} {case.label:<16}"
+        if error:
+            print(f"{prefix} failed: {error}", flush=True)
+            continue
+        med = statistics.median(times)
+        key = (case.kind, case.size, case.clip)
+        if case.path == "reference":
+            reference[key] = (med, peak)
+        ref_t, ref_m = reference.get(key, (float("nan"), 0))
+        if case.kind == "render":
+            timing = f"{args.batch / med:8.2f} img/s"
+        else:
+            timing = f"{med:6.2f} s [{min(times):.1f}–{max(times):.1f}]"
+        mem_ratio = f"{peak / ref_m:6.2f}x" if ref_m else "    -"
+        print(f"{prefix} {timing:>16} {peak / 2**20:>9.0f} {ref_t / med:>8.2f}x {mem_ratio:>7}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
