@@ -11,32 +11,28 @@ official trainer draws them independently for each render).
 """
 from __future__ import annotations
 
-import datetime
-import math
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import __version__
 from ..clip import ClipEnsemble
 from ..domain.files import save_domain_file
 from ..domain.layer_selection import select_layers
 from ..domain.parameterizations import build_parameterization
 from ..errors import HDNError
-from ..losses import direction_loss, global_loss, indomain_angle_loss, offsets_l1, offsets_l2
+from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..stylegan2.formats.rosinality import write_rosinality
 from ..stylegan2.generator import Generator, StyleCache
 from ..stylegan2.loading import load_generator
 from .config import TextAdaptConfig
-from .loop import NonFiniteLoss
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_generator, resolve_device
-from .sampling import fixed_latents, sample_noise, sample_ws
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
+from .steps import apply_update, regularization_terms, run_metadata
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
-PREVIEW_SEED = 1234
 
 
 def optimizer_settings(config: TextAdaptConfig) -> dict[str, Any]:
@@ -131,19 +127,8 @@ class TextTrainer:
         trg = MicroBatched(adapted, parts, context=precision)
         with precision():
             terms = self.clip_losses(src, trg.outputs())
-        regs = self.param.regularized_tensors()
-        if cfg.losses.get("offsets_l2"):
-            terms["offsets_l2"] = offsets_l2(regs)
-        if cfg.losses.get("offsets_l1"):
-            terms["offsets_l1"] = offsets_l1(regs)
-        total = sum(cfg.losses[name] * value for name, value in terms.items())
-        report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-        if not math.isfinite(report["total"]):
-            raise NonFiniteLoss(report)
-        self.optimizer.zero_grad(set_to_none=True)
-        trg.backward(total)
-        self.optimizer.step()
-        return report
+        terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
+        return apply_update(self.optimizer, cfg.losses, terms, backward=trg.backward)
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
@@ -169,10 +154,8 @@ class TextTrainer:
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
-        return {"source": cfg.source, "target": cfg.target, "clip": self.clip.spec, "steps": cfg.steps,
-                "parameterization": cfg.parameterization, "trainer": "text",
-                "config": cfg.model_dump(mode="json"), "library_version": __version__,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        return run_metadata(cfg, self.clip.spec, "text", source=cfg.source, target=cfg.target,
+                            parameterization=cfg.parameterization)
 
     def save_result(self, path: Path) -> None:
         if self.config.parameterization == "full":
