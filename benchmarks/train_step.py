@@ -9,7 +9,8 @@ text-adaptation step and its peak memory for
   the default CPU allocator, NCHW, fp32;
 * ``fast``: ``TextTrainer.train_step`` as shipped (fp32): activation-space modulation with dense
   convolutions, the fused modulated-conv/activation autograd functions, the depthwise/polyphase
-  FIR, styles and demodulation shared by G_A and G_B, channels-last, the tuned CPU allocator;
+  FIR, styles and demodulation shared by G_A and G_B, channels-last, the tuned CPU allocator,
+  CLIP's packed self-attention;
 * variants of ``fast`` on the first size/ensemble: bf16 autocast (and fp16 on CUDA), low-memory
   mode (block recomputation + micro-batches of 1), NCHW;
 
@@ -164,12 +165,13 @@ def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
 def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], Any]:
     """HyperDomainNet step: δ_i = net(e_i) per sample, G_A / G_B, direction loss, Adam on the net."""
     from hyperdomainnet.hypernet import HyperDomainNet
-    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.training.runtime import prepare_clip, prepare_generator
     from hyperdomainnet.training.sampling import sample_noise, sample_ws
 
     device = torch.device(cfg.device)
     if fast:
         prepare_generator(G, device)
+        prepare_clip(clip)
     impl = "fast" if fast else "reference"
     gen = torch.Generator().manual_seed(0)
     net = HyperDomainNet(G.domain_layout, embed_dim=512).to(device).train()

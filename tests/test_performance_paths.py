@@ -20,7 +20,7 @@ from hyperdomainnet.stylegan2.ops import (fir_adjoint, make_fir_kernel, modulate
                                           upfirdn2d, upfirdn2d_reference)
 from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.memory import AdaptiveMicroBatch, MicroBatched, micro_slices
-from hyperdomainnet.training.runtime import prepare_generator
+from hyperdomainnet.training.runtime import PackedSelfAttention, prepare_clip, prepare_generator
 from hyperdomainnet.training.sampling import sample_noise, sample_ws
 from hyperdomainnet.training.text import TextTrainer
 
@@ -201,6 +201,31 @@ def test_frozen_weight_cache_follows_weight_changes(tiny_G: Generator) -> None:
     torch.testing.assert_close(after, tiny_G.synthesis(ws, impl="reference"), atol=1e-5, rtol=1e-4)
 
 
+# ----- CLIP attention ---------------------------------------------------------------------------
+def test_packed_self_attention_matches_torch() -> None:
+    images = seeded(3, 3, 40, 40).clamp(-1, 1)
+    grads = []
+    for packed in (False, True):
+        ensemble = ClipEnsemble.from_spec("random:tiny")
+        if packed:
+            prepare_clip(ensemble)
+        encoder = ensemble.members[0][0]
+        x = images.clone().requires_grad_()
+        out = encoder.encode_images(x)
+        out.sin().sum().backward()
+        grads.append((out.detach(), x.grad))
+    assert any(type(m) is PackedSelfAttention for m in encoder.model.visual.modules())
+    assert not any(type(m) is PackedSelfAttention for m in encoder.model.transformer.modules())  # causal text
+    torch.testing.assert_close(grads[1][0], grads[0][0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads[1][1], grads[0][1], atol=1e-7, rtol=1e-5)
+    attn = next(m for m in encoder.model.visual.modules() if type(m) is PackedSelfAttention)
+    tokens, mask = seeded(2, 5, attn.embed_dim, seed=3), seeded(5, 5, seed=4)
+    reference = torch.nn.MultiheadAttention.forward
+    for kwargs in ({"need_weights": True}, {"need_weights": False, "attn_mask": mask}):  # the generic path
+        got, expected = attn(tokens, tokens, tokens, **kwargs), reference(attn, tokens, tokens, tokens, **kwargs)
+        torch.testing.assert_close(got[0], expected[0])
+
+
 # ----- bf16 autocast --------------------------------------------------------------------------
 def test_bf16_autocast_close_to_fp32_reference(tiny_G: Generator) -> None:
     ws = ws_of(tiny_G)
@@ -229,6 +254,11 @@ def trainer_grad(clip: ClipEnsemble, G: Generator | None = None, **changes) -> t
     return report, torch.cat([p.grad.flatten() for p in trainer.param.parameters()])
 
 
+def close_gradients(grad: torch.Tensor, ref: torch.Tensor) -> None:
+    """Equal up to float32 noise (other batch shapes take other kernels): 1e-4 of the largest entry."""
+    torch.testing.assert_close(grad, ref, atol=1e-4 * float(ref.abs().max()), rtol=1e-3)
+
+
 @pytest.mark.parametrize("changes", [{"micro_batch": 1}, {"micro_batch": 3}, {"low_memory": True},
                                      {"channels_last": False}])
 def test_trainer_step_options_give_the_same_gradient(clip: ClipEnsemble, changes: dict) -> None:
@@ -237,7 +267,7 @@ def test_trainer_step_options_give_the_same_gradient(clip: ClipEnsemble, changes
     assert report.keys() == ref_report.keys()
     for k in report:
         assert report[k] == pytest.approx(ref_report[k], rel=1e-4, abs=1e-6), k
-    torch.testing.assert_close(grad, ref, atol=1e-5, rtol=1e-3)
+    close_gradients(grad, ref)
 
 
 def test_trainer_bf16_step_close_to_fp32(clip: ClipEnsemble) -> None:
@@ -261,7 +291,7 @@ def test_trainer_gradient_matches_reference_step(clip: ClipEnsemble) -> None:
         src = G.synthesis(ws, noise=noise, impl="reference")
     trg = G.synthesis(ws, domain=delta, noise=noise, impl="reference")
     sum(trainer.clip_losses(src, trg).values()).backward()
-    torch.testing.assert_close(fast, delta.grad, atol=1e-5, rtol=1e-3)
+    close_gradients(fast, delta.grad)
 
 
 def test_out_of_memory_halves_the_micro_batch(clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +306,7 @@ def test_out_of_memory_halves_the_micro_batch(clip: ClipEnsemble, monkeypatch: p
 
     monkeypatch.setattr(G, "synthesis", small_device)
     _, grad = trainer_grad(clip, G=G, low_memory=True)
-    torch.testing.assert_close(grad, ref, atol=1e-5, rtol=1e-3)
+    close_gradients(grad, ref)
     with pytest.raises(torch.OutOfMemoryError):
         trainer_grad(clip, G=G)  # without --low-memory the error is the user's to see
 

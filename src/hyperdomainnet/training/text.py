@@ -28,7 +28,7 @@ from ..stylegan2.generator import Generator, StyleCache
 from ..stylegan2.loading import load_generator
 from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
-from .runtime import autocast, prepare_generator, resolve_device
+from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
 from .steps import apply_update, regularization_terms, run_metadata
 
@@ -53,7 +53,8 @@ class TextTrainer:
         clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
         self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
                                    self.device, config.channels_last, config.compile, config.low_memory)
-        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=clip_device)
+        self.clip = prepare_clip(clip if clip is not None else
+                                 ClipEnsemble.from_spec(config.clip, device=clip_device))
         options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         if config.phase is not None:
             options["phase"] = config.phase
