@@ -86,9 +86,11 @@ class Meter:
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
 
-    def __call__(self, fn: Callable[[int], Any], repeats: int) -> tuple[list[float], int]:
-        """Times of ``repeats`` calls after one untimed warm-up; the peak counts the warm-up too
-        (memory an allocator keeps after it is part of the step's footprint)."""
+    def __call__(self, fn: Callable[[int], Any], repeats: int) -> tuple[list[float], int, int]:
+        """Times of ``repeats`` calls after one untimed warm-up, the peak memory they add over the
+        loaded models and the process's whole peak (CUDA: memory the allocator reserved; CPU: peak
+        resident set). The peaks count the warm-up too (memory an allocator keeps after it is part
+        of the step's footprint)."""
         self._sync()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -104,8 +106,10 @@ class Meter:
             fn(i + 1)
             self._sync()
             times.append(time.perf_counter() - start)
-        peak = torch.cuda.max_memory_allocated() if self.cuda else _peak_rss(reset_ok)
-        return times, max(peak - base, 0)
+        if self.cuda:
+            return times, max(torch.cuda.max_memory_allocated() - base, 0), torch.cuda.max_memory_reserved()
+        peak = _peak_rss(reset_ok)
+        return times, max(peak - base, 0), peak
 
     def _sync(self) -> None:
         if self.cuda:
@@ -236,24 +240,31 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
                 fn = TextTrainer(cfg, G=G, clip=clip).train_step
             else:
                 fn = _reference_step(cfg, G, clip)
-        times, peak = Meter(torch.device(device))(fn, repeats)
-        queue.put((times, peak, None))
+        queue.put((*Meter(torch.device(device))(fn, repeats), None))
     except Exception as exc:  # report and go on with the other cases
-        queue.put(([], 0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+        queue.put(([], 0, 0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
 
 
-def measure(case: Case, batch: int, device: str, repeats: int, threads: int) -> tuple[list[float], int, str | None]:
+def measure(case: Case, batch: int, device: str, repeats: int,
+            threads: int) -> tuple[list[float], int, int, str | None]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run_case, args=(case, batch, device, repeats, threads, queue))
     proc.start()
     proc.join()
     if queue.empty():
-        return [], 0, f"the process died (exit code {proc.exitcode}; out of memory?)"
+        return [], 0, 0, f"the process died (exit code {proc.exitcode}; out of memory?)"
     return queue.get()
 
 
 # ----- the table --------------------------------------------------------------------------------
+def _seconds(median: float, low: float, high: float) -> str:
+    """``4.29 s [4.2–4.4]``, or in milliseconds under a second (GPU steps)."""
+    if median >= 1:
+        return f"{median:6.2f} s [{low:.1f}–{high:.1f}]"
+    return f"{median * 1e3:5.1f} ms [{low * 1e3:.0f}–{high * 1e3:.0f}]"
+
+
 def machine(device: str, threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -273,7 +284,7 @@ def cases(sizes: list[int], clips: list[str], device: str) -> list[Case]:
     for size in sizes:
         for clip in clips:
             out += [Case("step", size, clip, "reference", "reference"), Case("step", size, clip, "fast", "fast")]
-            if clip == clips[0]:
+            if clip == clips[0] or device.startswith("cuda"):
                 out.append(Case("step", size, clip, "fast", "fast low-memory", {"low_memory": True, "micro_batch": 1}))
             if size == sizes[0] and clip == clips[0]:
                 out += [Case("step", size, clip, "fast", "fast bf16", {"precision": "bf16"}),
@@ -299,13 +310,16 @@ def main() -> None:
 
     print(machine(args.device, threads))
     print(f"batch {args.batch}; median of {args.repeats} timed calls after one warm-up (min–max in brackets); "
-          "peak = memory above the loaded models; ratios against the reference row above")
-    header = f"{'what':<9} {'size':>5} {'CLIP':<10} {'path':<16} {'median':>16} {'peak MiB':>9} {'speed-up':>9} {'memory':>7}"
+          "peak = memory above the loaded models; total = the process's peak "
+          f"({'memory reserved by the CUDA allocator, models included' if args.device.startswith('cuda') else 'resident set'}); "
+          "ratios against the reference row above")
+    header = (f"{'what':<9} {'size':>5} {'CLIP':<10} {'path':<16} {'median':>18} {'peak MiB':>9} {'total MiB':>9} "
+              f"{'speed-up':>9} {'memory':>7}")
     print(header)
     print("-" * len(header))
     reference: dict[tuple[str, int, str], tuple[float, int]] = {}
     for case in cases(args.sizes, args.clips, args.device):
-        times, peak, error = measure(case, args.batch, args.device, args.repeats, threads)
+        times, peak, total, error = measure(case, args.batch, args.device, args.repeats, threads)
         what = {"step": "text step", "hypernet": "HDN step", "render": "render"}[case.kind]
         prefix = f"{what:<9} {case.size:>5} {case.clip:<10} {case.label:<16}"
         if error:
@@ -319,9 +333,10 @@ def main() -> None:
         if case.kind == "render":
             timing = f"{args.batch / med:8.2f} img/s"
         else:
-            timing = f"{med:6.2f} s [{min(times):.1f}–{max(times):.1f}]"
+            timing = _seconds(med, min(times), max(times))
         mem_ratio = f"{peak / ref_m:6.2f}x" if ref_m else "    -"
-        print(f"{prefix} {timing:>16} {peak / 2**20:>9.0f} {ref_t / med:>8.2f}x {mem_ratio:>7}", flush=True)
+        print(f"{prefix} {timing:>18} {peak / 2**20:>9.0f} {total / 2**20:>9.0f} {ref_t / med:>8.2f}x {mem_ratio:>7}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.memory import AdaptiveMicroBatch, MicroBatched, micro_slices
 from hyperdomainnet.training.runtime import PackedSelfAttention, prepare_clip, prepare_generator
 from hyperdomainnet.training.sampling import sample_noise, sample_ws
+from hyperdomainnet.training.steps import loss_scaler, optimizer_step
 from hyperdomainnet.training.text import TextTrainer
 
 from conftest import perturb
@@ -238,6 +239,31 @@ def test_bf16_autocast_close_to_fp32_reference(tiny_G: Generator) -> None:
     assert not torch.allclose(img, fp32_img, atol=1e-4)  # the convolutions did run in bf16
     assert (img.float() - ref_img).abs().max() < 0.05 * ref_img.abs().max()
     assert F.cosine_similarity(grad.flatten(), ref_grad.flatten(), dim=0) > 0.98
+
+
+# ----- fp16 loss scaling ----------------------------------------------------------------------
+def test_fp16_loss_scaler_unscales_and_skips_overflowing_steps() -> None:
+    assert loss_scaler(torch.device("cpu"), "fp16").is_enabled()
+    assert not loss_scaler(torch.device("cpu"), "bf16").is_enabled()
+    x = seeded(5)
+
+    def stepped(scaler: torch.amp.GradScaler, value: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.zeros(5, requires_grad=True)
+        optimizer = torch.optim.SGD([p], lr=0.5)
+        grads = []
+        optimizer_step(optimizer, (value * x * p).sum() + (p ** 2).sum(), scaler,
+                       backward=lambda total: (total.backward(), grads.append(p.grad.clone())))
+        return p.detach(), grads[0]
+
+    plain, plain_grad = stepped(loss_scaler(torch.device("cpu"), "fp32"))
+    scaler = loss_scaler(torch.device("cpu"), "fp16")
+    scaled, scaled_grad = stepped(scaler)
+    torch.testing.assert_close(scaled_grad, plain_grad * scaler.get_scale())  # backward saw s·L
+    torch.testing.assert_close(scaled, plain)  # the step used ∂L/∂p
+    assert scaled.abs().sum() > 0
+    before = scaler.get_scale()
+    skipped, _ = stepped(scaler, value=float("inf"))
+    assert torch.equal(skipped, torch.zeros(5)) and scaler.get_scale() == before / 2
 
 
 # ----- trainer: micro-batches, low memory, OOM fallback, options -----------------------------------

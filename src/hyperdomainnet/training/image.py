@@ -39,7 +39,7 @@ from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_doma
 from .config import ImageAdaptConfig
 from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import apply_update, regularization_terms, run_metadata
+from .steps import apply_update, loss_scaler, regularization_terms, run_metadata
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
@@ -69,6 +69,7 @@ class ImageTrainer:
         self.result_name = "domain.safetensors"
         self.optimizer = torch.optim.Adam(list(self.param.parameters()), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
+        self.scaler = loss_scaler(self.device, config.precision)
         self.rng = torch.Generator().manual_seed(config.seed)
         self._set_reference_latent(self.reference.latent)
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
@@ -125,7 +126,7 @@ class ImageTrainer:
             if ref_trg is not None:
                 terms.update(self.reconstruction_losses(ref_trg))
         terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
-        return apply_update(self.optimizer, cfg.losses, terms)
+        return apply_update(self.optimizer, cfg.losses, terms, self.scaler)
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
@@ -139,7 +140,7 @@ class ImageTrainer:
     def state_dict(self) -> dict[str, Any]:
         return {"param": self.param.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": self.rng.get_state(), "reference_sha256": self.reference.sha256,
-                "reference_latent": self.reference_latent.cpu()}
+                "reference_latent": self.reference_latent.cpu(), "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["reference_sha256"] != self.reference.sha256:
@@ -151,6 +152,8 @@ class ImageTrainer:
             raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
                            f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.rng.set_state(state["rng"])
         self._set_reference_latent(state["reference_latent"])
 

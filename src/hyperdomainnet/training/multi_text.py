@@ -57,6 +57,7 @@ from .distributed import all_gather, data_parallel, init_distributed, mean_over_
 from .loop import NonFiniteLoss
 from .runtime import autocast
 from .sampling import PREVIEW_SEED, fixed_latents, sample_ws
+from .steps import loss_scaler, optimizer_step
 
 
 SEED_RANGE = 2**62
@@ -132,6 +133,7 @@ class HypernetTrainerBase:
         self.net = data_parallel(self.hypernet, self.dist)
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
+        self.scaler = loss_scaler(self.device, config.precision)
         self.rng = torch.Generator().manual_seed(config.seed)
         self.result_name = RESULT_NAME
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
@@ -194,9 +196,7 @@ class HypernetTrainerBase:
         report = {"total": sum(losses[k] * v for k, v in values.items()), **values}
         if not math.isfinite(report["total"]):
             raise NonFiniteLoss(report)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        optimizer_step(self.optimizer, total, self.scaler)
         return report
 
     # ----- previews, state, result ---------------------------------------------------------------
@@ -213,7 +213,8 @@ class HypernetTrainerBase:
 
     def state_dict(self) -> dict[str, Any]:
         return {"hypernet": self.hypernet.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state(), "domains_sha256": self.domains_sha256()}
+                "rng": self.rng.get_state(), "domains_sha256": self.domains_sha256(),
+                "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("domains_sha256") != self.domains_sha256():
@@ -225,6 +226,8 @@ class HypernetTrainerBase:
             raise HDNError(f"the checkpoint does not fit this run's hypernetwork ({str(exc).splitlines()[0]}); "
                            "resume with the run's own config") from None
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.rng.set_state(state["rng"])
 
     def domain_metadata(self) -> dict[str, Any]:

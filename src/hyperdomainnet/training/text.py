@@ -30,7 +30,7 @@ from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import apply_update, regularization_terms, run_metadata
+from .steps import apply_update, loss_scaler, regularization_terms, run_metadata
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
 
@@ -63,6 +63,7 @@ class TextTrainer:
         # All of P's tensors: layers frozen by a phase or by layer selection get no gradient and
         # Adam leaves them alone.
         self.optimizer = torch.optim.Adam(list(self.param.parameters()), **optimizer_settings(config))
+        self.scaler = loss_scaler(self.device, config.precision)
         self.rng = torch.Generator().manual_seed(config.seed)
         self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(enc.device),
                                 enc.template_embeddings(config.source)[None].to(enc.device))
@@ -129,7 +130,7 @@ class TextTrainer:
         with precision():
             terms = self.clip_losses(src, trg.outputs())
         terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
-        return apply_update(self.optimizer, cfg.losses, terms, backward=trg.backward)
+        return apply_update(self.optimizer, cfg.losses, terms, self.scaler, backward=trg.backward)
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
@@ -142,7 +143,7 @@ class TextTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"param": self.param.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state()}
+                "rng": self.rng.get_state(), "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
@@ -151,6 +152,8 @@ class TextTrainer:
             raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
                            f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.rng.set_state(state["rng"])
 
     def metadata(self) -> dict[str, Any]:
