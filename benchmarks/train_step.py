@@ -305,6 +305,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case, after one warm-up")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--kinds", nargs="+", choices=["step", "hypernet", "render"],
+                        help="run only these kinds of case (default: all)")
+    parser.add_argument("--labels", nargs="+", help="run only the cases with these path labels, e.g. reference fast")
     args = parser.parse_args()
     threads = args.threads
 
@@ -319,6 +322,8 @@ def main() -> None:
     print("-" * len(header))
     reference: dict[tuple[str, int, str], tuple[float, int]] = {}
     for case in cases(args.sizes, args.clips, args.device):
+        if (args.kinds and case.kind not in args.kinds) or (args.labels and case.label not in args.labels):
+            continue
         times, peak, total, error = measure(case, args.batch, args.device, args.repeats, threads)
         what = {"step": "text step", "hypernet": "HDN step", "render": "render"}[case.kind]
         prefix = f"{what:<9} {case.size:>5} {case.clip:<10} {case.label:<16}"
