@@ -11,8 +11,10 @@ text-adaptation step and its peak memory for
   convolutions, the fused modulated-conv/activation autograd functions, the depthwise/polyphase
   FIR, styles and demodulation shared by G_A and G_B, channels-last, the tuned CPU allocator,
   CLIP's packed self-attention;
-* variants of ``fast`` on the first size/ensemble: bf16 autocast (and fp16 on CUDA), low-memory
-  mode (block recomputation + micro-batches of 1), NCHW;
+* variants of ``fast`` on the first size/ensemble: bf16 autocast, low-memory mode (block
+  recomputation + micro-batches of 1), NCHW; on CUDA also fp16 autocast (with loss scaling) and
+  ``torch.compile`` of the synthesis network (compiled in the untimed warm-up), and low-memory
+  rows for every ensemble;
 
 then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px) and batched multi-domain
 rendering (one δ per sample, no gradients) in images/s. Every case runs in a fresh process
@@ -199,12 +201,12 @@ def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], A
     return step
 
 
-def _render(G: Any, batch: int, device: torch.device, fast: bool) -> Callable[[int], Any]:
+def _render(G: Any, batch: int, device: torch.device, fast: bool, compile: bool) -> Callable[[int], Any]:
     """Batched multi-domain rendering: one random δ per sample, no gradients."""
     from hyperdomainnet.training.runtime import prepare_generator
 
     if fast:
-        prepare_generator(G, device)
+        prepare_generator(G, device, compile=compile)
     gen = torch.Generator().manual_seed(0)
     ws = G.ws(torch.randn(batch, G.style_dim, generator=gen).to(device))
     domains = (0.2 * torch.randn(batch, G.domain_size, generator=gen)).to(device)
@@ -230,7 +232,7 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
         G = load_generator(f"random:{case.size}", device=device)
         fast = case.path == "fast"
         if case.kind == "render":
-            fn = _render(G, batch, torch.device(device), fast)
+            fn = _render(G, batch, torch.device(device), fast, case.changes.get("compile", False))
         else:
             cfg = _text_config(case, batch, device)
             clip = ClipEnsemble.from_spec(cfg.clip, device=device)
@@ -290,10 +292,13 @@ def cases(sizes: list[int], clips: list[str], device: str) -> list[Case]:
                 out += [Case("step", size, clip, "fast", "fast bf16", {"precision": "bf16"}),
                         Case("step", size, clip, "fast", "fast NCHW", {"channels_last": False})]
                 if device.startswith("cuda"):
-                    out.append(Case("step", size, clip, "fast", "fast fp16", {"precision": "fp16"}))
+                    out += [Case("step", size, clip, "fast", "fast fp16", {"precision": "fp16"}),
+                            Case("step", size, clip, "fast", "fast compile", {"compile": True})]
     out += [Case("hypernet", min(sizes), clips[0], path, path) for path in ("reference", "fast")]
     for size in sizes:
         out += [Case("render", size, "-", path, path) for path in ("reference", "fast")]
+        if device.startswith("cuda"):
+            out.append(Case("render", size, "-", "fast", "fast compile", {"compile": True}))
     return out
 
 
@@ -304,7 +309,7 @@ def main() -> None:
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case, after one warm-up")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (model set-up on CUDA)")
     parser.add_argument("--kinds", nargs="+", choices=["step", "hypernet", "render"],
                         help="run only these kinds of case (default: all)")
     parser.add_argument("--labels", nargs="+", help="run only the cases with these path labels, e.g. reference fast")
