@@ -18,7 +18,6 @@ from hyperdomainnet.stylegan2.layers import ConvModifier, ModulatedConv2d
 from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylegan2.ops import upfirdn2d
 
-from conftest import perturb
 
 WEIGHT_KINDS = ["cout_mult", "csep_mult", "cfull_mult", "cink_mult", "coutk_mult", "aff_cout"]
 FILE_KINDS = ["domain_vector", "style_offset", *WEIGHT_KINDS]

@@ -13,6 +13,7 @@ import yaml
 
 from hyperdomainnet.cli import main
 from hyperdomainnet.clip import ClipEnsemble
+from hyperdomainnet.errors import HDNError
 from hyperdomainnet.domain.parameterizations import build_parameterization
 from hyperdomainnet.stylegan2 import Generator
 from hyperdomainnet.stylegan2.loading import load_generator
@@ -22,7 +23,7 @@ from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.memory import AdaptiveMicroBatch, MicroBatched, micro_slices
 from hyperdomainnet.training.runtime import PackedSelfAttention, prepare_clip, prepare_generator
 from hyperdomainnet.training.sampling import sample_noise, sample_ws
-from hyperdomainnet.training.steps import loss_scaler, optimizer_step
+from hyperdomainnet.training.steps import load_step_state, loss_scaler, optimizer_step, step_state
 from hyperdomainnet.training.text import TextTrainer
 
 from conftest import perturb
@@ -264,6 +265,23 @@ def test_fp16_loss_scaler_unscales_and_skips_overflowing_steps() -> None:
     before = scaler.get_scale()
     skipped, _ = stepped(scaler, value=float("inf"))
     assert torch.equal(skipped, torch.zeros(5)) and scaler.get_scale() == before / 2
+
+
+def test_checkpoint_state_keeps_the_loss_scale() -> None:
+    param = torch.nn.Linear(2, 1)
+    optimizer, rng = torch.optim.Adam(param.parameters()), torch.Generator().manual_seed(3)
+    scaler = loss_scaler(torch.device("cpu"), "fp16")
+    scaler.scale(torch.ones(()))  # the scale tensor is made on first use
+    scaler.update(new_scale=512.0)
+    state = step_state(param, optimizer, scaler, rng)
+    fresh = loss_scaler(torch.device("cpu"), "fp16")
+    load_step_state(state, param, optimizer, fresh, torch.Generator())
+    assert fresh.get_scale() == 512.0
+    old_checkpoint = {k: v for k, v in state.items() if k != "scaler"}  # written before loss scaling
+    load_step_state(old_checkpoint, param, optimizer, fresh, torch.Generator())
+    assert fresh.get_scale() == 512.0
+    with pytest.raises(HDNError, match="does not fit"):
+        load_step_state(state, torch.nn.Linear(3, 1), optimizer, fresh, torch.Generator())
 
 
 # ----- trainer: micro-batches, low memory, OOM fallback, options -----------------------------------

@@ -79,7 +79,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     ``device`` is the config's setting: ``auto``/``cuda`` become ``cuda:LOCAL_RANK`` under
     torchrun; ``cpu`` runs the processes on the CPU with gloo.
     """
-    world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    world, local = _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0)
     if world <= 1:
         return DistContext(0, 1, 0, resolve_device(device))
     chosen = resolve_device(device)

@@ -39,7 +39,7 @@ from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_doma
 from .config import ImageAdaptConfig
 from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import apply_update, loss_scaler, regularization_terms, run_metadata
+from .steps import apply_update, load_step_state, loss_scaler, regularization_terms, run_metadata, step_state
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
@@ -138,23 +138,14 @@ class ImageTrainer:
         return torch.cat([src, trg, mixed]).float().cpu(), self.preview_ws.shape[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"param": self.param.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state(), "reference_sha256": self.reference.sha256,
-                "reference_latent": self.reference_latent.cpu(), "scaler": self.scaler.state_dict()}
+        return {**step_state(self.param, self.optimizer, self.scaler, self.rng),
+                "reference_sha256": self.reference.sha256, "reference_latent": self.reference_latent.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["reference_sha256"] != self.reference.sha256:
             raise HDNError(f"the reference image {self.config.image} changed since the run started; "
                            "restore it or start a new run in another directory")
-        try:
-            self.param.load_state_dict(state["param"])
-        except RuntimeError as exc:
-            raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
-                           f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.rng.set_state(state["rng"])
+        load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
         self._set_reference_latent(state["reference_latent"])
 
     def metadata(self) -> dict[str, Any]:

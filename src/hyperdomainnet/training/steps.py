@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..errors import HDNError
 from ..losses import offsets_l1, offsets_l2
 from .config import TrainConfig
 from .loop import NonFiniteLoss
@@ -48,6 +49,28 @@ def apply_update(optimizer: torch.optim.Optimizer, losses: dict[str, float], ter
         raise NonFiniteLoss(report)
     optimizer_step(optimizer, total, scaler, backward)
     return report
+
+
+def step_state(param: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               rng: torch.Generator) -> dict[str, Any]:
+    """A single-domain trainer's checkpoint state: parameterisation, Adam, loss scale, sampling RNG."""
+    return {"param": param.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "rng": rng.get_state()}
+
+
+def load_step_state(state: dict[str, Any], param: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, rng: torch.Generator) -> None:
+    """Restore what ``step_state`` saved; a checkpoint of another generator or parameterisation
+    raises a one-line ``HDNError`` (checkpoints from before loss scaling keep the fresh scale)."""
+    try:
+        param.load_state_dict(state["param"])
+    except RuntimeError as exc:
+        raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
+                       f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    rng.set_state(state["rng"])
 
 
 def run_metadata(config: TrainConfig, clip_spec: str, trainer: str, **extra: Any) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from ..clip import ClipEnsemble
 from ..domain.files import save_domain_file
 from ..domain.layer_selection import select_layers
 from ..domain.parameterizations import build_parameterization
-from ..errors import HDNError
 from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..stylegan2.formats.rosinality import write_rosinality
 from ..stylegan2.generator import Generator, StyleCache
@@ -30,7 +29,7 @@ from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import apply_update, loss_scaler, regularization_terms, run_metadata
+from .steps import apply_update, load_step_state, loss_scaler, regularization_terms, run_metadata, step_state
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
 
@@ -142,19 +141,10 @@ class TextTrainer:
         return torch.cat([src, trg]).float().cpu(), self.preview_ws.shape[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"param": self.param.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state(), "scaler": self.scaler.state_dict()}
+        return step_state(self.param, self.optimizer, self.scaler, self.rng)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            self.param.load_state_dict(state["param"])
-        except RuntimeError as exc:
-            raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
-                           f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.rng.set_state(state["rng"])
+        load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
