@@ -2,6 +2,7 @@
 (text and image variants, train and eval), bad input. Tiny random models throughout."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -189,6 +190,18 @@ def test_loss_decreases_on_fixed_batches(G, clip, toy: Path) -> None:
     assert after < before - 0.03, (before, after)
     assert set(reports[0]) == {"total", "direction", "tt_direction", "offsets_l2"}
     assert reports[-1]["offsets_l2"] > reports[0]["offsets_l2"] > 0  # δ moved away from 0
+
+
+@pytest.mark.parametrize("changes", [{"low_memory": True}, {"channels_last": False}])
+def test_speed_and_memory_options_give_the_same_gradient(G, clip, toy: Path, changes: dict) -> None:
+    def gradient(**options) -> torch.Tensor:
+        trainer = make_trainer(copy.deepcopy(G), clip, toy, losses={"direction": 1.0, "tt_direction": 0.5}, **options)
+        trainer.train_step(0)
+        return torch.cat([p.grad.flatten() for p in trainer.hypernet.parameters() if p.grad is not None])
+
+    reference, grad = gradient(), gradient(**changes)
+    torch.testing.assert_close(grad, reference, atol=1e-4 * float(reference.abs().max()), rtol=1e-3)
+    assert reference.abs().max() > 0
 
 
 def test_resume_gives_the_same_hypernetwork(tmp_path: Path, G, clip, toy: Path,

@@ -188,11 +188,30 @@ def test_preset_is_the_official_im2im_single() -> None:
     assert (defaults.steps, defaults.lr, defaults.losses) == (cfg.steps, cfg.lr, cfg.losses)
 
 
+@pytest.mark.parametrize("changes", [{"low_memory": True}, {"channels_last": False}])
+def test_speed_and_memory_options_give_the_same_gradient(tmp_path: Path, clip: ClipEnsemble, changes: dict) -> None:
+    image = write_reference(tmp_path / "ref.png")
+    losses = {"direction": 1.0, "clip_ref": 1.0, "l2_rec": 1.0, "indomain": 0.5}
+
+    def gradient(**options) -> torch.Tensor:
+        trainer = make_trainer(image, clip, losses=losses, **options)
+        with torch.no_grad():
+            for p in trainer.param.parameters():
+                p.copy_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        trainer.train_step(0)
+        return torch.cat([p.grad.flatten() for p in trainer.param.parameters()])
+
+    reference, grad = gradient(), gradient(**changes)
+    torch.testing.assert_close(grad, reference, atol=1e-4 * float(reference.abs().max()), rtol=1e-3)
+    assert reference.abs().max() > 0
+
+
 @pytest.mark.parametrize("changes,message", [
     ({"image": " "}, "no reference image"),
     ({"losses": {"clip_reff": 1.0}}, "unknown loss"),
     ({"losses": {"indomain": 1.0}, "batch": 1}, "batch 2"),
     ({"parameterization": "full"}, "parameterization"),
+    ({"micro_batch": 2}, "micro_batch"),  # text adaptation only
 ])
 def test_bad_settings(tmp_path: Path, changes: dict, message: str) -> None:
     base = make_config(tmp_path / "ref.png").model_dump()

@@ -46,10 +46,7 @@ class TrainConfig(BaseModel):
     tensorboard: bool = False
     wandb: bool = False
     low_memory: bool = Field(False, description="recompute the adapted generator's blocks in the backward pass "
-                             "and halve the micro-batch when a step runs out of device memory")
-    clip_device: str | None = Field(None, description="device of the CLIP encoders (default: the generator's)")
-    micro_batch: int | None = Field(None, gt=0, description="render and encode at most this many samples at a "
-                                    "time; the gradient is the full batch's")
+                             "(text adaptation also halves its micro-batch when a step runs out of device memory)")
     channels_last: bool | None = Field(None, description="channels-last activations (default: on CUDA and the CPU)")
     compile: bool = Field(False, description="torch.compile the synthesis network")
 
@@ -72,6 +69,9 @@ class TextAdaptConfig(TrainConfig):
     auto_layer_k: int = Field(0, ge=0, description="adaptive layer selection: keep k layers (0 = off)")
     auto_layer_iters: int = Field(0, ge=0, description="W+ SGD steps per selection (0 = off)")
     auto_layer_batch: int = Field(8, gt=0)
+    clip_device: str | None = Field(None, description="device of the CLIP encoders (default: the generator's)")
+    micro_batch: int | None = Field(None, gt=0, description="render and encode at most this many samples at a "
+                                    "time; the gradient is the full batch's")
 
     @model_validator(mode="after")
     def _check_prompts_and_losses(self) -> TextAdaptConfig:

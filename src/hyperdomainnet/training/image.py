@@ -37,7 +37,7 @@ from ..stylegan2.loading import load_generator
 from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference,
                        style_mix)
 from .config import ImageAdaptConfig
-from .runtime import autocast, resolve_device
+from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
 from .steps import apply_update, load_step_state, loss_scaler, regularization_terms, run_metadata, step_state
 
@@ -59,11 +59,12 @@ class ImageTrainer:
                  clip: ClipEnsemble | None = None, progress: bool = True) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        self.G = G if G is not None else load_generator(config.generator, self.device)
+        self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
+                                   self.device, config.channels_last, config.compile, config.low_memory)
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
         self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
-        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device)
+        self.clip = prepare_clip(clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device))
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "domain.safetensors"
@@ -117,11 +118,13 @@ class ImageTrainer:
         self.param.train()
         ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
         noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
+        cache = self.G.style_cache(ws)  # styles and demodulation shared by G_A and G_B
         with autocast(self.device, cfg.precision):
             with torch.no_grad():
-                src = self.G.synthesis(ws, noise=noise)
-            trg = self.param.synthesize(self.G, ws, noise=noise)
-            ref_trg = self.param.synthesize(self.G, self.reference_latent) if self.wanted(REFERENCE_TERMS) else None
+                src = self.G.synthesis(ws, noise=noise, cache=cache)
+            trg = self.param.synthesize(self.G, ws, noise=noise, cache=cache, checkpoint=cfg.low_memory)
+            ref_trg = (self.param.synthesize(self.G, self.reference_latent, checkpoint=cfg.low_memory)
+                       if self.wanted(REFERENCE_TERMS) else None)
             terms = self.clip_losses(src, trg, ref_trg)
             if ref_trg is not None:
                 terms.update(self.reconstruction_losses(ref_trg))

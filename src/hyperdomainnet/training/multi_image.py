@@ -95,7 +95,8 @@ class ImageHypernetTrainer(HypernetTrainerBase):
         src, trg, delta = self.render(ws, noise_src, noise_trg, self.inputs[refs])
         local_refs = refs[self.local]
         need_ref = any(cfg.losses.get(k) for k in ("clip_ref", *LOCAL_TERMS))
-        ref_trg = self.G.synthesis(self.latents[local_refs], domain=delta) if need_ref else None
+        ref_trg = (self.G.synthesis(self.latents[local_refs], domain=delta, checkpoint=cfg.low_memory)
+                   if need_ref else None)
         ids = None if cfg.quirks == "official" else refs.tolist()
         terms: dict[str, torch.Tensor] = {}
         for enc, weight in self.clip:

@@ -55,7 +55,7 @@ from ..stylegan2.loading import load_generator
 from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
 from .loop import NonFiniteLoss
-from .runtime import autocast
+from .runtime import autocast, prepare_clip, prepare_generator
 from .sampling import PREVIEW_SEED, fixed_latents, sample_ws
 from .steps import loss_scaler, optimizer_step
 
@@ -122,8 +122,9 @@ class HypernetTrainerBase:
         if config.batch // self.dist.world_size < 2:
             raise HDNError(f"batch {config.batch} leaves fewer than 2 samples per process "
                            f"({self.dist.world_size} processes); use --batch {2 * self.dist.world_size} or more")
-        self.G = G.to(self.device) if G is not None else load_generator(config.generator, self.device)
-        self.clip = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device)
+        self.G = prepare_generator(G.to(self.device) if G is not None else load_generator(config.generator, self.device),
+                                   self.device, config.channels_last, config.compile, config.low_memory)
+        self.clip = prepare_clip(clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device))
         self.mapper_encoder = self.encoder(config.mapper_clip)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -170,10 +171,12 @@ class HypernetTrainerBase:
                inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This rank's G_A(w) (no grad), G_B(w; δ) and δ (B_local, D) for its slice of the batch."""
         ws, inputs = ws[self.local], inputs[self.local]
+        cache = self.G.style_cache(ws)  # styles and demodulation shared by G_A and G_B
         with torch.no_grad():
-            src = self.G.synthesis(ws, noise=self.noise(noise_src[self.local]))
+            src = self.G.synthesis(ws, noise=self.noise(noise_src[self.local]), cache=cache)
         delta = self.net(inputs)
-        trg = self.G.synthesis(ws, domain=delta, noise=self.noise(noise_trg[self.local]))
+        trg = self.G.synthesis(ws, domain=delta, noise=self.noise(noise_trg[self.local]), cache=cache,
+                               checkpoint=self.config.low_memory)
         return src, trg, delta
 
     def regularizers(self, delta: torch.Tensor) -> dict[str, torch.Tensor]:
