@@ -16,7 +16,8 @@ text-adaptation step and its peak memory for
   ``torch.compile`` of the synthesis network (compiled in the untimed warm-up), and low-memory
   rows for every ensemble;
 
-then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px) and batched multi-domain
+then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px), the shipped
+``TextHypernetTrainer`` step (``trainer``: more work, no ratio) and batched multi-domain
 rendering (one δ per sample, no gradients) in images/s. Every case runs in a fresh process
 (``spawn``) so that its peak memory is its own: on the CPU the growth of the peak resident set
 over the resident set after loading (VmHWM reset through /proc/self/clear_refs), on CUDA
@@ -201,6 +202,18 @@ def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], A
     return step
 
 
+def _hypernet_trainer(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
+    """``TextHypernetTrainer.train_step`` as shipped (train-20 list, convex-hull mixing, resampling,
+    crops, direction + tt_direction): more work than the step above, so no ratio is printed."""
+    from hyperdomainnet.training.config import HypernetConfig
+    from hyperdomainnet.training.multi_text import TextHypernetTrainer
+
+    settings = {k: getattr(cfg, k) for k in ("generator", "clip", "batch", "mixing", "noise_mode", "device")}
+    config = HypernetConfig(**settings, domains="train-20", mapper_clip=cfg.clip.split(",")[0].rsplit(":", 1)[0],
+                            losses={"direction": 1.0, "tt_direction": 0.4}, grid_samples=1)
+    return TextHypernetTrainer(config, G=G, clip=clip).train_step
+
+
 def _render(G: Any, batch: int, device: torch.device, fast: bool, compile: bool) -> Callable[[int], Any]:
     """Batched multi-domain rendering: one random δ per sample, no gradients."""
     from hyperdomainnet.training.runtime import prepare_generator
@@ -236,7 +249,9 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
         else:
             cfg = _text_config(case, batch, device)
             clip = ClipEnsemble.from_spec(cfg.clip, device=device)
-            if case.kind == "hypernet":
+            if case.kind == "hypernet" and case.label == "trainer":
+                fn = _hypernet_trainer(cfg, G, clip)
+            elif case.kind == "hypernet":
                 fn = _hypernet_step(cfg, G, clip, fast)
             elif fast:
                 fn = TextTrainer(cfg, G=G, clip=clip).train_step
@@ -295,6 +310,7 @@ def cases(sizes: list[int], clips: list[str], device: str) -> list[Case]:
                     out += [Case("step", size, clip, "fast", "fast fp16", {"precision": "fp16"}),
                             Case("step", size, clip, "fast", "fast compile", {"compile": True})]
     out += [Case("hypernet", min(sizes), clips[0], path, path) for path in ("reference", "fast")]
+    out.append(Case("hypernet", min(sizes), clips[0], "fast", "trainer"))
     for size in sizes:
         out += [Case("render", size, "-", path, path) for path in ("reference", "fast")]
         if device.startswith("cuda"):
@@ -339,13 +355,14 @@ def main() -> None:
         key = (case.kind, case.size, case.clip)
         if case.path == "reference":
             reference[key] = (med, peak)
-        ref_t, ref_m = reference.get(key, (float("nan"), 0))
+        ref_t, ref_m = reference.get(key, (float("nan"), 0)) if case.label != "trainer" else (float("nan"), 0)
         if case.kind == "render":
             timing = f"{args.batch / med:8.2f} img/s"
         else:
             timing = _seconds(med, min(times), max(times))
         mem_ratio = f"{peak / ref_m:6.2f}x" if ref_m else "    -"
-        print(f"{prefix} {timing:>18} {peak / 2**20:>9.0f} {total / 2**20:>9.0f} {ref_t / med:>8.2f}x {mem_ratio:>7}",
+        speed_up = f"{ref_t / med:8.2f}x" if ref_m else "        -"
+        print(f"{prefix} {timing:>18} {peak / 2**20:>9.0f} {total / 2**20:>9.0f} {speed_up:>9} {mem_ratio:>7}",
               flush=True)
 
 
