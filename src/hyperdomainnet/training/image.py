@@ -20,12 +20,13 @@ reference's ↓ uses the same resize as the render's (the official dataset used 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..clip import ClipEnsemble
+from ..clip import ClipEncoder, ClipEnsemble
 from ..domain.parameterizations import build_parameterization
 from ..errors import HDNError
 from ..inversion import LPIPS_SIZE, downsample
@@ -39,7 +40,8 @@ from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_doma
 from .config import ImageAdaptConfig
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import apply_update, load_step_state, loss_scaler, regularization_terms, run_metadata, step_state
+from .steps import (apply_update, ensemble_terms, load_step_state, loss_scaler, regularization_terms,
+                    run_metadata, step_state)
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
@@ -91,20 +93,15 @@ class ImageTrainer:
     def clip_losses(self, src: torch.Tensor, trg: torch.Tensor,
                     ref_trg: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Weighted CLIP terms summed over the ensemble; clip_ref is averaged over it."""
-        terms: dict[str, torch.Tensor] = {}
-        for enc, weight in self.clip:
-            with torch.no_grad():
-                a = enc.encode_images(src)
-            b = enc.encode_images(trg)
+        def values(enc: ClipEncoder, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
             r, r_a = self.reference_embeddings[enc.name]
-            values = {"direction": lambda: direction_loss(b, a, r, r_a),
-                      "clip_within": lambda: clip_within_loss(b, a, r, r_a),
-                      "global": lambda: global_loss(b, r),
-                      "indomain": lambda: indomain_angle_loss(b, a),
-                      "clip_ref": lambda: clip_ref_loss(enc.encode_images(ref_trg), r) / len(self.clip)}
-            for name in self.wanted(CLIP_TERMS):
-                terms[name] = terms.get(name, 0) + weight * values[name]()
-        return terms
+            return {"direction": lambda: direction_loss(b, a, r, r_a),
+                    "clip_within": lambda: clip_within_loss(b, a, r, r_a),
+                    "global": lambda: global_loss(b, r),
+                    "indomain": lambda: indomain_angle_loss(b, a),
+                    "clip_ref": lambda: clip_ref_loss(enc.encode_images(ref_trg), r) / len(self.clip)}
+
+        return ensemble_terms(self.clip, src, trg, self.wanted(CLIP_TERMS), values)
 
     def reconstruction_losses(self, ref_trg: torch.Tensor) -> dict[str, torch.Tensor]:
         """l2_rec and lpips_rec of ↓G_B(w_ref) against ↓I_ref."""

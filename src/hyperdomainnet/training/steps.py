@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
 from .. import __version__
+from ..clip import ClipEncoder, ClipEnsemble
 from ..errors import HDNError
 from ..losses import offsets_l1, offsets_l2
 from .config import TrainConfig
@@ -20,6 +21,24 @@ REGULARIZERS = {"offsets_l2": offsets_l2, "offsets_l1": offsets_l1}
 def regularization_terms(losses: dict[str, float], tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """The domain-norm terms (offsets_l2 / offsets_l1) that have a non-zero coefficient."""
     return {name: fn(tensors) for name, fn in REGULARIZERS.items() if losses.get(name)}
+
+
+def ensemble_terms(clip: ClipEnsemble, src: torch.Tensor, trg: torch.Tensor, wanted: Iterable[str],
+                   values: Callable[[ClipEncoder, torch.Tensor, torch.Tensor], dict[str, Callable[[], torch.Tensor]]],
+                   ) -> dict[str, torch.Tensor]:
+    """For each name in ``wanted``: Σ over the encoders of weight × term, on ``trg``'s device. Each
+    encoder embeds a = E(src) without gradients and b = E(trg); ``values(encoder, a, b)`` maps term
+    names to functions computing them (only the wanted ones are called)."""
+    wanted = list(wanted)
+    terms: dict[str, torch.Tensor] = {}
+    for encoder, weight in clip:
+        with torch.no_grad():
+            a = encoder.encode_images(src)
+        b = encoder.encode_images(trg)
+        computed = values(encoder, a, b)
+        for name in wanted:
+            terms[name] = terms.get(name, 0) + weight * computed[name]().to(trg.device)
+    return terms
 
 
 def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:

@@ -11,13 +11,14 @@ official trainer draws them independently for each render).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..clip import ClipEnsemble
+from ..clip import ClipEncoder, ClipEnsemble
 from ..domain.files import save_domain_file
 from ..domain.layer_selection import select_layers
 from ..domain.parameterizations import build_parameterization
@@ -29,7 +30,8 @@ from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import apply_update, load_step_state, loss_scaler, regularization_terms, run_metadata, step_state
+from .steps import (apply_update, ensemble_terms, load_step_state, loss_scaler, regularization_terms,
+                    run_metadata, step_state)
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
 
@@ -74,19 +76,15 @@ class TextTrainer:
     def clip_losses(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted CLIP loss terms summed over the ensemble (encoder weight × term), on the
         generator's device (the encoders may sit on another)."""
-        wanted = {k for k, c in self.config.losses.items() if c and k in ("direction", "global", "indomain")}
-        terms: dict[str, torch.Tensor] = {}
-        for enc, weight in self.clip:
-            with torch.no_grad():
-                a = enc.encode_images(src)
-            b = enc.encode_images(trg)
+        wanted = [k for k in ("direction", "global", "indomain") if self.config.losses.get(k)]
+
+        def values(enc: ClipEncoder, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
             t_trg, t_src = self.text[enc.name]
-            values = {"direction": lambda: direction_loss(b, a, t_trg, t_src),
-                      "global": lambda: global_loss(b, t_trg),
-                      "indomain": lambda: indomain_angle_loss(b, a)}
-            for name in wanted:
-                terms[name] = terms.get(name, 0) + weight * values[name]().to(self.device)
-        return terms
+            return {"direction": lambda: direction_loss(b, a, t_trg, t_src),
+                    "global": lambda: global_loss(b, t_trg),
+                    "indomain": lambda: indomain_angle_loss(b, a)}
+
+        return ensemble_terms(self.clip, src, trg, wanted, values)
 
     def select_layers(self) -> None:
         """StyleGAN-NADA adaptive layer selection (global CLIP loss), then train only those layers."""
