@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from hyperdomainnet.cli import main
@@ -235,10 +236,11 @@ def test_cli_train_then_eval_text(tmp_path: Path, toy: Path, capsys: pytest.Capt
     run = tmp_path / "run"
     code = main(["hypernet", "train", "--generator", GEN, "--domains", str(toy), "--clip", "random:tiny",
                  "--mapper-clip", "random:tiny", *TINY_NET, "--steps", "2", "--batch", "4", "--device", "cpu",
-                 "--grid-samples", "2", "--out", str(run), "--no-progress"])
+                 "--grid-samples", "2", "--out", str(run), "--no-progress", "--low-memory"])
     assert code == 0, capsys.readouterr().err
     for name in ("hypernet.safetensors", "checkpoint.pt", "config.yaml", "log.jsonl", "grid.png"):
         assert (run / name).is_file(), name
+    assert yaml.safe_load((run / "config.yaml").read_text())["low_memory"] is True
     # grid: source row + 2 seen + 2 unseen rows of 2 samples
     assert Image.open(run / "grid.png").size == (2 * 34 + 2, 5 * 34 + 2)
     net = HyperDomainNet.load(run / "hypernet.safetensors")

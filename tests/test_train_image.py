@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from hyperdomainnet.clip import ClipEnsemble
@@ -232,8 +233,9 @@ def test_cli_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     code, stdout, err = run_cli(capsys, "adapt", "image", "--generator", GEN, "--clip", "random:tiny",
                                 "--image", str(ref), "--steps", "3", "--batch", "2", "--seed", "5", "--out", str(out),
                                 "--device", "cpu", "--save-every", "3", "--grid-samples", "3", "--no-progress",
-                                *FAST_CLI)
+                                "--low-memory", *FAST_CLI)
     assert code == 0, err
+    assert yaml.safe_load((out / "config.yaml").read_text())["low_memory"] is True
     assert "my ref.png" in stdout and "domain.safetensors" in stdout
     for name in ("config.yaml", "checkpoint.pt", "log.jsonl", "grid.png", "grids/step_000000.png",
                  "domain.safetensors"):

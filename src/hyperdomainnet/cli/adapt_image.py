@@ -6,30 +6,32 @@ from typing import Optional
 
 import typer
 
-from .adapt_text import _parse_betas, _parse_losses, _run_settings
 from .app import adapt_app
+from .train_options import (BETAS, CONFIG, DEVICE, GENERATOR, GRID_EVERY, GRID_SAMPLES, LOG_EVERY, LOW_MEMORY, LR,
+                            MIXING, NOISE_MODE, OUT, PLACEMENT, PRECISION, PROGRESS, RESUME, SAVE_EVERY, SEED,
+                            STEPS, TENSORBOARD, WANDB, WEIGHT_DECAY, parse_betas, parse_losses, run_settings)
 
 
 @adapt_app.command("image")
 def adapt_image(
-    out: Path = typer.Option(..., "--out", help="Run directory (created)."),
+    out: Path = OUT,
     image: Optional[Path] = typer.Option(None, help="Reference image (PNG, JPEG, WebP, …)."),
-    generator: Optional[str] = typer.Option(None, help="Zoo name, checkpoint path or random:<size> spec."),
+    generator: Optional[str] = GENERATOR,
     preset: Optional[str] = typer.Option(None, help="Official config preset: im2im_single."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
+    config: Optional[Path] = CONFIG,
+    steps: Optional[int] = STEPS,
     batch: Optional[int] = typer.Option(None, help="Latents per step."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
-    betas: Optional[str] = typer.Option(None, help="Adam betas, e.g. 0.9,0.999."),
-    weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay."),
-    mixing: Optional[float] = typer.Option(None, help="Style-mixing probability."),
-    noise_mode: Optional[str] = typer.Option(None, help="random | const | none (shared by G_A and G_B)."),
+    lr: Optional[float] = LR,
+    betas: Optional[str] = BETAS,
+    weight_decay: Optional[float] = WEIGHT_DECAY,
+    mixing: Optional[float] = MIXING,
+    noise_mode: Optional[str] = NOISE_MODE,
     loss: Optional[list[str]] = typer.Option(
         None, help="NAME=COEF, repeatable: direction, clip_within, clip_ref, l2_rec, lpips_rec, global, indomain, "
                    "offsets_l2, offsets_l1."),
     clip: Optional[str] = typer.Option(None, help="CLIP ensemble, e.g. 'ViT-B/32:1.0,ViT-B/16:1.0' or random:tiny."),
     parameterization: Optional[str] = typer.Option(None, help="domain_vector | style_offset."),
-    placement: Optional[str] = typer.Option(None, help="after_demod (official) | before_demod (paper figure)."),
+    placement: Optional[str] = PLACEMENT,
     invert_steps: Optional[int] = typer.Option(None, help="II2S steps for the reference image."),
     lambda_p: Optional[float] = typer.Option(None, help="II2S P-norm weight."),
     fit: Optional[str] = typer.Option(None, help="crop (centre square) | pad (white letterbox)."),
@@ -37,17 +39,18 @@ def adapt_image(
                                          help="FFHQ-align the face first (pip install face-alignment)."),
     lpips_random_backbone: Optional[bool] = typer.Option(None, "--lpips-random-backbone", hidden=True),
     pnorm_samples: Optional[int] = typer.Option(None, hidden=True),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N."),
-    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16."),
-    log_every: Optional[int] = typer.Option(None, help="Steps between log lines."),
-    save_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
-    grid_every: Optional[int] = typer.Option(None, help="Steps between preview grids."),
-    grid_samples: Optional[int] = typer.Option(None, help="Samples per preview grid."),
-    tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also log to TensorBoard."),
-    wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb", help="Also log to Weights & Biases."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: Optional[int] = SEED,
+    device: Optional[str] = DEVICE,
+    precision: Optional[str] = PRECISION,
+    low_memory: Optional[bool] = LOW_MEMORY,
+    log_every: Optional[int] = LOG_EVERY,
+    save_every: Optional[int] = SAVE_EVERY,
+    grid_every: Optional[int] = GRID_EVERY,
+    grid_samples: Optional[int] = GRID_SAMPLES,
+    tensorboard: Optional[bool] = TENSORBOARD,
+    wandb: Optional[bool] = WANDB,
+    resume: bool = RESUME,
+    progress: bool = PROGRESS,
 ) -> None:
     """Adapt a generator to the domain of one reference image (MindTheGap losses, official im2im_single)."""
     from ..training.config import ImageAdaptConfig, build_config
@@ -55,14 +58,14 @@ def adapt_image(
     from ..training.loop import run_training
 
     overrides = dict(image=str(image.expanduser().absolute()) if image else None, generator=generator,
-                     steps=steps, batch=batch, lr=lr, betas=_parse_betas(betas), weight_decay=weight_decay,
-                     mixing=mixing, noise_mode=noise_mode, losses=_parse_losses(loss), clip=clip,
+                     steps=steps, batch=batch, lr=lr, betas=parse_betas(betas), weight_decay=weight_decay,
+                     mixing=mixing, noise_mode=noise_mode, losses=parse_losses(loss), clip=clip,
                      parameterization=parameterization, placement=placement, invert_steps=invert_steps,
                      lambda_p=lambda_p, fit=fit, align=align, lpips_random_backbone=lpips_random_backbone,
                      pnorm_samples=pnorm_samples, seed=seed, device=device, precision=precision,
                      log_every=log_every, save_every=save_every, grid_every=grid_every,
-                     grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb)
-    cfg = build_config(ImageAdaptConfig, *_run_settings(out, resume, preset, config, overrides, trainer="image"))
+                     grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb, low_memory=low_memory)
+    cfg = build_config(ImageAdaptConfig, *run_settings(out, resume, preset, config, overrides, trainer="image"))
     trainer = ImageTrainer(cfg, progress=progress)
     result = run_training(trainer, out, resume=resume, progress=progress)
     typer.echo(f"domain adapted to the reference {trainer.reference.name}: {result}")

@@ -10,8 +10,10 @@ from typing import Optional
 import typer
 
 from ..hypernet.domains import BUILTIN_LISTS
-from .adapt_text import _parse_betas, _parse_losses, _run_settings
 from .app import app
+from .train_options import (BETAS, CONFIG, GENERATOR, GRID_EVERY, GRID_SAMPLES, LOG_EVERY, LOW_MEMORY, LR, MIXING,
+                            NOISE_MODE, OUT, PRECISION, PROGRESS, RESUME, SAVE_EVERY, SEED, STEPS, TENSORBOARD, WANDB,
+                            WEIGHT_DECAY, parse_betas, parse_losses, run_settings)
 
 hypernet_app = typer.Typer(no_args_is_help=True, help="Train and evaluate HyperDomainNet hypernetworks.")
 app.add_typer(hypernet_app, name="hypernet")
@@ -21,21 +23,21 @@ LISTS_HELP = ", ".join(BUILTIN_LISTS)
 
 @hypernet_app.command("train")
 def train(
-    out: Path = typer.Option(..., "--out", help="Run directory (created)."),
-    generator: Optional[str] = typer.Option(None, help="Zoo name, checkpoint path or random:<size> spec."),
+    out: Path = OUT,
+    generator: Optional[str] = GENERATOR,
     domains: Optional[str] = typer.Option(None, help=f"'Target - Source' list file or built-in list: {LISTS_HELP}."),
     images: Optional[Path] = typer.Option(None, help="Text file listing reference images (image variant)."),
     test_domains: Optional[str] = typer.Option(None, help="List whose unseen prompts join the preview grids."),
     preset: Optional[str] = typer.Option(None, help="td_multiple (default for --domains), td_multiple_base, "
                                                     "im2im_multiple_base (default for --images)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
+    config: Optional[Path] = CONFIG,
+    steps: Optional[int] = STEPS,
     batch: Optional[int] = typer.Option(None, help="Global batch (split over torchrun processes)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
-    betas: Optional[str] = typer.Option(None, help="Adam betas, e.g. 0.9,0.999."),
-    weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay."),
-    mixing: Optional[float] = typer.Option(None, help="Style-mixing probability."),
-    noise_mode: Optional[str] = typer.Option(None, help="random | const | none."),
+    lr: Optional[float] = LR,
+    betas: Optional[str] = BETAS,
+    weight_decay: Optional[float] = WEIGHT_DECAY,
+    mixing: Optional[float] = MIXING,
+    noise_mode: Optional[str] = NOISE_MODE,
     loss: Optional[list[str]] = typer.Option(None, help="NAME=COEF, repeatable: direction, tt_direction, global, "
                                                         "offsets_l2, offsets_l1 (+ clip_within, clip_ref, l2_rec, "
                                                         "lpips_rec for --images)."),
@@ -53,17 +55,18 @@ def train(
     lpips_random_backbone: Optional[bool] = typer.Option(None, "--lpips-random-backbone/--no-lpips-random-backbone",
                                                          help="LPIPS with random backbone weights (offline tests)."),
     pnorm_samples: Optional[int] = typer.Option(None, help="Mapped latents for the inversion's P-norm statistics."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    seed: Optional[int] = SEED,
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda (| cuda:N in one process)."),
-    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16."),
-    log_every: Optional[int] = typer.Option(None, help="Steps between log lines."),
-    save_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
-    grid_every: Optional[int] = typer.Option(None, help="Steps between preview grids."),
-    grid_samples: Optional[int] = typer.Option(None, help="Samples per preview row."),
-    tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also log to TensorBoard."),
-    wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb", help="Also log to Weights & Biases."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    precision: Optional[str] = PRECISION,
+    low_memory: Optional[bool] = LOW_MEMORY,
+    log_every: Optional[int] = LOG_EVERY,
+    save_every: Optional[int] = SAVE_EVERY,
+    grid_every: Optional[int] = GRID_EVERY,
+    grid_samples: Optional[int] = GRID_SAMPLES,
+    tensorboard: Optional[bool] = TENSORBOARD,
+    wandb: Optional[bool] = WANDB,
+    resume: bool = RESUME,
+    progress: bool = PROGRESS,
 ) -> None:
     """Train a HyperDomainNet on many text domains (or reference images); runs under torchrun too."""
     from ..training.config import HypernetConfig, build_config
@@ -72,16 +75,16 @@ def train(
     from ..training.multi_text import TextHypernetTrainer
 
     overrides = dict(generator=generator, domains=domains, images=None if images is None else str(images),
-                     test_domains=test_domains, steps=steps, batch=batch, lr=lr, betas=_parse_betas(betas),
-                     weight_decay=weight_decay, mixing=mixing, noise_mode=noise_mode, losses=_parse_losses(loss),
+                     test_domains=test_domains, steps=steps, batch=batch, lr=lr, betas=parse_betas(betas),
+                     weight_decay=weight_decay, mixing=mixing, noise_mode=noise_mode, losses=parse_losses(loss),
                      clip=clip, mapper_clip=mapper_clip, width=width, depth=depth, head_depth=head_depth,
                      convex_hull=convex_hull, resample=resample, resample_cos=resample_cos, crop=crop,
                      quirks=quirks, invert_steps=invert_steps, lpips_random_backbone=lpips_random_backbone,
                      pnorm_samples=pnorm_samples, seed=seed, device=device, precision=precision,
                      log_every=log_every, save_every=save_every, grid_every=grid_every, grid_samples=grid_samples,
-                     tensorboard=tensorboard, wandb=wandb)
+                     tensorboard=tensorboard, wandb=wandb, low_memory=low_memory)
     preset = preset or ("im2im_multiple_base" if images is not None else "td_multiple")
-    layers = _run_settings(out, resume, preset, config, overrides,
+    layers = run_settings(out, resume, preset, config, overrides,
                            trainer="multi_image" if images is not None else "multi_text")
     cfg = build_config(HypernetConfig, *layers)
     try:
