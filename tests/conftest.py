@@ -9,7 +9,15 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
+from hyperdomainnet.cli import main  # noqa: E402
 from hyperdomainnet.stylegan2.loading import load_generator  # noqa: E402
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``hdn argv…`` in-process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def perturb(G: torch.nn.Module, seed: int = 1) -> torch.nn.Module:

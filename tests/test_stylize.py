@@ -22,6 +22,8 @@ from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylize import (MIX_FROM, REFERENCE_LATENT, InversionOptions, reference_latent,
                                     save_domain_with_reference, style_mix, stylize)
 
+from conftest import run_cli
+
 GEN = "random:32:channel_max=16:n_mlp=2"
 FAST = InversionOptions(steps=3, lpips_random_backbone=True, pnorm_samples=2048)
 FAST_CLI = ["--steps", "3", "--pnorm-samples", "2048", "--lpips-random-backbone", "--no-progress", "--device", "cpu"]
@@ -103,12 +105,6 @@ def test_stylize_renders_the_inverted_photo_in_the_domain(tmp_path: Path, G) -> 
     assert stylize(G, plain, photo, FAST, progress=False).mixed is None
     with pytest.raises(HDNError, match="no reference latent"):
         stylize(G, plain, photo, FAST, mix=True, progress=False)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_hdn_invert_writes_latent_and_preview(tmp_path: Path, capsys, G) -> None:

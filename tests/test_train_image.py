@@ -13,7 +13,6 @@ import yaml
 from PIL import Image
 
 from hyperdomainnet.clip import ClipEnsemble
-from hyperdomainnet.cli import main
 from hyperdomainnet.domain import load_domain_file
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.images import load_image
@@ -27,6 +26,8 @@ from hyperdomainnet.training import image as image_training
 from hyperdomainnet.training.config import ImageAdaptConfig, build_config, load_preset
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.sampling import sample_noise, sample_ws
+
+from conftest import run_cli
 
 GEN = "random:32:channel_max=16:n_mlp=2"
 FAST = dict(invert_steps=3, pnorm_samples=2048, lpips_random_backbone=True)
@@ -219,12 +220,6 @@ def test_bad_settings(tmp_path: Path, changes: dict, message: str) -> None:
     base.update(changes)
     with pytest.raises(HDNError, match=message):
         build_config(ImageAdaptConfig, base)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from hyperdomainnet.cli import main
 from hyperdomainnet.clip import ClipEnsemble
 from hyperdomainnet.domain import load_domain_file
 from hyperdomainnet.errors import HDNError
@@ -17,6 +16,8 @@ from hyperdomainnet.training.config import TextAdaptConfig, build_config, load_p
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.sampling import fixed_latents
 from hyperdomainnet.training.text import TextTrainer
+
+from conftest import run_cli
 
 GEN = "random:32:channel_max=16:n_mlp=2"
 
@@ -164,12 +165,6 @@ def test_bad_settings(changes: dict, message: str) -> None:
     base.update(changes)
     with pytest.raises(HDNError, match=message):
         build_config(TextAdaptConfig, base)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
