@@ -83,6 +83,8 @@ class ZooEntry:
     sha256_verified: bool
     aliases: tuple[str, ...] = ()
     notes: str = ""
+    #: What the file is: "generator", "encoder", "domain" or "hypernet".
+    kind: str = "generator"
 
     @property
     def resolution(self) -> int:
