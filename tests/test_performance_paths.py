@@ -129,7 +129,8 @@ def test_fast_synthesis_and_domain_gradient_match_reference(tiny_G: Generator, p
     img, grad = domain_grad(tiny_G, ws, noise, placement=placement, checkpoint=checkpoint)
     assert img.is_contiguous(memory_format=CL) == channels_last
     torch.testing.assert_close(img, ref_img, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=1e-4)
+    # float32 rounding of either path is ~1e-6 of the largest gradient entry (both equal to 1e-12 in float64)
+    torch.testing.assert_close(grad, ref_grad, atol=2e-6 * float(ref_grad.abs().max()), rtol=1e-4)
 
 
 def test_full_gradients_match_reference_with_clamp() -> None:
@@ -285,7 +286,8 @@ def test_checkpoint_state_keeps_the_loss_scale() -> None:
 
 
 # ----- trainer: micro-batches, low memory, OOM fallback, options -----------------------------------
-def trainer_grad(clip: ClipEnsemble, G: Generator | None = None, **changes) -> tuple[dict, torch.Tensor]:
+def trainer_grad(clip: ClipEnsemble, G: Generator | None = None, delta_scale: float = 0.05,
+                 **changes) -> tuple[dict, torch.Tensor]:
     settings = dict(generator=GEN, clip="random:tiny", source="Photo", target="Sketch", batch=4, lr=0.05,
                     device="cpu", grid_samples=1, losses={"direction": 1.0, "indomain": 1.0, "global": 0.5,
                                                           "offsets_l2": 0.1}, mixing=1.0)
@@ -293,7 +295,7 @@ def trainer_grad(clip: ClipEnsemble, G: Generator | None = None, **changes) -> t
     trainer = TextTrainer(TextAdaptConfig(**settings), G=G or perturb(load_generator(GEN)), clip=clip)
     with torch.no_grad():  # away from δ = 0, where the direction loss's gradient is ill-conditioned
         for p in trainer.param.parameters():
-            p.copy_(0.05 * seeded(*p.shape, seed=p.numel()))
+            p.copy_(delta_scale * seeded(*p.shape, seed=p.numel()))
     report = trainer.train_step(0)
     return report, torch.cat([p.grad.flatten() for p in trainer.param.parameters()])
 
@@ -315,10 +317,12 @@ def test_trainer_step_options_give_the_same_gradient(clip: ClipEnsemble, changes
 
 
 def test_trainer_bf16_step_close_to_fp32(clip: ClipEnsemble) -> None:
-    ref_report, ref = trainer_grad(clip)
-    report, grad = trainer_grad(clip, precision="bf16")
+    # bf16 rounds every output to 8 mantissa bits; the image direction E(G_B) - E(G_A) must be large
+    # against that (δ of order 1), else the tiny random CLIP's direction is mostly rounding noise
+    ref_report, ref = trainer_grad(clip, delta_scale=1.0)
+    report, grad = trainer_grad(clip, delta_scale=1.0, precision="bf16")
     assert report["total"] == pytest.approx(ref_report["total"], rel=0.05)
-    assert F.cosine_similarity(grad, ref, dim=0) > 0.95
+    assert F.cosine_similarity(grad, ref, dim=0) > 0.99
 
 
 def test_trainer_gradient_matches_reference_step(clip: ClipEnsemble) -> None:
