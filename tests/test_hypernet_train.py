@@ -246,7 +246,7 @@ def test_cli_train_then_eval_text(tmp_path: Path, toy: Path, capsys: pytest.Capt
     net = HyperDomainNet.load(run / "hypernet.safetensors")
     meta = net.metadata
     assert meta["clip_model"] == "random:tiny" and meta["input"] == "text"
-    assert meta["generator"]["name"] == GEN and meta["training"]["steps"] == 2 and meta["quirks"] == "corrected"
+    assert meta["generator"]["name"] == GEN and meta["config"]["steps"] == 2 and meta["quirks"] == "corrected"
     assert meta["domain_lists_sha256"]["train"] == load_domain_list(toy).sha256
     assert meta["preview_rows"][:3] == ["source", "Sketch", "Anime Drawing"]
     vectors = net.domain_vectors(["Zombie", "Crayon Drawing"])
