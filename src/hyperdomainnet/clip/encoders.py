@@ -82,7 +82,8 @@ class ClipEncoder:
     def set_precision(self, precision: str) -> ClipEncoder:
         """``fp32``, ``fp16``, or ``auto`` (fp16 on CUDA, else fp32): OpenAI's own loader keeps
         the CLIP weights half on CUDA — convolutions, linear and attention weights and the
-        projections in fp16, LayerNorms computing in fp32. Embeddings are returned as fp32."""
+        projections in fp16, LayerNorms computing in fp32. Embeddings are returned as fp32. Set it once
+        after loading: going back from fp16 to fp32 keeps the fp16-rounded weights."""
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         if precision == "fp16" and self.dtype != torch.float16:
