@@ -186,6 +186,7 @@ def test_preset_defaults_follow_the_official_im2im_single() -> None:
         (cfg.lr, cfg.losses, cfg.invert_steps, cfg.lambda_p)
 
 
+@pytest.mark.parametrize("changes", [{"low_memory": True}, {"channels_last": False}])
 def test_speed_and_memory_options_give_the_same_gradient(tmp_path: Path, clip: ClipEnsemble, changes: dict) -> None:
     image = write_reference(tmp_path / "ref.png")
     losses = {"direction": 1.0, "clip_ref": 1.0, "l2_rec": 1.0, "indomain": 0.5}
