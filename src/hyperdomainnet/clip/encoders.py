@@ -74,6 +74,31 @@ class ClipEncoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The image tower's weight precision (inputs are cast to it)."""
+        return self.model.visual.conv1.weight.dtype
+
+    def set_precision(self, precision: str) -> ClipEncoder:
+        """``fp32``, ``fp16``, or ``auto`` (fp16 on CUDA, else fp32): OpenAI's own loader keeps
+        the CLIP weights half on CUDA — convolutions, linear and attention weights and the
+        projections in fp16, LayerNorms computing in fp32. Embeddings are returned as fp32. Set it once
+        after loading: going back from fp16 to fp32 keeps the fp16-rounded weights."""
+        if precision == "auto":
+            precision = "fp16" if self.device.type == "cuda" else "fp32"
+        if precision == "fp16" and self.dtype != torch.float16:
+            from open_clip.model import convert_weights_to_lp
+            from open_clip.transformer import LayerNorm, LayerNormFp32
+
+            convert_weights_to_lp(self.model, torch.float16)
+            for module in self.model.modules():
+                if type(module) is LayerNorm:
+                    module.__class__ = LayerNormFp32
+        elif precision == "fp32":
+            self.model.float()
+        self._template_cache.clear()
+        return self
+
     def __repr__(self) -> str:
         return f"ClipEncoder({self.name!r}, embed_dim={self.embed_dim}, input_size={self.input_size})"
 
@@ -87,14 +112,14 @@ class ClipEncoder:
 
         Differentiable with respect to ``images``.
         """
-        features = self.model.encode_image(self.preprocess(images))
+        features = self.model.encode_image(self.preprocess(images).to(self.dtype)).float()
         return F.normalize(features, dim=-1) if normalize else features
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """N prompts → (N,E) text embeddings, no gradient; L2-normalised unless ``normalize=False``."""
         tokens = self.tokenizer(list(texts)).to(self.device)
-        features = self.model.encode_text(tokens)
+        features = self.model.encode_text(tokens).float()
         return F.normalize(features, dim=-1) if normalize else features
 
     def template_embeddings(self, text: str) -> torch.Tensor:
@@ -304,6 +329,12 @@ class ClipEnsemble:
 
     def __len__(self) -> int:
         return len(self.members)
+
+    def set_precision(self, precision: str) -> ClipEnsemble:
+        """Every encoder's ``ClipEncoder.set_precision``."""
+        for encoder, _ in self.members:
+            encoder.set_precision(precision)
+        return self
 
     def __getitem__(self, name: str) -> ClipEncoder:
         for encoder, _ in self.members:

@@ -49,6 +49,10 @@ class TrainConfig(BaseModel):
                              "(text adaptation also halves its micro-batch when a step runs out of device memory)")
     channels_last: bool | None = Field(None, description="channels-last activations (default: on CUDA and the CPU)")
     compile: bool = Field(False, description="torch.compile the synthesis network")
+    quirks: Literal["corrected", "official"] = Field("corrected", description="official: reproduce the released "
+                                                     "research trainer's sampling and losses (docs/REPRODUCTION.md)")
+    clip_precision: Literal["fp32", "fp16", "auto"] = Field("fp32", description="CLIP weights' precision; auto: "
+                                                            "fp16 on CUDA, fp32 elsewhere (the research code's loader)")
 
     @field_validator("losses")
     @classmethod
@@ -215,7 +219,6 @@ class HypernetConfig(TrainConfig):
     resample: bool = Field(True, description="resample target text embeddings within a cosine bound")
     resample_cos: float = Field(0.95, ge=-1, le=1, description="lower cosine bound of the resampling")
     crop: float = Field(0.8, gt=0, le=1, description="side of the random square crops before CLIP (1 = off)")
-    quirks: Literal["corrected", "official"] = "corrected"
     preview_seen: int = Field(2, ge=0, description="training domains shown in preview grids")
     preview_unseen: int = Field(2, ge=0, description="test_domains prompts shown in preview grids")
     grid_every: int = Field(100, gt=0)

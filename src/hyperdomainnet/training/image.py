@@ -15,8 +15,11 @@ r_B = E(G_B(w_ref)); with encoder weights λ_E and N encoders:
 where ↓ is the antialiased bicubic resize to min(G.size, 256) px (the official BicubicDownSample(4)
 at 1024 px). Total = Σ coefficient × term (+ offsets_l2/l1); Adam on the parameterisation only.
 
-Unlike the research code, w_ref is rendered with constant noise (as it was inverted) and the
-reference's ↓ uses the same resize as the render's (the official dataset used PIL Lanczos).
+Unlike the research code, G_A(w) and G_B(w) share the crossover index and noise maps, w_ref is
+rendered with constant noise (as it was inverted), and the reference's ↓ uses the same resize as
+the render's (the official dataset used PIL Lanczos). With ``quirks="official"`` each render
+draws its own crossover index and noise, as the research generator does on every call: G_A(w_ref)
+once at setup (seeded by ``seed``), G_A(w), G_B(w) and G_B(w_ref) every step.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_doma
                        style_mix)
 from .config import ImageAdaptConfig
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
-from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
 from .steps import (apply_update, ensemble_terms, load_step_state, loss_scaler, regularization_terms,
                     run_metadata, step_state)
 
@@ -67,6 +70,7 @@ class ImageTrainer:
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
         self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
         self.clip = prepare_clip(clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device))
+        self.clip.set_precision(config.clip_precision)
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "domain.safetensors"
@@ -83,9 +87,15 @@ class ImageTrainer:
     def _set_reference_latent(self, latent: torch.Tensor) -> None:
         """w_ref and the per-encoder constants r = E(I_ref), r_A = E(G_A(w_ref))."""
         self.reference_latent = latent.to(self.device)
-        inverted_a = self.G.synthesis(self.reference_latent)
+        noise = (sample_noise(self.G, "random", 1, torch.Generator().manual_seed(self.config.seed), self.device)
+                 if self.official else None)
+        inverted_a = self.G.synthesis(self.reference_latent, noise=noise)
         self.reference_embeddings = {enc.name: (enc.encode_images(self.reference.image), enc.encode_images(inverted_a))
                                      for enc, _ in self.clip}
+
+    @property
+    def official(self) -> bool:
+        return self.config.quirks == "official"
 
     def wanted(self, names: tuple[str, ...]) -> list[str]:
         return [name for name in names if self.config.losses.get(name)]
@@ -113,14 +123,16 @@ class ImageTrainer:
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.config
         self.param.train()
-        ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
-        noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
-        cache = self.G.style_cache(ws)  # styles and demodulation shared by G_A and G_B
+        calls = 2 if self.official else 1
+        ws = sample_ws_per_call(self.G, cfg.batch, cfg.mixing, self.rng, self.device, calls)
+        noise = [sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device) for _ in range(calls)]
+        ref_noise = sample_noise(self.G, "random", 1, self.rng, self.device) if self.official else None
+        cache = self.G.style_cache(ws[-1])  # styles and demodulation, shared by G_A and G_B if one W+
         with autocast(self.device, cfg.precision):
             with torch.no_grad():
-                src = self.G.synthesis(ws, noise=noise, cache=cache)
-            trg = self.param.synthesize(self.G, ws, noise=noise, cache=cache, checkpoint=cfg.low_memory)
-            ref_trg = (self.param.synthesize(self.G, self.reference_latent, checkpoint=cfg.low_memory)
+                src = self.G.synthesis(ws[0], noise=noise[0], cache=cache)
+            trg = self.param.synthesize(self.G, ws[-1], noise=noise[-1], cache=cache, checkpoint=cfg.low_memory)
+            ref_trg = (self.param.synthesize(self.G, self.reference_latent, noise=ref_noise, checkpoint=cfg.low_memory)
                        if self.wanted(REFERENCE_TERMS) else None)
             terms = self.clip_losses(src, trg, ref_trg)
             if ref_trg is not None:

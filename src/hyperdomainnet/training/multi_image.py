@@ -19,17 +19,24 @@ gradients; a, b, b_ref = E(G_A(w)), E(G_B(w)), E(G_B(w_ref)), normalised. With e
     offsets_l2   = Σ_l mean(δ_l²)
 
 (↓: antialiased bicubic to min(G.size, 256) px, the official BicubicDownSample(4) at 1024 px.)
-``quirks="official"``: tt_direction keeps same-reference pairs, and G_A and G_B get independent
-noise. As the single-image trainer, w_ref is rendered with constant noise (as it was inverted).
+G_A(w_n) and G_B(w_{d_i}; δ_i) use the generator's constant noise (w_n was inverted with it).
+
+``quirks="official"`` reproduces the released trainer: tt_direction keeps same-reference pairs;
+G_A and G_B get their own crossover index and noise; G_A(w_n) is rendered once with random noise
+and G_B's reference render with fresh random noise each step; and that render's latent is
+``research_remap(w_{d_i})``: the research trainer forgets to flag the inverted W+ as a latent, so
+its generator passes it through the mapping network again.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..clip import ClipEnsemble
-from ..errors import HDNError
+from ..errors import ConfigError
 from ..hypernet.domains import list_sha256, load_image_list
 from ..images import image_sha256, load_image
 from ..inversion import LPIPS_SIZE, downsample
@@ -39,11 +46,23 @@ from ..stylegan2.generator import Generator
 from ..stylize import InversionOptions, invert_photo
 from .config import HypernetConfig
 from .distributed import all_gather, broadcast_tensor
-from .multi_text import HypernetTrainerBase
+from .hypernet_base import SEED_RANGE, HypernetTrainerBase, seeded_noise
 from .runtime import autocast
+from .sampling import sample_noise
 
 CLIP_TERMS = ("direction", "clip_within", "clip_ref", "tt_direction")
 LOCAL_TERMS = ("l2_rec", "lpips_rec")
+
+
+def research_remap(G: Generator, latents: torch.Tensor) -> torch.Tensor:
+    """W+ (B, L, D) → the mapping network applied to it again, as the research generator does:
+    PixelNorm over dim 1 (the layer axis of a W+ code), then each mapping layer
+    y = lrelu_0.2(x·(W·c)ᵀ + b·lr_mul)·√2 with its bias on the feature axis (the research code's
+    non-compiled fused op; its compiled CUDA op would index the bias by row instead)."""
+    x = latents * torch.rsqrt(latents.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+    for layer in list(G.style)[1:]:
+        x = F.leaky_relu(F.linear(x, layer.weight * layer.scale) + layer.bias * layer.lr_mul, 0.2) * math.sqrt(2)
+    return x
 
 
 class ImageHypernetTrainer(HypernetTrainerBase):
@@ -54,7 +73,7 @@ class ImageHypernetTrainer(HypernetTrainerBase):
     def __init__(self, config: HypernetConfig, G: Generator | None = None, clip: ClipEnsemble | None = None,
                  progress: bool = True) -> None:
         if config.images is None:
-            raise HDNError("the image trainer needs reference images; give --images LIST.txt")
+            raise ConfigError("the image trainer needs reference images; give --images LIST.txt")
         super().__init__(config, G, clip)
         self.paths = load_image_list(config.images)
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone) \
@@ -65,7 +84,9 @@ class ImageHypernetTrainer(HypernetTrainerBase):
         self.latents = self.invert_references(progress)
         with torch.no_grad():
             self.inputs = self.mapper_encoder.encode_images(self.images).float()
-            inverted = self.G.synthesis(self.latents)
+            noise = (sample_noise(self.G, "random", len(self.paths), torch.Generator().manual_seed(config.seed),
+                                  self.device) if self.official else None)
+            inverted = self.G.synthesis(self.latents, noise=noise)
             self.references = {enc.name: (enc.encode_images(self.images), enc.encode_images(inverted))
                                for enc, _ in self.clip}
         self.preview_labels = [p.name for p in self.paths[:config.preview_seen]]
@@ -87,17 +108,28 @@ class ImageHypernetTrainer(HypernetTrainerBase):
             latents.append(broadcast_tensor(latent.contiguous(), owner))
         return torch.cat(latents)
 
-    def losses(self, ws: torch.Tensor, noise_src: list[int], noise_trg: list[int],
-               refs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss terms (module docstring) for references ``refs`` (B,) of the global batch."""
+    def render_references(self, refs: torch.Tensor, delta: torch.Tensor,
+                          seeds: list[int] | None) -> torch.Tensor:
+        """G_B(w_{d_i}; δ_i) for this rank's samples: constant noise, or under official quirks
+        the remapped latents with noise seeded per sample by ``seeds``."""
+        latents = self.latents[refs[self.local]]
+        noise = None
+        if self.official:
+            latents = research_remap(self.G, latents)
+            noise = seeded_noise(self.G, seeds[self.local], self.device)
+        return self.G.synthesis(latents, domain=delta, noise=noise, checkpoint=self.config.low_memory)
+
+    def losses(self, ws_src: torch.Tensor, ws: torch.Tensor, noise_src: list[int], noise_trg: list[int],
+               refs: torch.Tensor, ref_seeds: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """The weighted loss terms (module docstring) for references ``refs`` (B,) of the global
+        batch; ``ref_seeds``: per-sample noise seeds of the reference renders (official quirks)."""
         cfg = self.config
         wanted = [k for k in CLIP_TERMS if cfg.losses.get(k)]
-        src, trg, delta = self.render(ws, noise_src, noise_trg, self.inputs[refs])
+        src, trg, delta = self.render(ws_src, ws, noise_src, noise_trg, self.inputs[refs])
         local_refs = refs[self.local]
         need_ref = any(cfg.losses.get(k) for k in ("clip_ref", *LOCAL_TERMS))
-        ref_trg = (self.G.synthesis(self.latents[local_refs], domain=delta, checkpoint=cfg.low_memory)
-                   if need_ref else None)
-        ids = None if cfg.quirks == "official" else refs.tolist()
+        ref_trg = self.render_references(refs, delta, ref_seeds) if need_ref else None
+        ids = None if self.official else refs.tolist()
         terms: dict[str, torch.Tensor] = {}
         for enc, weight in self.clip:
             with torch.no_grad():
@@ -122,10 +154,11 @@ class ImageHypernetTrainer(HypernetTrainerBase):
 
     def train_step(self, step: int) -> dict[str, float]:
         self.hypernet.train()
-        ws, noise_trg, noise_src = self.draw_latents()
+        ws_src, ws, noise_src, noise_trg = self.draw_latents()
         refs = self.draw(len(self.paths), self.config.batch).to(self.device)
+        ref_seeds = self.draw(SEED_RANGE, self.config.batch).tolist() if self.official else None
         with autocast(self.device, self.config.precision):
-            terms = self.losses(ws, noise_src, noise_trg, refs)
+            terms = self.losses(ws_src, ws, noise_src, noise_trg, refs, ref_seeds)
         return self.optimise(terms, local_terms=[k for k in LOCAL_TERMS if k in terms])
 
     def domain_metadata(self) -> dict[str, Any]:

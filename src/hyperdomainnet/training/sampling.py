@@ -8,21 +8,29 @@ from ..stylegan2.generator import Generator
 PREVIEW_SEED = 1234  # seed of the fixed latents every trainer previews
 
 
+def sample_ws_per_call(G: Generator, batch: int, mixing: float, rng: torch.Generator, device: torch.device,
+                       calls: int) -> list[torch.Tensor]:
+    """W+ codes of one batch for ``calls`` generator calls: z ~ N(0, I); with probability
+    ``mixing`` a second code z2 takes over from a crossover index uniform in [1, n_latent − 1]
+    (batch-wise). z and z2 are shared by all calls; each call draws its own crossover, as the
+    research code's generator does on every forward. Draw order: z, mixing coin, z2, crossovers."""
+    z = torch.randn(batch, G.style_dim, generator=rng).to(device)
+    if not (mixing > 0 and float(torch.rand((), generator=rng)) < mixing):
+        return [G.ws(z)] * calls
+    z2 = torch.randn(batch, G.style_dim, generator=rng).to(device)
+    return [G.ws(z, z2=z2, crossover=int(torch.randint(1, G.n_latent, (), generator=rng))) for _ in range(calls)]
+
+
 def sample_ws(G: Generator, batch: int, mixing: float, rng: torch.Generator,
               device: torch.device) -> torch.Tensor:
-    """W+ codes for a batch: z ~ N(0, I); with probability ``mixing`` a second code takes over
-    from a crossover index uniform in [1, n_latent − 1] (batch-wise, as the official trainers)."""
-    z = torch.randn(batch, G.style_dim, generator=rng)
-    z2 = crossover = None
-    if mixing > 0 and float(torch.rand((), generator=rng)) < mixing:
-        z2 = torch.randn(batch, G.style_dim, generator=rng)
-        crossover = int(torch.randint(1, G.n_latent, (), generator=rng))
-    return G.ws(z.to(device), z2=None if z2 is None else z2.to(device), crossover=crossover)
+    """W+ codes for a batch (``sample_ws_per_call`` with one call)."""
+    return sample_ws_per_call(G, batch, mixing, rng, device, 1)[0]
 
 
 def sample_noise(G: Generator, mode: str, batch: int, rng: torch.Generator,
                  device: torch.device) -> list[torch.Tensor | None]:
-    """Per-layer noise shared by the source and adapted renders of a step."""
+    """Per-layer noise maps for one render of a batch: fresh N(0, 1) from ``rng`` (``random``),
+    else the generator's constant or no noise."""
     if mode != "random":
         return G.make_noise(mode, batch, device)
     return [n.to(device) for n in G.make_noise("random", batch, torch.device("cpu"), generator=rng)]

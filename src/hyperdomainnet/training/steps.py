@@ -1,4 +1,4 @@
-"""Pieces every single-domain trainer's step shares: regularisers, the update, result metadata."""
+"""Pieces every trainer's step shares: regularisers, the update, result metadata."""
 from __future__ import annotations
 
 import datetime
@@ -10,7 +10,7 @@ import torch
 
 from .. import __version__
 from ..clip import ClipEncoder, ClipEnsemble
-from ..errors import HDNError
+from ..errors import ConfigError
 from ..losses import offsets_l1, offsets_l2
 from .config import TrainConfig
 from .loop import NonFiniteLoss
@@ -59,11 +59,17 @@ def optimizer_step(optimizer: torch.optim.Optimizer, total: torch.Tensor, scaler
 
 def apply_update(optimizer: torch.optim.Optimizer, losses: dict[str, float], terms: dict[str, torch.Tensor],
                  scaler: torch.amp.GradScaler,
-                 backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> dict[str, float]:
-    """total = Σ coefficient × term; raise ``NonFiniteLoss`` before touching the optimiser if it is
-    not finite; otherwise ``optimizer_step``. Returns the reported terms."""
+                 backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+                 summarize: Callable[[dict[str, float]], dict[str, float]] | None = None) -> dict[str, float]:
+    """total = Σ coefficient × term; raise ``NonFiniteLoss`` before touching the optimiser if the
+    reported total is not finite; otherwise ``optimizer_step``. Returns the reported terms:
+    each term's value, passed through ``summarize`` (e.g. a mean over processes) when given, and
+    their total Σ coefficient × value."""
     total = sum(losses[name] * value for name, value in terms.items())
-    report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+    values = {k: float(v.detach()) for k, v in terms.items()}
+    if summarize is not None:
+        values = summarize(values)
+    report = {"total": sum(losses[k] * v for k, v in values.items()), **values}
     if not math.isfinite(report["total"]):
         raise NonFiniteLoss(report)
     optimizer_step(optimizer, total, scaler, backward)
@@ -72,20 +78,20 @@ def apply_update(optimizer: torch.optim.Optimizer, losses: dict[str, float], ter
 
 def step_state(param: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                rng: torch.Generator) -> dict[str, Any]:
-    """A single-domain trainer's checkpoint state: parameterisation, Adam, loss scale, sampling RNG."""
+    """A trainer's checkpoint state: trained module, Adam, loss scale, sampling RNG."""
     return {"param": param.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": rng.get_state()}
 
 
 def load_step_state(state: dict[str, Any], param: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, rng: torch.Generator) -> None:
-    """Restore what ``step_state`` saved; a checkpoint of another generator or parameterisation
-    raises a one-line ``HDNError`` (checkpoints from before loss scaling keep the fresh scale)."""
+    """Restore what ``step_state`` saved; a checkpoint of another generator, parameterisation or
+    network raises a one-line ``ConfigError`` (checkpoints from before loss scaling keep the fresh scale)."""
     try:
         param.load_state_dict(state["param"])
-    except RuntimeError as exc:
-        raise HDNError(f"the checkpoint does not fit this run's generator/parameterisation "
-                       f"({str(exc).splitlines()[0]}); resume with the run's own config") from None
+    except (KeyError, RuntimeError) as exc:
+        raise ConfigError(f"the checkpoint does not fit this run's model ({str(exc).splitlines()[0]}); "
+                          "resume with the run's own config") from None
     optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])

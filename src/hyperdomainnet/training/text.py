@@ -6,8 +6,9 @@ the trainable parameterisation renders the same codes and noise; every CLIP enco
 ensemble embeds both batches; the weighted losses are summed over encoders (times the encoder's
 weight) and Adam updates the parameterisation only.
 
-Unlike the research code, G_A and G_B share the step's crossover index and noise maps (the
-official trainer draws them independently for each render).
+G_A and G_B share the step's crossover index and noise maps; with ``quirks="official"`` each
+render draws its own crossover index and noise maps, as the research code's generator does on
+every call.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from ..stylegan2.loading import load_generator
 from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
-from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
 from .steps import (apply_update, ensemble_terms, load_step_state, loss_scaler, regularization_terms,
                     run_metadata, step_state)
 
@@ -55,7 +56,7 @@ class TextTrainer:
         self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
                                    self.device, config.channels_last, config.compile, config.low_memory)
         self.clip = prepare_clip(clip if clip is not None else
-                                 ClipEnsemble.from_spec(config.clip, device=clip_device))
+                                 ClipEnsemble.from_spec(config.clip, device=clip_device)).set_precision(config.clip_precision)
         options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         if config.phase is not None:
             options["phase"] = config.phase
@@ -104,25 +105,30 @@ class TextTrainer:
         self.param.train()
         if cfg.auto_layer_iters > 0:
             self.select_layers()
-        ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
-        noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
-        cache = self.G.style_cache(ws)  # styles and demodulation shared by G_A and G_B
-        return self.micro_batch.run(lambda parts: self._step(cache, noise, parts))
+        calls = 2 if cfg.quirks == "official" else 1
+        ws = sample_ws_per_call(self.G, cfg.batch, cfg.mixing, self.rng, self.device, calls)
+        noise = [sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device) for _ in range(calls)]
+        caches = [self.G.style_cache(w) for w in dict.fromkeys(ws)]  # styles and demodulation, shared if one W+
+        return self.micro_batch.run(lambda parts: self._step(caches[0], noise[0], caches[-1], noise[-1], parts))
 
-    def _step(self, cache: StyleCache, noise: list[torch.Tensor | None], parts: list[slice]) -> dict[str, float]:
-        """One step with the batch rendered in ``parts`` (the same gradient for any split)."""
+    def _step(self, cache_a: StyleCache, noise_a: list[torch.Tensor | None], cache_b: StyleCache,
+              noise_b: list[torch.Tensor | None], parts: list[slice]) -> dict[str, float]:
+        """One step with the batch rendered in ``parts`` (the same gradient for any split); G_A
+        renders ``cache_a``'s codes with ``noise_a``, G_B ``cache_b``'s with ``noise_b``."""
         cfg = self.config
 
-        def sub(part: slice) -> tuple[StyleCache, list[torch.Tensor | None]]:
+        def sub(cache: StyleCache, noise: list[torch.Tensor | None],
+                part: slice) -> tuple[StyleCache, list[torch.Tensor | None]]:
             return cache.narrow(part.start, part.stop - part.start), narrow_noise(noise, part, cfg.batch)
 
         def adapted(part: slice) -> torch.Tensor:
-            c, n = sub(part)
+            c, n = sub(cache_b, noise_b, part)
             return self.param.synthesize(self.G, c.ws, noise=n, cache=c, checkpoint=cfg.low_memory)
 
         precision = partial(autocast, self.device, cfg.precision)
         with torch.no_grad(), precision():
-            src = torch.cat([self.G.synthesis(c.ws, noise=n, cache=c) for c, n in map(sub, parts)])
+            src = torch.cat([self.G.synthesis(c.ws, noise=n, cache=c)
+                             for c, n in (sub(cache_a, noise_a, part) for part in parts)])
         trg = MicroBatched(adapted, parts, context=precision)
         with precision():
             terms = self.clip_losses(src, trg.outputs())
