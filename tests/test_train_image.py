@@ -181,7 +181,7 @@ def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble, monkey
 
 def test_preset_is_the_official_im2im_single() -> None:
     cfg = build_config(ImageAdaptConfig, load_preset("im2im_single"), {"image": "ref.png"})
-    assert (cfg.generator, cfg.steps, cfg.batch, cfg.lr, cfg.betas, cfg.mixing) == ("ffhq", 100, 4, 0.01,
+    assert (cfg.generator, cfg.steps, cfg.batch, cfg.lr, cfg.betas, cfg.mixing) == ("ffhq", 101, 4, 0.01,
                                                                                      (0.9, 0.999), 0.9)
     assert cfg.losses == {"direction": 1.0, "clip_within": 0.5, "clip_ref": 30.0, "l2_rec": 10.0, "lpips_rec": 10.0}
     assert (cfg.clip, cfg.invert_steps, cfg.lambda_p, cfg.grid_truncation) == ("ViT-B/32:1.0,ViT-B/16:1.0", 1000,

@@ -147,7 +147,7 @@ def test_presets_name_their_command() -> None:
 
 def test_official_preset_values() -> None:
     car = build_config(TextAdaptConfig, load_preset("td_single_car", "text"))
-    assert (car.target, car.steps, car.batch, car.lr, car.losses) == ("Golden Car", 400, 8, 0.02,
+    assert (car.target, car.steps, car.batch, car.lr, car.losses) == ("Golden Car", 401, 8, 0.02,
                                                                        {"direction": 1.0, "indomain": 1.5})
     church = build_config(TextAdaptConfig, load_preset("td_single_church", "text"), {"steps": 7})
     assert church.betas == (0.0, 0.999) and church.steps == 7
