@@ -10,7 +10,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from hyperdomainnet.cli import app
-from hyperdomainnet.cli.train_options import run_config, training_command
+from hyperdomainnet.cli.train_options import run_config, show_value, training_command
 from hyperdomainnet.errors import ConfigError
 from hyperdomainnet.training.config import (CONFIG_MODELS, PRESET_COMMANDS, TextAdaptConfig, build_config,
                                             load_preset, option_name, preset_info, preset_names, resolve_preset)
@@ -205,6 +205,30 @@ def test_presets_named_after_official_configs_match_their_steps_and_seed(name: s
     iter_num, seed = OFFICIAL[name]
     settings = load_preset(name)
     assert (settings["steps"], settings["seed"]) == (iter_num + 1, seed)  # the research loop runs iter_num + 1
+
+
+def reproduction_tables() -> dict[str, list[tuple[str, str]]]:
+    """docs/REPRODUCTION.md: preset → [(our setting, our value)] from its table's rows."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in (Path(__file__).parents[1] / "docs" / "REPRODUCTION.md").read_text().splitlines():
+        if line.startswith("## `"):
+            current = tables.setdefault(line.strip("#` "), [])
+        elif current is not None and line.startswith("| ") and line.count("`") == 2:
+            setting, ours = (cell.strip() for cell in line.strip("|").split("|")[2:4])
+            current.append((setting.strip("`"), ours))
+    return tables
+
+
+def test_reproduction_tables_state_the_presets_values() -> None:
+    tables = reproduction_tables()
+    assert set(OFFICIAL) <= set(tables)
+    for name, rows in tables.items():
+        resolved = resolve_preset(name)
+        assert ("steps", str(OFFICIAL[name][0] + 1)) in rows
+        for setting, ours in rows:
+            if not ours.startswith("("):  # "(the command's --images)"
+                assert show_value(resolved[setting]) == ours.removesuffix(" (preview only)"), (name, setting)
 
 
 def test_show_refuses_unknown_presets(capsys: pytest.CaptureFixture[str]) -> None:

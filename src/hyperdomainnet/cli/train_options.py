@@ -29,6 +29,7 @@ RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in -
                                               "(only --steps may change).")
 FORCE = typer.Option(False, "--force", help="Start the run in a --out directory that already holds other files.")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -39,7 +40,7 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A default as it would be typed on the command line."""
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items())
@@ -51,28 +52,23 @@ def _show(value: Any) -> str:
 
 
 def _range(field: FieldInfo) -> str:
-    """``> 0``, ``>= 0``, ``in [0, 1]``, … from the field's constraints ('' when unconstrained)."""
-    low = high = ""
-    for c in field.metadata:  # annotated_types Gt / Ge / Lt / Le
-        for attr, low_high in (("gt", "("), ("ge", "["), ("lt", ")"), ("le", "]")):
-            bound = getattr(c, attr, None)
-            if bound is not None and low_high in "([":
-                low = f"{low_high}{bound}"
-            elif bound is not None:
-                high = f"{bound}{low_high}"
+    """``> 0``, ``>= 0``, ``in [0, 1]``, ``in (0, 1]``, … from the field's constraints ('' when none)."""
+    bounds = {attr: getattr(c, attr) for c in field.metadata for attr in BOUNDS  # annotated_types Gt, Ge, …
+              if getattr(c, attr, None) is not None}
+    low = [(k, v) for k, v in bounds.items() if k in ("gt", "ge")]
+    high = [(k, v) for k, v in bounds.items() if k in ("lt", "le")]
     if low and high:
-        return f"in {low}, {high}"
-    if low:
-        return (">= " if low[0] == "[" else "> ") + low[1:]
-    return ("<= " if high.endswith("]") else "< ") + high[:-1] if high else ""
+        (lk, lv), (hk, hv) = low[0], high[0]
+        return f"in {'(' if lk == 'gt' else '['}{lv}, {hv}{')' if hk == 'lt' else ']'}"
+    return "; ".join(f"{BOUNDS[k]} {v}" for k, v in bounds.items())
 
 
 def setting_help(field: FieldInfo) -> str:
     """The field's description with its default and range, e.g. 'Adam learning rate (default 0.1; > 0).'"""
     description = field.description or ""
-    notes = [] if "default" in description else [f"default {_show(field.get_default(call_default_factory=True))}"]
+    notes = [] if "default" in description else [f"default {show_value(field.get_default(call_default_factory=True))}"]
     notes += [r for r in (_range(field),) if r]
-    if re.match(r"[a-z]+ ", description):  # a sentence, not a value such as "domain_vector, …"
+    if re.match(r"[a-z][a-z-]* ", description):  # a sentence, not a value such as "domain_vector, …"
         description = description[0].upper() + description[1:]
     return f"{description} ({'; '.join(notes)})." if notes else f"{description}."
 
@@ -108,9 +104,8 @@ def parse_setting(name: str, field: FieldInfo, value: Any) -> Any:
     for item in value:
         key, sep, number = item.partition("=")
         if not sep or not key.strip():
-            flag = option_name(name, field)
-            raise ConfigError(f"{flag} {item!r}: give NAME=VALUE, e.g. {flag} "
-                              f"{next(iter(field.get_default(call_default_factory=True) or {'name': 1}))}=1.5")
+            flag, example = option_name(name, field), next(iter(field.get_default(call_default_factory=True)), "name")
+            raise ConfigError(f"{flag} {item!r}: give NAME=VALUE, e.g. {flag} {example}=1.5")
         mapping[key.strip()] = number.strip()
     return mapping
 
