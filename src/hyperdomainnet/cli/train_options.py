@@ -68,13 +68,14 @@ def setting_help(field: FieldInfo) -> str:
     description = field.description or ""
     notes = [] if "default" in description else [f"default {show_value(field.get_default(call_default_factory=True))}"]
     notes += [r for r in (_range(field),) if r]
-    if re.match(r"[a-z][a-z-]* ", description):  # a sentence, not a value such as "domain_vector, …"
+    if re.match(r"[a-z][a-z-]*[ :]", description):  # a sentence, not a value such as "domain_vector, …"
         description = description[0].upper() + description[1:]
     return f"{description} ({'; '.join(notes)})." if notes else f"{description}."
 
 
-def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
-    """The command-line option of one setting (default None: unset keeps the lower layers' value)."""
+def setting_option(name: str, field: FieldInfo, panel: str = "Settings") -> inspect.Parameter:
+    """The command-line option of one setting (default None: unset keeps the lower layers' value),
+    listed under ``panel`` in --help."""
     flag, kind = option_name(name, field), _strip_optional(field.annotation)
     origin, extra = get_origin(kind), {}
     if kind is bool:
@@ -88,7 +89,7 @@ def setting_option(name: str, field: FieldInfo) -> inspect.Parameter:
         decls, annotation, extra = (flag,), Optional[str], {"metavar": ",".join("ABCDEFGH"[:len(get_args(kind))])}
     else:
         decls, annotation = (flag,), Optional[kind if kind in (int, float) else str]
-    option = typer.Option(None, *decls, help=setting_help(field), show_default=False, **extra)
+    option = typer.Option(None, *decls, help=setting_help(field), show_default=False, rich_help_panel=panel, **extra)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
@@ -133,7 +134,10 @@ def training_command(group: typer.Typer, name: str, model: type[TrainConfig],
     command takes to the preset used without --preset (or None); ``select(settings)`` picks the kind
     (default: the first)."""
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
-        params = _run_options(default_presets) + [setting_option(n, f) for n, f in model.model_fields.items()]
+        own_panel = re.split(r" \(|[:.]", inspect.getdoc(model) or name)[0]  # "Text-driven single-domain adaptation"
+        params = _run_options(default_presets) + [
+            setting_option(n, f, "Training (all trainers)" if n in TrainConfig.model_fields else own_panel)
+            for n, f in model.model_fields.items()]
 
         def command(out: Path, preset: Optional[str], config: Optional[Path], resume: bool, force: bool,
                     progress: bool, **given: Any) -> Any:
