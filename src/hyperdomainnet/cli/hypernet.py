@@ -5,90 +5,32 @@ Training runs data-parallel when launched by ``torchrun`` (docs/DISTRIBUTED.md).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from ..hypernet.domains import BUILTIN_LISTS
+from ..errors import ConfigError, HDNError
+from ..training.config import HypernetConfig
 from .app import app
-from .train_options import (BETAS, CONFIG, GENERATOR, GRID_EVERY, GRID_SAMPLES, LOG_EVERY, LOW_MEMORY, LR, MIXING,
-                            NOISE_MODE, OUT, PRECISION, PROGRESS, RESUME, SAVE_EVERY, SEED, STEPS, TENSORBOARD, WANDB,
-                            WEIGHT_DECAY, parse_betas, parse_losses, run_settings)
+from .train_options import training_command
 
 hypernet_app = typer.Typer(no_args_is_help=True, help="Train and evaluate HyperDomainNet hypernetworks.")
 app.add_typer(hypernet_app, name="hypernet")
 
-LISTS_HELP = ", ".join(BUILTIN_LISTS)
+
+def _kind(settings: dict[str, Any]) -> str:
+    """Reference images (--images) or a text domain list."""
+    return "multi_image" if settings.get("images") is not None else "multi_text"
 
 
-@hypernet_app.command("train")
-def train(
-    out: Path = OUT,
-    generator: Optional[str] = GENERATOR,
-    domains: Optional[str] = typer.Option(None, help=f"'Target - Source' list file or built-in list: {LISTS_HELP}."),
-    images: Optional[Path] = typer.Option(None, help="Text file listing reference images (image variant)."),
-    test_domains: Optional[str] = typer.Option(None, help="List whose unseen prompts join the preview grids."),
-    preset: Optional[str] = typer.Option(None, help="td_multiple (default for --domains), td_multiple_base, "
-                                                    "im2im_multiple_base (default for --images)."),
-    config: Optional[Path] = CONFIG,
-    steps: Optional[int] = STEPS,
-    batch: Optional[int] = typer.Option(None, help="Global batch (split over torchrun processes)."),
-    lr: Optional[float] = LR,
-    betas: Optional[str] = BETAS,
-    weight_decay: Optional[float] = WEIGHT_DECAY,
-    mixing: Optional[float] = MIXING,
-    noise_mode: Optional[str] = NOISE_MODE,
-    loss: Optional[list[str]] = typer.Option(None, help="NAME=COEF, repeatable: direction, tt_direction, global, "
-                                                        "offsets_l2, offsets_l1 (+ clip_within, clip_ref, l2_rec, "
-                                                        "lpips_rec for --images)."),
-    clip: Optional[str] = typer.Option(None, help="CLIP ensemble of the losses, e.g. 'ViT-B/32:1.0,ViT-B/16:1.0'."),
-    mapper_clip: Optional[str] = typer.Option(None, help="CLIP encoder of the hypernetwork's input (ViT-B/32)."),
-    width: Optional[int] = typer.Option(None, help="Hypernetwork width."),
-    depth: Optional[int] = typer.Option(None, help="Backbone depth (stem + residual blocks)."),
-    head_depth: Optional[int] = typer.Option(None, help="Head depth (residual blocks + output layer)."),
-    convex_hull: Optional[bool] = typer.Option(None, "--convex-hull/--no-convex-hull", help="Dirichlet convex-hull mixing."),
-    resample: Optional[bool] = typer.Option(None, "--resample/--no-resample", help="Cosine-bounded resampling."),
-    resample_cos: Optional[float] = typer.Option(None, help="Lower cosine bound of the resampling."),
-    crop: Optional[float] = typer.Option(None, help="Side of the random square crops before CLIP (1 = off)."),
-    quirks: Optional[str] = typer.Option(None, help="corrected (default) | official (the released trainer's behaviour)."),
-    invert_steps: Optional[int] = typer.Option(None, help="II2S steps per reference image."),
-    lpips_random_backbone: Optional[bool] = typer.Option(None, "--lpips-random-backbone/--no-lpips-random-backbone",
-                                                         help="LPIPS with random backbone weights (offline tests)."),
-    pnorm_samples: Optional[int] = typer.Option(None, help="Mapped latents for the inversion's P-norm statistics."),
-    seed: Optional[int] = SEED,
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda (| cuda:N in one process)."),
-    precision: Optional[str] = PRECISION,
-    low_memory: Optional[bool] = LOW_MEMORY,
-    log_every: Optional[int] = LOG_EVERY,
-    save_every: Optional[int] = SAVE_EVERY,
-    grid_every: Optional[int] = GRID_EVERY,
-    grid_samples: Optional[int] = GRID_SAMPLES,
-    tensorboard: Optional[bool] = TENSORBOARD,
-    wandb: Optional[bool] = WANDB,
-    resume: bool = RESUME,
-    progress: bool = PROGRESS,
-) -> None:
+@training_command(hypernet_app, "train", HypernetConfig,
+                  {"multi_text": "td_multiple", "multi_image": "im2im_multiple_base"}, select=_kind)
+def train(cfg: HypernetConfig, out: Path, resume: bool, progress: bool) -> None:
     """Train a HyperDomainNet on many text domains (or reference images); runs under torchrun too."""
-    from ..training.config import HypernetConfig, build_config
     from ..training.distributed import run_distributed, shutdown_distributed
-    from ..training.multi_image import ImageHypernetTrainer
-    from ..training.multi_text import TextHypernetTrainer
 
-    overrides = dict(generator=generator, domains=domains, images=None if images is None else str(images),
-                     test_domains=test_domains, steps=steps, batch=batch, lr=lr, betas=parse_betas(betas),
-                     weight_decay=weight_decay, mixing=mixing, noise_mode=noise_mode, losses=parse_losses(loss),
-                     clip=clip, mapper_clip=mapper_clip, width=width, depth=depth, head_depth=head_depth,
-                     convex_hull=convex_hull, resample=resample, resample_cos=resample_cos, crop=crop,
-                     quirks=quirks, invert_steps=invert_steps, lpips_random_backbone=lpips_random_backbone,
-                     pnorm_samples=pnorm_samples, seed=seed, device=device, precision=precision,
-                     log_every=log_every, save_every=save_every, grid_every=grid_every, grid_samples=grid_samples,
-                     tensorboard=tensorboard, wandb=wandb, low_memory=low_memory)
-    preset = preset or ("im2im_multiple_base" if images is not None else "td_multiple")
-    layers = run_settings(out, resume, preset, config, overrides,
-                           trainer="multi_image" if images is not None else "multi_text")
-    cfg = build_config(HypernetConfig, *layers)
     try:
-        trainer = ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
+        trainer = _make_trainer(cfg, progress)
         result = run_distributed(trainer, out, trainer.dist, resume=resume, progress=progress)
         if trainer.dist.is_main:
             typer.echo(f"HyperDomainNet trained on {cfg.images or cfg.domains}: {result}")
@@ -96,9 +38,24 @@ def train(
         shutdown_distributed()
 
 
+def _make_trainer(cfg: HypernetConfig, progress: bool) -> Any:
+    """The text or image trainer; a CLIP error about the hypernetwork's own encoder names --mapper-clip."""
+    from ..clip import parse_ensemble_spec
+    from ..training.multi_image import ImageHypernetTrainer
+    from ..training.multi_text import TextHypernetTrainer
+
+    try:
+        return ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
+    except HDNError as exc:
+        separate = cfg.mapper_clip not in (name for name, _ in parse_ensemble_spec(cfg.clip))
+        if separate and f"'{cfg.mapper_clip}'" in str(exc):
+            raise ConfigError(f"--mapper-clip {cfg.mapper_clip}: {exc} (or give --mapper-clip one of the "
+                              f"--clip encoders)") from None
+        raise
+
+
 def _seen_list(meta: dict, seen: Optional[str]) -> str:
     """--seen, else the training list the file names, if it is still the one trained on."""
-    from ..errors import HDNError
     from ..hypernet.domains import load_domain_list
 
     if seen:
@@ -134,12 +91,12 @@ def evaluate(
     batch_size: int = typer.Option(16, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
-    """Quality and Diversity (DESIGN §7) on seen and unseen domains, as JSON and a Markdown table."""
+    """Quality (mean CLIP cosine of images to their domain's text) and Diversity (mean 1 − cosine over
+    image pairs) on seen and unseen domains, as JSON and a Markdown table."""
     import json
 
     from ..atomic import atomic_path
     from ..clip import load_clip
-    from ..errors import HDNError
     from ..hypernet import HyperDomainNet
     from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
     from ..stylegan2.loading import load_generator
