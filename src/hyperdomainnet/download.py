@@ -34,15 +34,17 @@ class UnverifiedDownloadWarning(UserWarning):
     """A file was accepted without a published SHA-256 to check it against."""
 
 
-def _hugging_face(match: re.Match[str], tmp: Path) -> None:
+def _hugging_face(match: re.Match[str], tmp: Path, dest: Path) -> None:
     from huggingface_hub import hf_hub_download
 
-    staging = tmp.parent / f".{tmp.name}.hf"  # HF's resumable download folder, removed afterwards
+    staging = dest.parent / f".{dest.name}.hf"  # HF's folder: an interrupted download resumes there
     try:
-        got = hf_hub_download(match["repo"], match["path"], revision=match["rev"], local_dir=staging)
-        os.replace(got, tmp)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        os.replace(hf_hub_download(match["repo"], match["path"], revision=match["rev"], local_dir=staging), tmp)
+    except BaseException:
+        if not any(staging.rglob("*.incomplete")):  # keep only a partial download, for resuming
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _google_drive(url: str, tmp: Path) -> None:
@@ -52,11 +54,11 @@ def _google_drive(url: str, tmp: Path) -> None:
         raise OSError("Google Drive served no file (quota exceeded or not shared)")
 
 
-def _transfer(url: str, tmp: Path) -> None:
-    """Write the bytes behind ``url`` to ``tmp`` with the transport that fits the URL."""
+def _transfer(url: str, tmp: Path, dest: Path) -> None:
+    """Write the bytes behind ``url`` (meant for ``dest``) to ``tmp`` with the transport that fits it."""
     match = HF_URL.fullmatch(url)
     if match:
-        _hugging_face(match, tmp)
+        _hugging_face(match, tmp, dest)
     elif url.split("/")[2] in DRIVE_HOSTS:
         _google_drive(url, tmp)
     else:
@@ -87,7 +89,7 @@ def download(urls: Sequence[str], dest: str | os.PathLike[str], sha256: str | No
     for url in urls:
         try:
             with atomic_path(dest) as tmp:
-                _transfer(url, tmp)
+                _transfer(url, tmp, dest)
                 digest = sha256_file(tmp)
                 if sha256 is not None and digest != sha256:
                     raise DownloadError(f"checksum mismatch: got sha256 {digest}, expected {sha256}")
