@@ -16,7 +16,7 @@ from test_download import Served
 
 from hyperdomainnet import zoo
 from hyperdomainnet.domain.files import load_domain_file
-from hyperdomainnet.errors import DownloadError, HDNError
+from hyperdomainnet.errors import ConfigError, DownloadError, HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.stylegan2.generator import GeneratorArch
 
@@ -89,6 +89,8 @@ def test_names_and_file_names_resolve_unknown_is_one_line() -> None:
         assert zoo.resolve(e.name) == e == zoo.resolve(Path(e.file_name).name) == zoo.resolve(e)
     with pytest.raises(HDNError, match="unknown zoo name 'stylegan2-wikiart'; `hdn models` lists"):
         zoo.resolve("stylegan2-wikiart")
+    with pytest.raises(ConfigError, match="no/such.pt is neither an existing file nor a zoo name"):
+        zoo.local_path("no/such.pt", "generator")
 
 
 # ----- fetch and status ---------------------------------------------------------------------------
@@ -98,6 +100,7 @@ def test_fetch_downloads_once_then_needs_no_network(server: Served, tmp_path: Pa
     assert zoo.status(entry) == "not downloaded" and zoo.cached_path(entry) is None
     path = zoo.fetch(entry)
     assert path == tmp_path / "hdn" / "models" / "tiny.pt" and path.read_bytes() == data
+    assert zoo.local_path(tmp_path, "generator") == tmp_path  # an existing path is itself
     server.files.clear()  # the source is gone: the verified cache suffices
     assert zoo.fetch(entry) == path == zoo.cached_path(entry) and zoo.status(entry) == "downloaded"
 
@@ -167,7 +170,7 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     url = server.add("/checkpoints.zip", data)
     use_entries(monkeypatch, *(dataclasses.replace(e, urls=(url,)) for e in zoo._registry()
                                if e.name == zoo.ARCHIVE or e.member))
-    assert "td-ukiyo-e" not in zoo.names()  # per-domain names exist once the archive is unpacked
+    assert "td-ukiyo-e" not in {e.name for e in zoo.list_entries()}  # per-domain names exist once the archive is unpacked
 
     with pytest.warns(UserWarning, match="no published SHA-256"):
         path = zoo.fetch("hdn-20")
@@ -190,6 +193,9 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
         zoo.fetch("hdn-large")
     _, out, _ = run_cli(capsys, "models")
     assert re.search(r"td-ukiyo-e +domain +1024 px +downloaded", out)
+    assert zoo.local_path("hdn-20", "hypernet") == path
+    with pytest.raises(ConfigError, match="td-ukiyo-e is a zoo domain, not a hypernet"):
+        zoo.local_path("td-ukiyo-e", "hypernet")
 
 
 def test_an_archive_that_is_not_a_zip_is_named(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:

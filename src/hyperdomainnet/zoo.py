@@ -22,12 +22,11 @@ import yaml
 
 from . import paths
 from .download import download
-from .errors import DownloadError, HDNError
+from .errors import ConfigError, DownloadError
 from .hashing import file_identity_sha256
 from .stylegan2.generator import GeneratorArch
 
-__all__ = ["ZooEntry", "ARCHIVE", "resolve", "list_entries", "names", "model_path", "cached_path",
-           "status", "fetch"]
+__all__ = ["ZooEntry", "ARCHIVE", "resolve", "list_entries", "cached_path", "status", "fetch", "local_path"]
 
 ARCHIVE = "hyperdomainnet-checkpoints"
 RELEASED = "released"
@@ -64,10 +63,8 @@ class ZooEntry:
 
 
 def _entry(raw: dict[str, Any]) -> ZooEntry:
-    arch = GeneratorArch(size=raw["arch"]["size"], n_mlp=raw["arch"]["n_mlp"],
-                         channel_multiplier=raw["arch"]["channel_multiplier"])
     return ZooEntry(**{**raw, "urls": tuple(raw["urls"]), "aliases": tuple(raw.get("aliases", ())),
-                       "arch": arch})
+                       "arch": GeneratorArch(**raw["arch"])})
 
 
 def _released(archive: ZooEntry, name: str, kind: str, member: str, description: str,
@@ -104,10 +101,6 @@ def list_entries() -> list[ZooEntry]:
     return [*_registry(), *_manifest_entries()]
 
 
-def names() -> list[str]:
-    return [e.name for e in list_entries()]
-
-
 def _key(text: str) -> str:
     key = text.strip().lower().replace("_", "-")
     return key.rsplit(".", 1)[0] if key.endswith((".pt", ".pkl", ".zip", ".safetensors")) else key
@@ -121,12 +114,7 @@ def resolve(name: str | ZooEntry) -> ZooEntry:
     for entry in list_entries():
         if key in {_key(entry.name), _key(Path(entry.file_name).name), *map(_key, entry.aliases)}:
             return entry
-    raise HDNError(f"unknown zoo name {name!r}; `hdn models` lists the known names")
-
-
-def model_path(name: str | ZooEntry) -> Path:
-    """Where :func:`fetch` keeps the file for ``name`` (whether or not it is there yet)."""
-    return resolve(name).path()
+    raise ConfigError(f"unknown zoo name {name!r}; `hdn models` lists the known names")
 
 
 def status(name: str | ZooEntry) -> str:
@@ -168,3 +156,18 @@ def fetch(name: str | ZooEntry) -> Path:
     if not entry.path().is_file():
         raise DownloadError(f"{archive} holds no {entry.member}; delete it to download the archive again")
     return entry.path()
+
+
+def local_path(spec: str | Path, kind: str) -> Path:
+    """``spec`` itself when it is an existing path, else :func:`fetch` of the zoo entry it names,
+    which must be of ``kind`` ("generator", "encoder", "domain" or "hypernet")."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    try:
+        entry = resolve(str(spec))
+    except ConfigError:
+        raise ConfigError(f"{spec} is neither an existing file nor a zoo name; `hdn models` lists the names") from None
+    if entry.kind != kind:
+        raise ConfigError(f"{spec} is a zoo {entry.kind}, not a {kind}; pass a {kind} file or name (`hdn models`)")
+    return fetch(entry)
