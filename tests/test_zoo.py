@@ -154,7 +154,8 @@ def released_archive(tmp_path: Path) -> tuple[bytes, dict[str, torch.nn.Module]]
     im2im = {**td, "da_type": "im2im", "style_latents": torch.randn(1, 14, 512)}
     payloads = {"checkpoints/td_checkpoints/td_ukiyo-e.pt": td, "checkpoints/im2im_checkpoints/im2im_sketch.pt": im2im,
                 **{f"checkpoints/{k}": mapper_payload(v) for k, v in mappers.items()},
-                "checkpoints/notes/readme.pt": td}  # not a released model location: ignored
+                "checkpoints/notes/readme.pt": td, "__MACOSX/checkpoints/td_checkpoints/._td_ukiyo-e.pt": td,
+                "checkpoints/td_checkpoints/td_broken.pt": {**td, "patch_key": "csa"}}  # ignored / skipped
     zpath = tmp_path / "src.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
         for member, payload in payloads.items():
@@ -172,8 +173,11 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
                                if e.name == zoo.ARCHIVE or e.member))
     assert "td-ukiyo-e" not in {e.name for e in zoo.list_entries()}  # per-domain names exist once the archive is unpacked
 
-    with pytest.warns(UserWarning, match="no published SHA-256"):
+    with pytest.warns(UserWarning) as caught:
         path = zoo.fetch("hdn-20")
+    assert [str(w.message).split(" ")[0] for w in caught] == ["hyperdomainnet-checkpoints:", "skipped"]
+    assert re.search(r"skipped checkpoints/td_checkpoints/td_broken.pt of .*: td_broken.pt uses parameterisation 'csa'",
+                     str(caught[1].message))
     assert path == tmp_path / "hdn" / "models" / "released" / "hdn-20.safetensors"
     x = torch.randn(4, 8)
     with torch.no_grad():
@@ -189,8 +193,8 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     assert [float(p[0]) for p in torch.split(domain.vector, CAT_LAYOUT)] == list(range(len(CAT_LAYOUT)))
     assert "reference_latents" in load_domain_file(zoo.fetch("im2im-sketch")).metadata
     assert zoo.resolve("im2im-sketch").sha256_verified is False
-    with pytest.raises(DownloadError, match="holds no mapper_large_resample_td.pt"):
-        zoo.fetch("hdn-large")
+    with pytest.raises(DownloadError, match="holds no convertible mapper_large_resample_td.pt"):
+        zoo.fetch("hdn-large")  # known from the manifest: no second conversion (it would warn again)
     _, out, _ = run_cli(capsys, "models")
     assert re.search(r"td-ukiyo-e +domain +1024 px +downloaded", out)
     assert zoo.local_path("hdn-20", "hypernet") == path

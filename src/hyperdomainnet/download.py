@@ -7,10 +7,9 @@
 * Google Drive links: ``gdown`` (it handles the large-file confirmation page);
 * any other URL: :func:`torch.hub.download_url_to_file`.
 
-The bytes land in a temporary sibling of the destination; only when their SHA-256 equals the
-expected one does the file replace the destination (and its digest is recorded beside it, so later
-checks need not re-read it). Every failure is one :class:`DownloadError` line naming the URL to get
-the file from by hand and the path to put it at.
+The bytes land in a temporary sibling of the destination, which they replace only when their
+SHA-256 is the expected one (the digest is then recorded beside the file). Every failure is one
+:class:`DownloadError` line naming the URL to get the file from by hand and the path to put it at.
 """
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 The archive holds ``td_checkpoints/*.pt`` (text-driven domains), ``im2im_checkpoints/*.pt``
 (image-driven domains) and ``mapper_*.pt`` (hypernetworks), possibly under a top folder. Each is
 converted by :func:`hyperdomainnet.convert.convert_official` into ``<name>.safetensors`` beside the
-manifest; the manifest (written last, so its presence means "all converted") lists name, kind,
-archive member and description of every model.
+manifest, which is written last and lists name, kind, member and description of each converted model.
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ def released_models(members: list[str], fixed_names: dict[str, str]) -> list[dic
     models = []
     for member in members:
         match = MEMBER.search(member)
-        if match is None or (match["folder"] is None and not match["stem"].startswith("mapper_")):
+        if match is None or "__MACOSX/" in member or match["stem"].startswith(".") or (match["folder"] is None and not match["stem"].startswith("mapper_")):
             continue
         file = f"{match['stem']}.pt"
         name = fixed_names.get(file) or re.sub(r"[^a-z0-9.]+", "-", match["stem"].lower()).strip("-")
@@ -47,23 +47,26 @@ def released_models(members: list[str], fixed_names: dict[str, str]) -> list[dic
 
 
 def convert_archive(archive: Path, manifest: Path, fixed_names: dict[str, str]) -> list[dict[str, Any]]:
-    """Convert every released model in the zip ``archive`` into ``manifest``'s folder; return the manifest."""
+    """Convert every released model in the zip ``archive`` into ``manifest``'s folder; return the manifest.
+
+    A model that does not convert is skipped with a one-line warning; the others stay usable.
+    """
+    converted = []
     try:
         with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory() as tmp:
-            models = released_models(zf.namelist(), fixed_names)
-            if not models:
-                raise FileFormatError(f"{archive} holds no released models; delete it to download again")
-            for model in models:
+            for model in released_models(zf.namelist(), fixed_names):
                 local = Path(tmp) / Path(model["member"]).name  # the base name only: no path from the zip
                 with zf.open(model["member"]) as src, open(local, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 try:
                     convert_official(local, manifest.parent / f"{model['name']}.safetensors")
+                    converted.append(model)
                 except HDNError as exc:
-                    raise FileFormatError(f"{model['member']} in {archive}: {exc}") from None
+                    reason = str(exc).replace(str(local), Path(model["member"]).name)
+                    warnings.warn(f"skipped {model['member']} of {archive}: {reason}", stacklevel=2)
                 local.unlink()
     except zipfile.BadZipFile:
         raise FileFormatError(f"{archive} is not a zip archive; delete it to download again") from None
     with atomic_path(manifest) as out:
-        out.write_text(json.dumps(models, indent=1))
-    return models
+        out.write_text(json.dumps(converted, indent=1))
+    return converted

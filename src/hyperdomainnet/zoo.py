@@ -4,9 +4,8 @@ The registry is ``hyperdomainnet/data/zoo.yaml`` (sources, SHA-256 and where eac
 :func:`fetch` returns the local path of the ready-to-load file, downloading and verifying it into
 :func:`hyperdomainnet.paths.models_dir` on first use; afterwards no network is touched.
 
-Models of the released archive (``member`` set) are converted on first use: the archive is fetched
-once, every model in it is converted into our domain and hypernetwork files under
-``models_dir()/released/``, and a manifest there adds one entry per released domain.
+Released models (``member`` set) are converted on first use: the archive is fetched once, each model
+in it becomes our domain or hypernetwork file in ``models_dir()/released/``, listed by a manifest.
 """
 from __future__ import annotations
 
@@ -150,11 +149,11 @@ def fetch(name: str | ZooEntry) -> Path:
         return download(entry.urls, entry.path(), entry.sha256, entry.name)
     from .released import convert_archive
 
-    archive = fetch(ARCHIVE)
-    convert_archive(archive, entry.path().parent / MANIFEST,
-                    {e.member: e.name for e in _registry() if e.member})
+    archive, manifest = fetch(ARCHIVE), entry.path().parent / MANIFEST
+    if not manifest.is_file() or entry.name in {r["name"] for r in json.loads(manifest.read_text())}:
+        convert_archive(archive, manifest, {e.member: e.name for e in _registry() if e.member})
     if not entry.path().is_file():
-        raise DownloadError(f"{archive} holds no {entry.member}; delete it to download the archive again")
+        raise DownloadError(f"{archive} holds no convertible {entry.member}; delete it to download the archive again")
     return entry.path()
 
 
