@@ -81,6 +81,6 @@ def test_offline_says_where_to_place_the_file(official: Path, monkeypatch: pytes
 
 
 def test_unknown_official_name_lists_the_known(official: Path) -> None:
-    with pytest.raises(ConfigError, match="official:nope is not a list of the research code; known: .*official:domain_list_20"):
+    with pytest.raises(ConfigError, match="official:nope is not a list of the research code; known: .*domain_list_20"):
         load_domain_list("official:nope")
 

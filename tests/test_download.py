@@ -78,7 +78,8 @@ def hub(server: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return server
 
@@ -109,7 +110,8 @@ def test_checksum_mismatch_places_nothing_and_next_url_wins(server: Served, tmp_
     sha = hashlib.sha256(data).hexdigest()
     bad, good = server.add("/bad.pt", b"other bytes"), server.add("/good.pt", data)
     dest = tmp_path / "g.pt"
-    with pytest.raises(DownloadError, match=f"checksum mismatch: got sha256 {hashlib.sha256(b'other bytes').hexdigest()}"):
+    got = hashlib.sha256(b"other bytes").hexdigest()
+    with pytest.raises(DownloadError, match=f"checksum mismatch: got sha256 {got}, expected {sha}"):
         download([bad], dest, sha, "g")
     assert leftovers(tmp_path) == []
     assert download([bad, good], dest, sha, "g").read_bytes() == data

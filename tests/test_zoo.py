@@ -171,7 +171,7 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     url = server.add("/checkpoints.zip", data)
     use_entries(monkeypatch, *(dataclasses.replace(e, urls=(url,)) for e in zoo._registry()
                                if e.name == zoo.ARCHIVE or e.member))
-    assert "td-ukiyo-e" not in {e.name for e in zoo.list_entries()}  # per-domain names exist once the archive is unpacked
+    assert "td-ukiyo-e" not in {e.name for e in zoo.list_entries()}  # listed once the archive is unpacked
 
     with pytest.warns(UserWarning) as caught:
         path = zoo.fetch("hdn-20")

@@ -72,7 +72,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, LocalEntryNotFoundError):
         return "Hugging Face not reachable (offline, or HF_HUB_OFFLINE is set)"
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def download(urls: Sequence[str], dest: str | os.PathLike[str], sha256: str | None, name: str) -> Path:

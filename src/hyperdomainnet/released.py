@@ -20,7 +20,7 @@ from .atomic import atomic_path
 from .convert import convert_official
 from .errors import FileFormatError, HDNError
 
-MEMBER = re.compile(r"(?:^|/)(?P<folder>td_checkpoints/|im2im_checkpoints/)?(?P<stem>[^/]+)\.pt$")
+MEMBER = re.compile(r"(?:^|/)(?P<folder>td_checkpoints/|im2im_checkpoints/)?(?P<stem>[^/.][^/]*)\.pt$")
 FOLDER_KIND = {"td_checkpoints/": "text-driven", "im2im_checkpoints/": "image-driven"}
 
 
@@ -33,16 +33,13 @@ def released_models(members: list[str], fixed_names: dict[str, str]) -> list[dic
     models = []
     for member in members:
         match = MEMBER.search(member)
-        if match is None or "__MACOSX/" in member or match["stem"].startswith(".") or (match["folder"] is None and not match["stem"].startswith("mapper_")):
+        if match is None or "__MACOSX/" in member or not (match["folder"] or match["stem"].startswith("mapper_")):
             continue
         file = f"{match['stem']}.pt"
-        name = fixed_names.get(file) or re.sub(r"[^a-z0-9.]+", "-", match["stem"].lower()).strip("-")
-        if match["folder"]:
-            models.append({"name": name, "kind": "domain", "member": member,
-                           "description": f"released {FOLDER_KIND[match['folder']]} domain {name}"})
-        else:
-            models.append({"name": name, "kind": "hypernet", "member": member,
-                           "description": f"released hypernetwork {file}"})
+        name = fixed_names.get(file) or re.sub(r"[^a-z0-9.]+", "-", match["stem"].lower())
+        what = f"{FOLDER_KIND[match['folder']]} domain {name}" if match["folder"] else f"hypernetwork {file}"
+        models.append({"name": name, "kind": "domain" if match["folder"] else "hypernet", "member": member,
+                       "description": f"released {what}"})
     return models
 
 
