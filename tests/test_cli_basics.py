@@ -73,7 +73,7 @@ def test_download_failure_names_manual_path(tmp_path: Path, capsys: pytest.Captu
     entry = zoo.resolve("church")
     closed = dataclasses.replace(entry, urls=("http://127.0.0.1:9/stylegan2-church-config-f.pt",))
     monkeypatch.setattr(zoo, "resolve", lambda name: closed)
-    monkeypatch.setattr(zoo, "_ENTRIES", (closed,))
+    monkeypatch.setattr(zoo, "_registry", lambda: (closed,))
     code, _, err = run(capsys, "download", "church")
     assert code == 1 and "download it yourself" in err and str(tmp_path) in err
     assert not (tmp_path / "models" / entry.file_name).exists()

@@ -1,224 +1,209 @@
-"""Offline tests of the pretrained-generator registry and its cached fetch."""
+"""The zoo registry, cached fetch, `hdn models` / `hdn download`, and the released-archive conversion."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
-import socket
-import urllib.parse
-import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import run_cli
+from test_convert import CAT_ARGS, CAT_LAYOUT, cin_mult_state, mapper_payload, official_forward, official_mapper
+from test_download import Served
 
-from hyperdomainnet import download, paths, zoo
-from hyperdomainnet.download import UnverifiedDownloadWarning, record_path
-from hyperdomainnet.errors import HDNError
-from hyperdomainnet.stylegan2.generator import Generator, GeneratorArch
-from hyperdomainnet.zoo import ZooEntry
+from hyperdomainnet import zoo
+from hyperdomainnet.domain.files import load_domain_file
+from hyperdomainnet.errors import ConfigError, DownloadError, HDNError
+from hyperdomainnet.hypernet import HyperDomainNet
+from hyperdomainnet.stylegan2.generator import GeneratorArch
 
-# Domain-vector sizes of config-f generators (channel_multiplier 2), from the paper / DESIGN §2.
-DOMAIN_DIM = {256: 5760, 512: 5952, 1024: 6048}
-SHORT_ALIASES = {
-    "ffhq": "stylegan2-ffhq-config-f",
-    "afhq-cat": "stylegan2-afhqcat-512x512",
-    "afhq-dog": "stylegan2-ada-afhqdog",
-    "car": "stylegan2-car-config-f",
-    "cat": "stylegan2-cat-config-f",
-    "church": "stylegan2-church-config-f",
-    "horse": "stylegan2-horse-config-f",
-}
+SHORT_ALIASES = {"ffhq": "stylegan2-ffhq-config-f", "afhq-cat": "stylegan2-afhqcat-512x512",
+                 "afhq-dog": "stylegan2-ada-afhqdog", "car": "stylegan2-car-config-f",
+                 "cat": "stylegan2-cat-config-f", "church": "stylegan2-church-config-f",
+                 "horse": "stylegan2-horse-config-f", "restyle-psp-ffhq": "restyle-psp-ffhq",
+                 "restyle-e4e-ffhq": "e4e-ffhq", "hdn-20": "hdn-20"}
+HF_PINNED = re.compile(r"https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/.+")
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Every test gets its own HDN_HOME, and no socket may leave the machine."""
+def _home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HDN_HOME", str(tmp_path / "hdn"))
-    real = socket.create_connection
-
-    def guarded(address, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if address[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"test tried to reach the network: {address}")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
-    monkeypatch.setattr(download, "RETRY_DELAY", 0.0)
 
 
-def rosinality_c_in(size: int, channel_multiplier: int) -> list[int]:
-    """c_in of every 3×3 modulated conv, from rosinality's channel table (independent of zoo)."""
-    ch = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier,
-          128: 128 * channel_multiplier, 256: 64 * channel_multiplier,
-          512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
-    out = [ch[4]]  # conv1 at 4 px
-    res = 8
-    while res <= size:
-        out += [ch[res // 2], ch[res]]  # up-sampling conv, then conv
-        res *= 2
-    return out
+@pytest.fixture
+def server() -> Iterator[Served]:
+    s = Served()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
 
 
-# ----------------------------------------------------------------------------------------------
-# the registry
+def use_entries(monkeypatch: pytest.MonkeyPatch, *changed: zoo.ZooEntry) -> None:
+    """The registry with ``changed`` entries replacing those of the same name (or appended)."""
+    by_name = {e.name: e for e in zoo._registry()}
+    by_name.update({e.name: e for e in changed})
+    monkeypatch.setattr(zoo, "_registry", lambda: tuple(by_name.values()))
 
 
+def local_generator(server: Served, data: bytes) -> zoo.ZooEntry:
+    return dataclasses.replace(zoo.resolve("church"), name="tiny-generator", file_name="tiny.pt", aliases=(),
+                               urls=(server.add("/tiny.pt", data),), sha256=hashlib.sha256(data).hexdigest())
+
+
+# ----- the registry -------------------------------------------------------------------------------
 def test_entries_are_well_formed() -> None:
     entries = zoo.list_entries()
-    assert len(entries) == 7
-    assert len({e.name for e in entries}) == len(entries)
-    assert len({e.file_name for e in entries}) == len(entries)
+    assert len({e.name for e in entries}) == len(entries) == len({e.file_name for e in entries})
     for e in entries:
+        assert e.kind in ("generator", "encoder", "archive", "domain", "hypernet"), e.name
+        assert (e.sha256 is not None) == e.sha256_verified, e.name  # no hash without a published value
         assert e.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", e.sha256), e.name
-        assert e.sha256_source.strip(), e.name
-        assert isinstance(e.sha256_verified, bool)
-        if e.sha256 is None:
-            assert not e.sha256_verified, e.name
-        assert e.size_bytes is None or (isinstance(e.size_bytes, int) and e.size_bytes > 1 << 20)
-        assert e.urls and len(set(e.urls)) == len(e.urls), e.name
-        for url in e.urls:
-            parsed = urllib.parse.urlsplit(url)
-            assert parsed.scheme == "https" and parsed.netloc, url
-            assert " " not in url
-        assert e.format in zoo.FORMATS
-        assert e.file_name.endswith(".pt" if e.format == "rosinality-pt" else ".pkl")
-        assert "/" not in e.file_name and "\\" not in e.file_name
-        assert e.source and e.license and e.dataset and e.description
+        assert e.sha256_source and e.source and e.license and e.description and e.urls, e.name
+        assert all(u.startswith("https://") and " " not in u for u in e.urls), e.name
+        assert (e.member is not None) == (e.kind in ("domain", "hypernet")), e.name
+        if e.kind == "generator":  # every generator has a Hugging Face copy pinned to a commit, first
+            assert HF_PINNED.fullmatch(e.urls[0]) and e.sha256_verified, e.name
+    assert {e.name for e in entries if e.member} == {"hdn-20", "hdn-large", "hdn-im2im"}
 
 
-def test_architectures_match_domain_sizes() -> None:
+def test_generator_architectures() -> None:
+    sizes = {e.name: e.arch.size for e in zoo.list_entries() if e.kind == "generator"}
+    assert sizes == {"stylegan2-ffhq-config-f": 1024, "stylegan2-afhqcat-512x512": 512, "stylegan2-ada-afhqdog": 512,
+                     "stylegan2-car-config-f": 512, "stylegan2-cat-config-f": 256,
+                     "stylegan2-church-config-f": 256, "stylegan2-horse-config-f": 256}
     for e in zoo.list_entries():
-        a = e.arch
-        assert a.size in DOMAIN_DIM, e.name
-        assert a.channel_multiplier == 2 and a.n_mlp == 8 and a.style_dim == 512, e.name
-        expected = rosinality_c_in(a.size, a.channel_multiplier)
-        assert a.domain_layout() == expected, e.name
-        assert sum(a.domain_layout()) == DOMAIN_DIM[a.size], e.name
-        assert len(expected) == a.n_latent - 1  # one conv per W+ entry except the last toRGB
-
-
-def test_known_resolutions() -> None:
-    sizes = {e.name: e.arch.size for e in zoo.list_entries()}
-    assert sizes == {
-        "stylegan2-ffhq-config-f": 1024,
-        "stylegan2-afhqcat-512x512": 512,
-        "stylegan2-ada-afhqdog": 512,
-        "stylegan2-car-config-f": 512,
-        "stylegan2-cat-config-f": 256,
-        "stylegan2-church-config-f": 256,
-        "stylegan2-horse-config-f": 256,
-    }
-
-
-def test_domain_dim_at_1024_matches_design_listing() -> None:
-    assert GeneratorArch(1024).domain_layout() == [512] * 10 + [256, 256, 128, 128, 64, 64, 32]
-    small = GeneratorArch(64, channel_max=32, n_mlp=2)
-    assert small.domain_layout() == Generator(64, channel_max=32, n_mlp=2).domain_layout
-    with pytest.raises(ValueError):
-        GeneratorArch(300)
+        assert e.arch == GeneratorArch(e.arch.size, n_mlp=8, channel_multiplier=2), e.name
 
 
 @pytest.mark.parametrize(("alias", "name"), sorted(SHORT_ALIASES.items()))
 def test_aliases_resolve(alias: str, name: str) -> None:
     assert zoo.resolve(alias).name == name
-    assert zoo.resolve(alias.upper()).name == name
-    assert zoo.resolve(f"  {alias.replace('-', '_')} ").name == name
+    assert zoo.resolve(f" {alias.upper().replace('-', '_')} ").name == name
 
 
-def test_names_and_file_names_resolve() -> None:
+def test_names_and_file_names_resolve_unknown_is_one_line() -> None:
     for e in zoo.list_entries():
-        assert zoo.resolve(e.name) is e
-        assert zoo.resolve(e.file_name) is e
-        assert zoo.resolve(e) is e
-    assert zoo.names() == [e.name for e in zoo.list_entries()]
-
-
-def test_unknown_name_lists_known_names() -> None:
-    with pytest.raises(HDNError) as err:
+        assert zoo.resolve(e.name) == e == zoo.resolve(Path(e.file_name).name) == zoo.resolve(e)
+    with pytest.raises(HDNError, match="unknown zoo name 'stylegan2-wikiart'; `hdn models` lists"):
         zoo.resolve("stylegan2-wikiart")
-    msg = str(err.value)
-    assert "stylegan2-wikiart" in msg and "\n" not in msg
-    for e in zoo.list_entries():
-        assert e.name in msg
+    with pytest.raises(ConfigError, match="no/such.pt is neither an existing file nor a zoo name"):
+        zoo.local_path("no/such.pt", "generator")
 
 
-def test_paths_follow_hdn_home(tmp_path: Path) -> None:
-    e = zoo.resolve("ffhq")
-    assert zoo.model_path("ffhq") == (tmp_path / "hdn" / "models" / e.file_name).resolve()
-    assert zoo.cached_path("ffhq") is None  # nothing downloaded, and no network used
+# ----- fetch and status ---------------------------------------------------------------------------
+def test_fetch_downloads_once_then_needs_no_network(server: Served, tmp_path: Path) -> None:
+    data = b"\x00generator bytes" * 1000
+    entry = local_generator(server, data)
+    assert zoo.status(entry) == "not downloaded" and zoo.cached_path(entry) is None
+    path = zoo.fetch(entry)
+    assert path == tmp_path / "hdn" / "models" / "tiny.pt" and path.read_bytes() == data
+    assert zoo.local_path(tmp_path, "generator") == tmp_path  # an existing path is itself
+    server.files.clear()  # the source is gone: the verified cache suffices
+    assert zoo.fetch(entry) == path == zoo.cached_path(entry) and zoo.status(entry) == "downloaded"
 
 
-# ----------------------------------------------------------------------------------------------
-# fetch, against file:// mirrors
+def test_corrupt_file_is_named_and_never_replaced(server: Served, tmp_path: Path) -> None:
+    entry = local_generator(server, b"published bytes")
+    entry.path().parent.mkdir(parents=True)
+    entry.path().write_bytes(b"my own fine-tuned generator")
+    assert zoo.status(entry) == "corrupt" and zoo.cached_path(entry) is None
+    with pytest.raises(DownloadError, match=f"{re.escape(str(entry.path()))} is not tiny-generator .*delete it"):
+        zoo.fetch(entry)
+    assert entry.path().read_bytes() == b"my own fine-tuned generator"
 
 
-def _local_entry(tmp_path: Path, data: bytes, sha256: str | None, *, urls: list[str] | None = None,
-                 size: int | None = None) -> ZooEntry:
-    src = tmp_path / "mirror" / "tiny.pt"
-    src.parent.mkdir(parents=True, exist_ok=True)
-    src.write_bytes(data)
-    base = zoo.resolve("church")
-    return dataclasses.replace(base, name="tiny-test-generator", file_name="tiny.pt",
-                               urls=tuple(urls or [src.as_uri()]), sha256=sha256,
-                               size_bytes=size, sha256_verified=sha256 is not None)
+def test_hdn_models_says_corrupt(server: Served, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = local_generator(server, b"published bytes")
+    use_entries(monkeypatch, entry)
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and re.search(r"tiny-generator +generator +256 px +not downloaded", out)
+    assert re.search(r"hdn-20 +hypernet +1024 px +not downloaded", out)
+    entry.path().parent.mkdir(parents=True)
+    entry.path().write_bytes(b"truncated")
+    _, out, _ = run_cli(capsys, "models")
+    assert re.search(rf"tiny-generator +generator +256 px +corrupt: delete {re.escape(str(entry.path()))} to "
+                     "download again\n", out)
 
 
-def test_fetch_downloads_once_then_uses_cache(tmp_path: Path) -> None:
-    data = os.urandom(200_000)
-    sha = hashlib.sha256(data).hexdigest()
-    entry = _local_entry(tmp_path, data, sha, size=len(data))
-    path = zoo.fetch(entry, progress=False)
-    assert path == paths.models_dir() / "tiny.pt"
-    assert path.read_bytes() == data
-    assert zoo.cached_path(entry) == path
-
-    (tmp_path / "mirror" / "tiny.pt").unlink()  # the mirror is gone: the cache must suffice
-    assert zoo.fetch(entry, progress=False) == path
-
-
-def test_fetch_falls_back_to_second_mirror(tmp_path: Path) -> None:
-    data = os.urandom(50_000)
-    sha = hashlib.sha256(data).hexdigest()
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    dead = f"http://127.0.0.1:{s.getsockname()[1]}/tiny.pt"
-    s.close()
-    entry = _local_entry(tmp_path, data, sha)
-    entry = dataclasses.replace(entry, urls=(dead, *entry.urls))
-    assert zoo.fetch(entry, progress=False).read_bytes() == data
+def test_hdn_download_tries_every_name_then_summarises(server: Served, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    good = local_generator(server, b"fine")
+    broken = dataclasses.replace(good, name="broken-generator", file_name="broken.pt",
+                                 urls=(server.url + "/absent.pt",))
+    use_entries(monkeypatch, good, broken)
+    code, out, err = run_cli(capsys, "download", "broken-generator", "nope", "tiny-generator")
+    assert code == 1 and out == f"tiny-generator: {good.path()}\n"
+    lines = err.splitlines()
+    assert lines[0].startswith("broken-generator: failed: could not download broken-generator (")
+    assert lines[0].endswith(f"download it yourself from {server.url}/absent.pt and place it at {broken.path()}")
+    assert lines[1] == "nope: failed: unknown zoo name 'nope'; `hdn models` lists the known names"
+    assert lines[2:] == ["1 of 3 downloaded; failed: broken-generator, nope"]
+    assert not broken.path().exists()
 
 
-def test_fetch_never_overwrites_a_mismatching_file(tmp_path: Path) -> None:
-    data = os.urandom(10_000)
-    entry = _local_entry(tmp_path, data, hashlib.sha256(data).hexdigest())
-    dest = paths.models_dir() / "tiny.pt"
-    dest.write_bytes(b"my own fine-tuned generator")
-    with pytest.raises(HDNError, match="does not match tiny-test-generator"):
-        zoo.fetch(entry, progress=False)
-    assert dest.read_bytes() == b"my own fine-tuned generator"
-    assert zoo.cached_path(entry) is None
+# ----- the released archive -----------------------------------------------------------------------
+def released_archive(tmp_path: Path) -> tuple[bytes, dict[str, torch.nn.Module]]:
+    """A zip in the released layout, from random-weight official checkpoints (LSUN cat layout)."""
+    mappers = {"mapper_20_td.pt": official_mapper(CAT_LAYOUT), "mapper_base_im2im.pt": official_mapper(CAT_LAYOUT)}
+    td = {"model_type": "parameterization", "patch_key": "cin_mult", "state_dict": cin_mult_state(CAT_LAYOUT),
+          "sg2_params": CAT_ARGS, "da_type": "td"}
+    im2im = {**td, "da_type": "im2im", "style_latents": torch.randn(1, 14, 512)}
+    payloads = {"checkpoints/td_checkpoints/td_ukiyo-e.pt": td, "checkpoints/im2im_checkpoints/im2im_sketch.pt": im2im,
+                **{f"checkpoints/{k}": mapper_payload(v) for k, v in mappers.items()},
+                "checkpoints/notes/readme.pt": td, "__MACOSX/checkpoints/td_checkpoints/._td_ukiyo-e.pt": td,
+                "checkpoints/td_checkpoints/td_broken.pt": {**td, "patch_key": "csa"}}  # ignored / skipped
+    zpath = tmp_path / "src.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for member, payload in payloads.items():
+            torch.save(payload, tmp_path / "one.pt")
+            zf.write(tmp_path / "one.pt", member)
+    return zpath.read_bytes(), mappers
 
 
-def test_fetch_unverified_entry_warns_once(tmp_path: Path) -> None:
-    data = os.urandom(10_000)
-    sha = hashlib.sha256(data).hexdigest()
-    entry = _local_entry(tmp_path, data, None)
-    with pytest.warns(UnverifiedDownloadWarning, match=sha):
-        path = zoo.fetch(entry, progress=False)
-    assert record_path(path).exists()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert zoo.fetch(entry, progress=False) == path
-    assert zoo.cached_path(entry) == path
+def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data, mappers = released_archive(tmp_path)
+    url = server.add("/checkpoints.zip", data)
+    use_entries(monkeypatch, *(dataclasses.replace(e, urls=(url,)) for e in zoo._registry()
+                               if e.name == zoo.ARCHIVE or e.member))
+    assert "td-ukiyo-e" not in {e.name for e in zoo.list_entries()}  # listed once the archive is unpacked
+
+    with pytest.warns(UserWarning) as caught:
+        path = zoo.fetch("hdn-20")
+    assert [str(w.message).split(" ")[0] for w in caught] == ["hyperdomainnet-checkpoints:", "skipped"]
+    assert re.search(r"skipped checkpoints/td_checkpoints/td_broken.pt of .*: td_broken.pt uses parameterisation 'csa'",
+                     str(caught[1].message))
+    assert path == tmp_path / "hdn" / "models" / "released" / "hdn-20.safetensors"
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.allclose(HyperDomainNet.load(path).domain_vectors(x),
+                              official_forward(mappers["mapper_20_td.pt"], x), atol=1e-5)
+    assert HyperDomainNet.load(zoo.fetch("hdn-im2im")).metadata["official"]["file"] == "mapper_base_im2im.pt"
+
+    server.files.clear()  # everything below comes from the cache
+    kinds = {e.name: e.kind for e in zoo.list_entries() if e.member}
+    assert kinds == {"hdn-20": "hypernet", "hdn-large": "hypernet", "hdn-im2im": "hypernet",
+                     "td-ukiyo-e": "domain", "im2im-sketch": "domain"}
+    domain = load_domain_file(zoo.fetch("td_ukiyo-e"))
+    assert [float(p[0]) for p in torch.split(domain.vector, CAT_LAYOUT)] == list(range(len(CAT_LAYOUT)))
+    assert "reference_latents" in load_domain_file(zoo.fetch("im2im-sketch")).metadata
+    assert zoo.resolve("im2im-sketch").sha256_verified is False
+    with pytest.raises(DownloadError, match="holds no convertible mapper_large_resample_td.pt"):
+        zoo.fetch("hdn-large")  # known from the manifest: no second conversion (it would warn again)
+    _, out, _ = run_cli(capsys, "models")
+    assert re.search(r"td-ukiyo-e +domain +1024 px +downloaded", out)
+    assert zoo.local_path("hdn-20", "hypernet") == path
+    with pytest.raises(ConfigError, match="td-ukiyo-e is a zoo domain, not a hypernet"):
+        zoo.local_path("td-ukiyo-e", "hypernet")
 
 
-def test_fetch_failure_names_the_manual_route(tmp_path: Path) -> None:
-    entry = _local_entry(tmp_path, b"x", None)
-    missing = (tmp_path / "mirror" / "absent.pt").as_uri()
-    entry = dataclasses.replace(entry, urls=(missing,))
-    with pytest.raises(HDNError) as err:
-        zoo.fetch(entry, progress=False)
-    msg = str(err.value)
-    assert msg.startswith("could not download tiny-test-generator (")
-    assert f"download it yourself from {missing} and place it at " in msg
-    assert str(paths.models_dir() / "tiny.pt") in msg and "\n" not in msg
+def test_an_archive_that_is_not_a_zip_is_named(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = server.add("/checkpoints.zip", b"<html>quota exceeded</html>")
+    use_entries(monkeypatch, dataclasses.replace(zoo.resolve(zoo.ARCHIVE), urls=(url,)))
+    with pytest.warns(UserWarning), pytest.raises(HDNError, match="is not a zip archive; delete it to download again"):
+        zoo.fetch("hdn-20")

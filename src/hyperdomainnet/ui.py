@@ -197,7 +197,7 @@ class Studio:
             from . import zoo
 
             for entry in zoo.list_entries():
-                if entry.name not in specs and zoo.cached_path(entry) is not None:
+                if entry.kind == "generator" and entry.name not in specs and zoo.cached_path(entry) is not None:
                     specs[entry.name] = entry.name
         return specs
 
