@@ -15,7 +15,7 @@ def convert(checkpoint: Path = typer.Argument(..., help="Official HyperDomainNet
             generator: Optional[str] = typer.Option(None, help="Generator it belongs to (default: from the file).")) -> None:
     """Convert an official HyperDomainNet checkpoint: parameterisation → domain file, mapper → hypernetwork file."""
     from ..convert import convert_official
-    from ..stylegan2.loading import load_generator
+    from ..loaders import load_generator
 
     G = load_generator(generator) if generator else None
     typer.echo(f"converted {checkpoint} → {convert_official(checkpoint, out, generator=G)}")
@@ -26,6 +26,6 @@ def export(generator: str = typer.Argument(..., help="Generator: .pt/.pkl file, 
            out: Path = typer.Option(..., "--out", help="Output rosinality .pt file.")) -> None:
     """Write any loadable generator (e.g. an NVIDIA .pkl) as a rosinality-format .pt checkpoint."""
     from ..stylegan2.formats.rosinality import write_rosinality
-    from ..stylegan2.loading import load_generator
+    from ..loaders import load_generator
 
     typer.echo(f"wrote {write_rosinality(load_generator(generator), out)}")

@@ -51,7 +51,7 @@ from ..hypernet.model import HyperDomainNet, prompt_embeddings
 from ..hypernet.samplers import convex_mix, dirichlet_mixing_matrix, resample_embeddings
 from ..losses import direction_loss, global_loss, offsets_l1, offsets_l2, tt_direction_loss
 from ..stylegan2.generator import Generator
-from ..stylegan2.loading import load_generator
+from ..loaders import load_generator
 from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
 from .loop import NonFiniteLoss
