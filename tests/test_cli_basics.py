@@ -92,3 +92,32 @@ def test_export_writes_an_equivalent_rosinality_file(tmp_path: Path, capsys: pyt
     z = torch.randn(2, 512)
     torch.testing.assert_close(again(z), G(z), atol=0, rtol=0)
 
+
+def test_export_never_replaces_without_force_and_follows_the_extension(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "g.pt"
+    target.write_bytes(b"earlier result")
+    code, _, err = run(capsys, "export", SPEC, "--out", str(target))
+    assert code == 1 and "--force" in err and err.count("\n") == 1
+    assert target.read_bytes() == b"earlier result"
+    code, _, err = run(capsys, "export", SPEC, "--out", str(tmp_path / "g.safetensors"))
+    assert code == 1 and ".pt" in err and err.count("\n") == 1
+    assert not (tmp_path / "g.safetensors").exists()
+    code, _, err = run(capsys, "export", SPEC, "--out", str(target), "--force")
+    assert code == 0, err
+    assert load_generator(target).identity["arch"] == load_generator(SPEC).identity["arch"]
+
+
+def test_export_checks_the_destination_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "export", "no-such-model", "--out", str(tmp_path / "file" / "g.pt"))
+    assert code == 1 and "is a file, not a directory" in err and err.count("\n") == 1
+
+
+def test_convert_never_replaces_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "d.safetensors"
+    target.write_bytes(b"earlier result")
+    code, _, err = run(capsys, "convert", str(tmp_path / "missing.pt"), "--out", str(target))
+    assert code == 1 and "--force" in err and target.read_bytes() == b"earlier result"
+    code, _, err = run(capsys, "convert", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "d.pt"))
+    assert code == 1 and ".safetensors" in err and err.count("\n") == 1
