@@ -145,3 +145,22 @@ def test_bad_domain_files_are_refused_by_load_prune_generate_and_info(
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, (name, err)
     assert not (tmp_path / "pruned.safetensors").exists()
     assert not any((tmp_path / "out").glob("*.png"))
+
+
+def test_hypernetwork_file_uses_the_same_format_and_typed_errors(tmp_path: Path) -> None:
+    from hyperdomainnet import ConfigError, HyperDomainNet
+
+    net = HyperDomainNet([4, 3], embed_dim=8, width=16, depth=2, head_depth=2)
+    with pytest.raises(ConfigError, match="clip_model"):
+        net.save(tmp_path / "h.safetensors", {"input": "text"})
+    path = net.save(tmp_path / "h.safetensors", {"clip_model": "random:tiny", "input": "text"})
+    tensors, meta = fileformat.load(path, file_format="hyperdomainnet.hypernet", max_version=1,
+                                    what="HyperDomainNet file")
+    assert meta["architecture"]["domain_layout"] == [4, 3] and "stem.linear.weight" in tensors
+    with pytest.raises(FileFormatError, match="not a HyperDomainNet file"):
+        HyperDomainNet.load(Domain(torch.zeros(7), "domain_vector", [4, 3], {"name": "x"})
+                            .save(tmp_path / "d.safetensors"))
+    tensors["stem.linear.weight"][0, 0] = float("nan")
+    raw = raw_file(tmp_path / "nan.safetensors", tensors, json.dumps(fileformat.read_metadata(path)))
+    with pytest.raises(FileFormatError, match="NaN or inf"):
+        HyperDomainNet.load(raw)
