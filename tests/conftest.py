@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 from hyperdomainnet.cli import main  # noqa: E402
-from hyperdomainnet.stylegan2.loading import load_generator  # noqa: E402
+from hyperdomainnet import load_generator  # noqa: E402
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -9,12 +9,12 @@ import torch
 
 from hyperdomainnet.cli import main
 from hyperdomainnet.domain.arithmetic import combine, difference, parse_domain_spec, prune, scale
-from hyperdomainnet.domain.files import DomainFile, load_domain_file, save_domain_file
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.domain.parameterizations import Parameterization, build_parameterization
 from hyperdomainnet.errors import HDNError
 
 
-def randomized(G, kind: str, seed: int, metadata: dict | None = None, **options) -> DomainFile:
+def randomized(G, kind: str, seed: int, metadata: dict | None = None, **options) -> Domain:
     """A domain file of ``kind`` for G with random (non-identity) tensors."""
     P = build_parameterization(kind, G, **options)
     gen = torch.Generator().manual_seed(seed)
@@ -75,8 +75,8 @@ def test_scaling_a_weight_kind_matches_rendering_at_that_strength(tiny_G):
 def test_style_offsets_combine_and_round_trip(tiny_G, tmp_path):
     a, b = randomized(tiny_G, "style_offset", 4), randomized(tiny_G, "style_offset", 5)
     mixed = combine([(a, 1.0), (b, -0.25)])
-    save_domain_file(tmp_path / "m.safetensors", mixed)
-    back = load_domain_file(tmp_path / "m.safetensors")
+    mixed.save(tmp_path / "m.safetensors")
+    back = Domain.load(tmp_path / "m.safetensors")
     assert back.kind == "style_offset"
     assert torch.equal(back.vector, a.vector - 0.25 * b.vector)
 
@@ -87,8 +87,8 @@ def test_mixing_kinds_placements_or_generators_is_refused(tiny_G):
     cases = {
         "same kind": randomized(tiny_G, "style_offset", 2),
         "same placement": randomized(tiny_G, "domain_vector", 2, placement="before_demod"),
-        "same generator": DomainFile(a.vector.clone(), a.kind, a.domain_layout, {**a.generator, "name": "other"},
-                                     a.placement),
+        "same generator": Domain(a.vector.clone(), a.kind, a.domain_layout, {**a.generator, "name": "other"},
+                                 a.placement),
     }
     for expected, other in cases.items():
         with pytest.raises(HDNError, match=expected) as info:
@@ -139,11 +139,11 @@ def test_prune_rejects_bad_fractions(tiny_G, keep):
 
 
 def test_prune_command(tiny_G, tmp_path, capsys):
-    save_domain_file(tmp_path / "d.safetensors", randomized(tiny_G, "domain_vector", 9))
+    randomized(tiny_G, "domain_vector", 9).save(tmp_path / "d.safetensors")
     code = main(["prune", "--domain", str(tmp_path / "d.safetensors"), "--keep", "0.2",
                  "--out", str(tmp_path / "sparse.safetensors")])
     assert code == 0
-    sparse = load_domain_file(tmp_path / "sparse.safetensors")
+    sparse = Domain.load(tmp_path / "sparse.safetensors")
     assert int((sparse.vector != 0).sum()) == round(0.2 * tiny_G.domain_size)
     assert sparse.metadata["sparsify"]["keep"] == 0.2
     assert f"kept {round(0.2 * tiny_G.domain_size)} of {tiny_G.domain_size}" in capsys.readouterr().out

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.stylegan2 import Generator
 from hyperdomainnet.stylegan2.formats.rosinality import read_rosinality, write_rosinality
-from hyperdomainnet.stylegan2.loading import load_generator
 
 from conftest import perturb
 
@@ -149,3 +149,40 @@ def test_pickle_protocol_file_is_not_unpickled_plainly(tmp_path: Path) -> None:
     with pytest.raises(HDNError):
         load_generator(path)
     assert not Path("/tmp/hdn_pwned").exists()
+
+
+def test_truncated_checkpoints_are_one_line_errors(tmp_path: Path) -> None:
+    good = write_rosinality(Generator(8, n_mlp=1, channel_max=4), tmp_path / "good.pt")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.pt"
+    # Cut inside the zip header, the pickle, and (past 4 KiB, where PyTorch's zip reader raises
+    # "OSError: Invalid argument") the tensor data.
+    for length in (2, 30, 300, 4099, 6000, len(data) // 2, len(data) - 10):
+        cut.write_bytes(data[:length])
+        with pytest.raises(HDNError) as info:
+            load_generator(cut)
+        assert "\n" not in str(info.value), length
+
+
+def test_legacy_pytorch_format_checkpoint_loads(tmp_path: Path, tiny_G: Generator) -> None:
+    state = {k: v for k, v in tiny_G.state_dict().items() if k != "latent_avg"}
+    torch.save({"g_ema": state, "latent_avg": tiny_G.mean_latent()}, tmp_path / "legacy.pt",
+               _use_new_zipfile_serialization=False)
+    G = load_generator(tmp_path / "legacy.pt")
+    torch.testing.assert_close(render(G), render(tiny_G), atol=0, rtol=0)
+    assert G.identity["name"] == "legacy.pt" and len(G.identity["sha256"]) == 64
+
+
+def test_checkpoint_hash_is_remembered_not_recomputed(tmp_path: Path, tiny_G: Generator,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    path = write_rosinality(tiny_G, tmp_path / "g.pt")
+    first = load_generator(path).identity["sha256"]
+    assert first == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(hashlib, "sha256", no_hashing)
+    assert load_generator(path).identity["sha256"] == first

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.cli import main
-from hyperdomainnet.domain import DomainFile, save_domain_file
+from hyperdomainnet.domain import Domain
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
-from hyperdomainnet.stylegan2.loading import load_generator
 
 SPEC = "random:16:channel_max=8:n_mlp=2"
 
@@ -33,9 +33,9 @@ def test_info_checkpoint_and_domain_file(tmp_path: Path, capsys: pytest.CaptureF
     write_rosinality(G, tmp_path / "g.pt")
     code, out, _ = run(capsys, "info", str(tmp_path / "g.pt"))
     assert code == 0 and "domain_size: 40" in out and "sha256:" in out
-    domain = DomainFile(torch.full((G.domain_size,), 0.5), "domain_vector", G.domain_layout, G.identity,
-                        metadata={"target": "Pixar"})
-    save_domain_file(tmp_path / "d.safetensors", domain)
+    domain = Domain(torch.full((G.domain_size,), 0.5), "domain_vector", G.domain_layout, G.identity,
+                    metadata={"target": "Pixar"})
+    domain.save(tmp_path / "d.safetensors")
     code, out, _ = run(capsys, "info", str(tmp_path / "d.safetensors"))
     assert code == 0 and "domain file (domain_vector)" in out and "target: Pixar" in out
     assert f"name: {SPEC}" in out
@@ -91,3 +91,33 @@ def test_export_writes_an_equivalent_rosinality_file(tmp_path: Path, capsys: pyt
     again = load_generator(tmp_path / "g.pt")
     z = torch.randn(2, 512)
     torch.testing.assert_close(again(z), G(z), atol=0, rtol=0)
+
+
+def test_export_never_replaces_without_force_and_follows_the_extension(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "g.pt"
+    target.write_bytes(b"earlier result")
+    code, _, err = run(capsys, "export", SPEC, "--out", str(target))
+    assert code == 1 and "--force" in err and err.count("\n") == 1
+    assert target.read_bytes() == b"earlier result"
+    code, _, err = run(capsys, "export", SPEC, "--out", str(tmp_path / "g.safetensors"))
+    assert code == 1 and ".pt" in err and err.count("\n") == 1
+    assert not (tmp_path / "g.safetensors").exists()
+    code, _, err = run(capsys, "export", SPEC, "--out", str(target), "--force")
+    assert code == 0, err
+    assert load_generator(target).identity["arch"] == load_generator(SPEC).identity["arch"]
+
+
+def test_export_checks_the_destination_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "export", "no-such-model", "--out", str(tmp_path / "file" / "g.pt"))
+    assert code == 1 and "is a file, not a directory" in err and err.count("\n") == 1
+
+
+def test_convert_never_replaces_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "d.safetensors"
+    target.write_bytes(b"earlier result")
+    code, _, err = run(capsys, "convert", str(tmp_path / "missing.pt"), "--out", str(target))
+    assert code == 1 and "--force" in err and target.read_bytes() == b"earlier result"
+    code, _, err = run(capsys, "convert", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "d.pt"))
+    assert code == 1 and ".safetensors" in err and err.count("\n") == 1

@@ -10,15 +10,14 @@ import torch
 from PIL import Image
 
 from conftest import perturb
-from hyperdomainnet import perceptual
+from hyperdomainnet import load_generator, perceptual
 from hyperdomainnet.cli import main
-from hyperdomainnet.domain.files import save_domain_file
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.domain.parameterizations import build_parameterization
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import save_image, to_pil
 from hyperdomainnet.render import Row, render_rows
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
-from hyperdomainnet.stylegan2.loading import load_generator
 
 SIZE = 32
 
@@ -39,11 +38,10 @@ def files(tmp_path_factory):
         with torch.no_grad():
             for p in P.parameters():
                 p.add_(torch.randn(p.shape, generator=gen) * 0.3)
-        paths[name] = save_domain_file(tmp_path / f"{name}.safetensors",
-                                       P.to_domain_file(G, {"target": f"style {name}"}))
+        paths[name] = P.to_domain_file(G, {"target": f"style {name}"}).save(tmp_path / f"{name}.safetensors")
     big = load_generator("random:64:channel_max=16:n_mlp=2")
-    paths["other"] = save_domain_file(tmp_path / "other.safetensors",
-                                      build_parameterization("domain_vector", big).to_domain_file(big, {"target": "x"}))
+    paths["other"] = (build_parameterization("domain_vector", big).to_domain_file(big, {"target": "x"})
+                      .save(tmp_path / "other.safetensors"))
     return paths
 
 
@@ -71,10 +69,10 @@ def test_grid_rows_are_source_then_domains_on_the_same_seeds(files, tmp_path, ca
     assert "rendered 4 rows × 3 seeds" in stdout
     grid = Image.open(out / "grid.png")
     assert grid.size == (3 * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2)
-    from hyperdomainnet.domain.files import load_domain_file
+    from hyperdomainnet.domain.files import Domain
 
-    rows = [Row("source"), Row("a", load_domain_file(files["a"])), Row("b", load_domain_file(files["b"]), 0.5),
-            Row("d", load_domain_file(files["d"]))]
+    rows = [Row("source"), Row("a", Domain.load(files["a"])), Row("b", Domain.load(files["b"]), 0.5),
+            Row("d", Domain.load(files["d"]))]
     expected = render_rows(files["G"], rows, [3, 4, 5])
     for r in range(4):
         for i in range(3):
@@ -95,9 +93,9 @@ def test_individual_images_and_combined_domains(files, tmp_path, capsys):
     assert not (out / "grid.png").exists()
     assert sorted(p.name for p in (out / "source").iterdir()) == ["seed0010.png", "seed0011.png"]
     folder = out / "a_x0.6+b_x0.6"
-    from hyperdomainnet.domain.files import load_domain_file
+    from hyperdomainnet.domain.files import Domain
 
-    a, b = load_domain_file(files["a"]), load_domain_file(files["b"])
+    a, b = Domain.load(files["a"]), Domain.load(files["b"])
     G = files["G"]
     ws = torch.cat([torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(s)) for s in (10, 11)])
     with torch.no_grad():
@@ -250,8 +248,7 @@ def test_eval_bad_input_is_a_one_line_error(files, tmp_path, capsys, args, messa
 
 def test_eval_without_a_target_says_what_to_pass(files, tmp_path, capsys):
     G = files["G"]
-    bare = save_domain_file(tmp_path / "bare.safetensors",
-                            build_parameterization("domain_vector", G).to_domain_file(G, {}))
+    bare = build_parameterization("domain_vector", G).to_domain_file(G, {}).save(tmp_path / "bare.safetensors")
     code, _, err = run(["eval", "--domain", bare, "--clip", "random:tiny", "--n", "2", "--lpips", "none",
                         "--device", "cpu", "--out", tmp_path / "m.json"], capsys)
     assert code == 1 and "--target TEXT or --reference IMAGE" in err

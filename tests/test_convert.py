@@ -14,7 +14,7 @@ from torch import nn
 
 from hyperdomainnet import zoo
 from hyperdomainnet.convert import convert_official, read_official_checkpoint
-from hyperdomainnet.domain.files import load_domain_file
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 
@@ -96,7 +96,7 @@ def mapper_payload(root: nn.Module, **extra) -> dict:
 # ----- parameterization → domain file -----------------------------------------------------------
 def test_parameterization_becomes_a_domain_file_in_layer_order(tmp_path) -> None:
     out = convert_official(param_ckpt(tmp_path), tmp_path / "anime.safetensors")
-    domain = load_domain_file(out)
+    domain = Domain.load(out)
     assert domain.kind == "domain_vector" and domain.placement == "after_demod"
     assert domain.domain_layout == CAT_LAYOUT and domain.vector.shape == (5760,)
     for i, part in enumerate(torch.split(domain.vector, CAT_LAYOUT)):
@@ -118,7 +118,7 @@ def test_given_generator_supplies_identity_and_is_checked(tmp_path, tiny_G) -> N
     path = save(tmp_path / "im2im.pt", {"model_type": "parameterization", "patch_key": "cin_mult",
                                         "state_dict": state, "sg_2_params": {"img_size": 32},
                                         "da_type": "im2im", "style_latents": latents})
-    domain = load_domain_file(convert_official(path, tmp_path / "d.safetensors", generator=tiny_G))
+    domain = Domain.load(convert_official(path, tmp_path / "d.safetensors", generator=tiny_G))
     assert domain.generator == tiny_G.identity
     domain.check_generator(tiny_G)
     assert torch.equal(domain.vector[layout[0]:2 * layout[0]], torch.ones(layout[1]))
@@ -132,8 +132,8 @@ def test_given_generator_supplies_identity_and_is_checked(tmp_path, tiny_G) -> N
 
 def test_unknown_generator_file_is_recorded_by_name(tmp_path) -> None:
     args = {**CAT_ARGS, "checkpoint_path": "pretrained/my_gan.pt"}
-    domain = load_domain_file(convert_official(param_ckpt(tmp_path, sg2_params=args),
-                                               tmp_path / "d.safetensors"))
+    domain = Domain.load(convert_official(param_ckpt(tmp_path, sg2_params=args),
+                                          tmp_path / "d.safetensors"))
     assert domain.generator["name"] == "my_gan.pt" and domain.generator["sha256"] is None
     assert domain.generator["arch"]["size"] == 256
 
@@ -261,7 +261,7 @@ def test_cli_convert(tmp_path: Path, capsys) -> None:
     code = main(["convert", str(ckpt), "--out", str(tmp_path / "d.safetensors")])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert load_domain_file(tmp_path / "d.safetensors").generator["name"] == zoo.resolve("cat").name
+    assert Domain.load(tmp_path / "d.safetensors").generator["name"] == zoo.resolve("cat").name
     code = main(["convert", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.safetensors")])
     _, err = capsys.readouterr()
     assert code == 1 and err.count("\n") == 1

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.stylegan2 import Generator
 from hyperdomainnet.stylegan2.layers import ModulatedConv2d
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylegan2.ops import upfirdn2d
 
 

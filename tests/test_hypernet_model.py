@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyperdomainnet.domain.files import DomainFile, save_domain_file
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import (HyperDomainNet, convex_mix, dirichlet_mixing_matrix,
                                      resample_embeddings)
@@ -149,8 +149,7 @@ def test_bad_files_give_one_line_errors(tmp_path) -> None:
     data = good.read_bytes()
     (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
-    save_domain_file(tmp_path / "domain.safetensors",
-                     DomainFile(torch.zeros(4), "domain_vector", [4], {"name": "x"}))
+    Domain(torch.zeros(4), "domain_vector", [4], {"name": "x"}).save(tmp_path / "domain.safetensors")
     header_len = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + header_len])
     meta = json.loads(header["__metadata__"]["hyperdomainnet"])

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.cli import main
 from hyperdomainnet.clip import ClipEnsemble, load_clip
 from hyperdomainnet.errors import HDNError
@@ -19,7 +20,6 @@ from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.hypernet.domains import (BUILTIN_LISTS, builtin_path, load_domain_list, load_image_list,
                                              parse_domain_list)
 from hyperdomainnet.hypernet.model import prompt_embeddings
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.training.config import HypernetConfig, build_config, load_preset
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.multi_text import TextHypernetTrainer

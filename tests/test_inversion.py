@@ -6,7 +6,7 @@ import urllib.error
 import pytest
 import torch
 
-from hyperdomainnet import inversion, perceptual
+from hyperdomainnet import inversion, load_generator, perceptual
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.images import save_image
 from hyperdomainnet.inversion import (PNormStats, cached_invert, invert, mapped_latents, pnorm_stats,
@@ -14,7 +14,6 @@ from hyperdomainnet.inversion import (PNormStats, cached_invert, invert, mapped_
 from hyperdomainnet.perceptual import load_lpips
 
 from conftest import perturb
-from hyperdomainnet.stylegan2.loading import load_generator
 
 SAMPLES = 4096
 

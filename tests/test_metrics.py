@@ -157,9 +157,9 @@ def test_offline_inception_is_a_one_line_error(monkeypatch):
 def test_evaluate_samples_measures_the_rendered_domain(tiny_G):
     encoder = load_clip("random:tiny")
     delta = torch.randn(tiny_G.domain_size, generator=torch.Generator().manual_seed(0)) * 0.3
-    from hyperdomainnet.domain.files import DomainFile
+    from hyperdomainnet.domain.files import Domain
 
-    row = Row("d", DomainFile(delta, "domain_vector", tiny_G.domain_layout, dict(tiny_G.identity)))
+    row = Row("d", Domain(delta, "domain_vector", tiny_G.domain_layout, dict(tiny_G.identity)))
     target = target_embeddings(encoder, "Pixar", templates=("{}",))
     distribution = DistributionMetrics(feature=ChannelStats())
     distribution.update(torch.rand(4, 3, 32, 32) * 2 - 1, real=True)

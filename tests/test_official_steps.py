@@ -24,7 +24,7 @@ from PIL import Image
 from hyperdomainnet.clip import ClipEnsemble, fill_templates
 from hyperdomainnet.clip.templates import IMAGENET_TEMPLATES
 from hyperdomainnet.inversion import downsample
-from hyperdomainnet.stylegan2.loading import load_generator
+from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.training.config import HypernetConfig, ImageAdaptConfig, TextAdaptConfig
 from hyperdomainnet.training.image import ImageTrainer
 from hyperdomainnet.training.multi_image import ImageHypernetTrainer

@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyperdomainnet.domain.files import load_domain_file, read_metadata, save_domain_file
+from hyperdomainnet import load_generator
+from hyperdomainnet.domain.files import Domain
+from hyperdomainnet.fileformat import read_metadata
 from hyperdomainnet.domain.layer_selection import select_layers
 from hyperdomainnet.domain.parameterizations import (PARAMETERIZATIONS, PHASES, ChannelOut, FullFineTuning,
                                                      Parameterization, build_parameterization)
@@ -15,7 +17,6 @@ from hyperdomainnet.errors import HDNError
 from hyperdomainnet.losses import offsets_l2
 from hyperdomainnet.stylegan2 import Generator
 from hyperdomainnet.stylegan2.layers import ConvModifier, ModulatedConv2d
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylegan2.ops import upfirdn2d
 
 
@@ -174,8 +175,8 @@ def test_scale_and_per_sample_batches(tiny_G: Generator) -> None:
 @pytest.mark.parametrize("kind,options", [(k, {}) for k in FILE_KINDS] + [("domain_vector", {"placement": "before_demod"})])
 def test_domain_file_round_trip(tmp_path: Path, tiny_G: Generator, kind: str, options: dict) -> None:
     P = randomize(build_parameterization(kind, tiny_G, **options))
-    path = save_domain_file(tmp_path / "d.safetensors", P.to_domain_file(tiny_G, {"prompt": "x"}))
-    domain = load_domain_file(path)
+    path = P.to_domain_file(tiny_G, {"prompt": "x"}).save(tmp_path / "d.safetensors")
+    domain = Domain.load(path)
     assert domain.kind == kind and domain.metadata["prompt"] == "x" and domain.generator == tiny_G.identity
     assert read_metadata(path)["version"] == (1 if kind in ("domain_vector", "style_offset") else 2)
     Q = Parameterization.from_domain_file(domain, tiny_G)

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.cli import main
 from hyperdomainnet.clip import ClipEnsemble
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.domain.parameterizations import build_parameterization
 from hyperdomainnet.stylegan2 import Generator
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylegan2.ops import (fir_adjoint, make_fir_kernel, modulated_activation, scaled_conv,
                                           upfirdn2d, upfirdn2d_reference)
 from hyperdomainnet.training.config import TextAdaptConfig

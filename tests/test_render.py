@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hyperdomainnet.clip import load_clip
-from hyperdomainnet.domain.files import DomainFile
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.domain.parameterizations import Parameterization, build_parameterization
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
@@ -17,7 +17,7 @@ from hyperdomainnet.render import (Row, alpha_sweep_rows, frames_from_rows, hype
                                    parse_seeds, render_rows, seed_latents, write_video)
 
 
-def randomized(G, kind: str, seed: int, **options) -> DomainFile:
+def randomized(G, kind: str, seed: int, **options) -> Domain:
     P = build_parameterization(kind, G, **options)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

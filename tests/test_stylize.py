@@ -10,15 +10,13 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from hyperdomainnet import images
+from hyperdomainnet import images, load_generator
 from hyperdomainnet.cli import main
-from hyperdomainnet.domain import load_domain_file
-from hyperdomainnet.domain.files import save_domain_file
+from hyperdomainnet.domain import Domain
 from hyperdomainnet.domain.parameterizations import Parameterization, build_parameterization
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.images import load_image
 from hyperdomainnet.inversion import cached_invert
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylize import (MIX_FROM, REFERENCE_LATENT, InversionOptions, reference_latent,
                                     save_domain_with_reference, style_mix, stylize)
 
@@ -53,7 +51,7 @@ def write_domain(path: Path, G: torch.nn.Module, with_reference: bool = True, ki
             t.copy_(torch.randn(t.shape, generator=torch.Generator().manual_seed(t.numel())) * 0.3)
     domain = P.to_domain_file(G, {"trainer": "test"})
     if not with_reference:
-        save_domain_file(path, domain)
+        domain.save(path)
         return path
     w_ref = G.ws(torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(9)))
     return save_domain_with_reference(path, domain, w_ref)
@@ -72,20 +70,20 @@ def test_style_mix_takes_fine_layers_from_the_reference(G) -> None:
 
 def test_reference_latent_round_trips_through_the_domain_file(tmp_path: Path, G, capsys) -> None:
     path = write_domain(tmp_path / "d.safetensors", G)
-    domain = load_domain_file(path)
+    domain = Domain.load(path)
     assert reference_latent(domain).shape == (1, G.n_latent, G.style_dim)
     assert domain.metadata == {"trainer": "test"} and domain.kind == "domain_vector"
     with safe_open(str(path), framework="pt") as fh:
         assert set(fh.keys()) == {"vector", REFERENCE_LATENT}
     P = Parameterization.from_domain_file(domain, G)
     assert torch.equal(P.vector().detach(), domain.vector)
-    assert reference_latent(load_domain_file(write_domain(tmp_path / "plain.safetensors", G, False))) is None
+    assert reference_latent(Domain.load(write_domain(tmp_path / "plain.safetensors", G, False))) is None
     assert main(["info", str(path)]) == 0 and "domain_vector" in capsys.readouterr().out
 
 
 def test_stylize_renders_the_inverted_photo_in_the_domain(tmp_path: Path, G) -> None:
     photo = write_photo(tmp_path / "photo.jpg")
-    domain = load_domain_file(write_domain(tmp_path / "d.safetensors", G))
+    domain = Domain.load(write_domain(tmp_path / "d.safetensors", G))
     result = stylize(G, domain, photo, FAST, progress=False)
     inverted = cached_invert(G, photo, steps=3, lpips_random_backbone=True, pnorm_samples=2048, progress=False)
     assert inverted.cached and torch.equal(result.inverted.latent, inverted.latent)
@@ -101,7 +99,7 @@ def test_stylize_renders_the_inverted_photo_in_the_domain(tmp_path: Path, G) -> 
     half = stylize(G, domain, photo, FAST, scale=0.5, progress=False)
     with torch.no_grad():
         torch.testing.assert_close(half.adapted, P.synthesize(G, inverted.latent, 0.5))
-    plain = load_domain_file(write_domain(tmp_path / "plain.safetensors", G, False, kind="cout_mult"))
+    plain = Domain.load(write_domain(tmp_path / "plain.safetensors", G, False, kind="cout_mult"))
     assert stylize(G, plain, photo, FAST, progress=False).mixed is None
     with pytest.raises(HDNError, match="no reference latent"):
         stylize(G, plain, photo, FAST, mix=True, progress=False)
@@ -154,7 +152,7 @@ def test_hdn_stylize_end_to_end(tmp_path: Path, capsys, G) -> None:
                                 *FAST_CLI)
     assert code == 0, err
     assert Image.open(out / "stylized.png").size == (4 * 34 + 2, 34 + 2)
-    expected = stylize(G, load_domain_file(domain), photo, FAST, progress=False)
+    expected = stylize(G, Domain.load(domain), photo, FAST, progress=False)
     assert np.array_equal(np.asarray(Image.open(out / "adapted_mixed.png")), np.asarray(images.to_pil(expected.mixed)))
     assert np.array_equal(np.asarray(Image.open(out / "adapted.png")), np.asarray(images.to_pil(expected.adapted)))
     code, _, err = run_cli(capsys, "stylize", "--domain", str(domain), "--image", str(photo), "--out",
@@ -225,9 +223,9 @@ def test_hdn_stylize_bad_input_is_one_line(tmp_path: Path, capsys, G, case: str,
     elif case == "not-a-domain":
         domain.write_bytes(b"not safetensors")
     elif case == "unloadable-generator":
-        dom = load_domain_file(domain)
+        dom = Domain.load(domain)
         dom.generator["name"] = "stylegan2-gone.pt"
-        save_domain_file(domain, dom)
+        dom.save(domain)
     elif case == "corrupt-photo":
         photo.write_bytes(b"\xff\xd8\xff" + b"\x00" * 30)
     out = tmp_path / "out"

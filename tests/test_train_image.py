@@ -12,15 +12,15 @@ import torch
 import yaml
 from PIL import Image
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.clip import ClipEnsemble
-from hyperdomainnet.domain import load_domain_file
+from hyperdomainnet.domain import Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.images import load_image
 from hyperdomainnet.inversion import cached_invert
 from hyperdomainnet.losses import (clip_ref_loss, clip_within_loss, direction_loss, global_loss,
                                    indomain_angle_loss, l2_rec_loss, offsets_l2)
 from hyperdomainnet.perceptual import load_lpips
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.stylize import REFERENCE_LATENT, style_mix
 from hyperdomainnet.training import image as image_training
 from hyperdomainnet.training.config import ImageAdaptConfig, build_config, load_preset
@@ -170,7 +170,7 @@ def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble, monkey
     monkeypatch.setattr(image_training, "invert_photo", lambda *a, **k: dataclasses.replace(
         inverted := invert_photo(*a, **k), latent=inverted.latent + 0.1))
     resumed = run_training(make_trainer(ref, clip), tmp_path / "b", resume=True, progress=False)
-    a, b = load_domain_file(straight), load_domain_file(resumed)
+    a, b = Domain.load(straight), Domain.load(resumed)
     assert torch.equal(a.vector, b.vector) and a.vector.abs().sum() > 0
     assert torch.equal(a.tensors[REFERENCE_LATENT], b.tensors[REFERENCE_LATENT])
     # A reference image changed between the start and the resumption is refused.
@@ -235,7 +235,7 @@ def test_cli_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [3]
     assert {"direction", "clip_within", "clip_ref", "l2_rec", "lpips_rec", "total"} == set(log[0]) - {"step", "time"}
-    domain = load_domain_file(out / "domain.safetensors")
+    domain = Domain.load(out / "domain.safetensors")
     reference = domain.metadata["reference"]
     assert reference["file"] == "my ref.png"
     assert reference["sha256"] == hashlib.sha256(ref.read_bytes()).hexdigest()

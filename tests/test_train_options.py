@@ -10,7 +10,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from hyperdomainnet.cli import app
-from hyperdomainnet.cli.train_options import run_config, show_value, training_command
+from hyperdomainnet.cli.train_options import run_config, training_command
 from hyperdomainnet.errors import ConfigError
 from hyperdomainnet.training.config import (CONFIG_MODELS, PRESET_COMMANDS, TextAdaptConfig, build_config,
                                             load_preset, option_name, preset_info, preset_names, resolve_preset)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from hyperdomainnet import load_generator
 from hyperdomainnet.clip import ClipEnsemble
-from hyperdomainnet.domain import load_domain_file
+from hyperdomainnet.domain import Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.losses import direction_loss
-from hyperdomainnet.stylegan2.loading import load_generator
 from hyperdomainnet.training.config import TextAdaptConfig, build_config, load_preset, preset_names
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.sampling import fixed_latents
@@ -87,7 +87,7 @@ def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble, monkey
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
     resumed = run_training(make_trainer(clip, steps=4), tmp_path / "b", resume=True, progress=False)
 
-    a, b = load_domain_file(straight), load_domain_file(resumed)
+    a, b = Domain.load(straight), Domain.load(resumed)
     assert torch.equal(a.vector, b.vector) and a.vector.abs().sum() > 0
     steps_logged = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert steps_logged == [1, 2, 3, 4]
@@ -101,7 +101,7 @@ def test_run_directory_and_domain_file(tmp_path: Path, clip: ClipEnsemble) -> No
                                                "domain.safetensors"}
     assert sorted(p.name for p in (run / "grids").iterdir()) == [
         "step_000000.png", "step_000002.png", "step_000004.png"]
-    domain = load_domain_file(result)
+    domain = Domain.load(result)
     assert domain.kind == "domain_vector" and domain.placement == "after_demod"
     assert domain.generator["name"] == GEN and domain.domain_layout == trainer.G.domain_layout
     assert domain.metadata["target"] == "Sketch" and domain.metadata["source"] == "Photo"
@@ -172,7 +172,7 @@ def test_cli_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
         assert (out / name).is_file(), name
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [5] and {"direction", "indomain", "total"} <= set(log[0])
-    domain = load_domain_file(out / "domain.safetensors")
+    domain = Domain.load(out / "domain.safetensors")
     assert domain.metadata["config"]["losses"] == {"direction": 1.0, "indomain": 0.5}
     # Extending a finished run: --resume with more steps continues from the stored config.
     code, _, err = run_cli(capsys, "adapt", "text", "--out", str(out), "--resume", "--steps", "6", "--no-progress")
@@ -211,7 +211,7 @@ def test_other_parameterizations_train_and_save(tmp_path: Path, clip: ClipEnsemb
         assert result.name == "generator.pt" and adapted.domain_layout == trainer.G.domain_layout
         assert not torch.equal(adapted.convs[0].conv.weight, trainer.G.convs[0].conv.weight)
     else:
-        domain = load_domain_file(result)
+        domain = Domain.load(result)
         assert domain.kind == parameterization
 
 

@@ -16,7 +16,7 @@ from e2e.browser import HdnProcess, chromium_page, free_port
 from hyperdomainnet import load_generator
 from hyperdomainnet.cli import main
 from hyperdomainnet.clip import load_clip
-from hyperdomainnet.domain.files import DomainFile, save_domain_file
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import to_pil
@@ -29,7 +29,7 @@ PROMPT = "a watercolor cat"
 
 def _domain_file(G: torch.nn.Module, path: Path, seed: int = 0) -> torch.Tensor:
     vector = torch.randn(G.domain_size, generator=torch.Generator().manual_seed(seed)) * 0.5
-    save_domain_file(path, DomainFile(vector, "domain_vector", G.domain_layout, G.identity))
+    Domain(vector, "domain_vector", G.domain_layout, G.identity).save(path)
     return vector
 
 

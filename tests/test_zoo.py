@@ -15,7 +15,7 @@ from test_convert import CAT_ARGS, CAT_LAYOUT, cin_mult_state, mapper_payload, o
 from test_download import Served
 
 from hyperdomainnet import zoo
-from hyperdomainnet.domain.files import load_domain_file
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.errors import ConfigError, DownloadError, HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.stylegan2.generator import GeneratorArch
@@ -189,9 +189,9 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     kinds = {e.name: e.kind for e in zoo.list_entries() if e.member}
     assert kinds == {"hdn-20": "hypernet", "hdn-large": "hypernet", "hdn-im2im": "hypernet",
                      "td-ukiyo-e": "domain", "im2im-sketch": "domain"}
-    domain = load_domain_file(zoo.fetch("td_ukiyo-e"))
+    domain = Domain.load(zoo.fetch("td_ukiyo-e"))
     assert [float(p[0]) for p in torch.split(domain.vector, CAT_LAYOUT)] == list(range(len(CAT_LAYOUT)))
-    assert "reference_latents" in load_domain_file(zoo.fetch("im2im-sketch")).metadata
+    assert "reference_latents" in Domain.load(zoo.fetch("im2im-sketch")).metadata
     assert zoo.resolve("im2im-sketch").sha256_verified is False
     with pytest.raises(DownloadError, match="holds no convertible mapper_large_resample_td.pt"):
         zoo.fetch("hdn-large")  # known from the manifest: no second conversion (it would warn again)

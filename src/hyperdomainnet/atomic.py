@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import HDNError
+from .errors import ConfigError
 
 TMP_SUFFIX = ".tmp"
 STALE_AFTER_S = 3600.0
@@ -66,9 +66,9 @@ def _writable_parent(path: Path, option: str) -> None:
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise HDNError(f"{option} {path}: {ancestor} is a file, not a directory; choose another {option}")
+        raise ConfigError(f"{option} {path}: {ancestor} is a file, not a directory; choose another {option}")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise HDNError(f"{option} {path}: {ancestor} is not writable; choose another {option}")
+        raise ConfigError(f"{option} {path}: {ancestor} is not writable; choose another {option}")
 
 
 def check_output_file(path: str | os.PathLike[str], force: bool = False, option: str = "--out") -> Path:
@@ -76,9 +76,9 @@ def check_output_file(path: str | os.PathLike[str], force: bool = False, option:
     writable directory, it is not a directory, and it does not exist unless ``force``."""
     target = Path(path)
     if target.is_dir():
-        raise HDNError(f"{option} {target} is a directory; give a file name")
+        raise ConfigError(f"{option} {target} is a directory; give a file name")
     if target.exists() and not force:
-        raise HDNError(f"{option} {target} already exists; pass --force to replace it")
+        raise ConfigError(f"{option} {target} already exists; pass --force to replace it")
     _writable_parent(target, option)
     return target
 
@@ -88,13 +88,13 @@ def check_output_dir(path: str | os.PathLike[str], force: bool = False, option: 
     created, it is writable, and (unless ``force``) it holds no files yet."""
     target = Path(path)
     if target.exists() and not target.is_dir():
-        raise HDNError(f"{option} {target} is a file; give a directory")
+        raise ConfigError(f"{option} {target} is a file; give a directory")
     if target.is_dir():
         if not os.access(target, os.W_OK | os.X_OK):
-            raise HDNError(f"{option} {target} is not writable; choose another {option}")
+            raise ConfigError(f"{option} {target} is not writable; choose another {option}")
         if not force and any(target.iterdir()):
-            raise HDNError(f"{option} {target} already holds files; pass --force to write into it, "
-                           f"or choose another {option}")
+            raise ConfigError(f"{option} {target} already holds files; pass --force to write into it, "
+                              f"or choose another {option}")
         return target
     _writable_parent(target, option)
     return target

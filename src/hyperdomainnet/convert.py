@@ -20,7 +20,7 @@ The official trainers save ``models_<step>.pt``: a pickled dict with
 Files are read with ``torch.load(weights_only=True)``. An OmegaConf config inside is rebuilt from
 inert stand-in classes (an explicit allowlist of OmegaConf and typing names) and turned into plain
 dicts; no code from the file runs and OmegaConf need not be installed. Any other pickled object is
-refused with a one-line :class:`HDNError`.
+refused with a one-line :class:`FileFormatError`.
 """
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
-from .domain.files import DomainFile, save_domain_file
-from .errors import HDNError
+from .domain.files import Domain
+from .errors import ConfigError, FileFormatError, HDNError
+from .hashing import sha256_file
 from .hypernet.model import HyperDomainNet
 from .stylegan2.generator import Generator, GeneratorArch
-from .stylegan2.loading import file_sha256
 
 MODEL_TYPES: tuple[str, ...] = ("parameterization", "mapper", "original")
 DOMAIN_PATCH_KEY = "cin_mult"
@@ -120,35 +120,35 @@ def safe_load(path: Path) -> Any:
         names = None  # not a (complete) zip checkpoint
     ok, refused = allowed_stub_names(names or [])
     if refused:
-        raise HDNError(f"{path} pickles objects that cannot be loaded safely ({', '.join(refused[:4])}); "
-                       "only tensors, plain values and OmegaConf configs are accepted")
+        raise FileFormatError(f"{path} pickles objects that cannot be loaded safely ({', '.join(refused[:4])}); "
+                              "only tensors, plain values and OmegaConf configs are accepted")
     try:
         with torch.serialization.safe_globals(stub_globals(ok)):
             return plain(torch.load(path, map_location="cpu", weights_only=True))
     except pickle.UnpicklingError as exc:
         if names is not None:
-            raise HDNError(f"{path} holds objects that cannot be loaded safely ({first_line(exc)})") from None
-        raise HDNError(f"{path} is not a readable PyTorch checkpoint ({first_line(exc)}); "
-                       "is it truncated? Download it again") from None
+            raise FileFormatError(f"{path} holds objects that cannot be loaded safely ({first_line(exc)})") from None
+        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({first_line(exc)}); "
+                              "is it truncated? Download it again") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise HDNError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                       f"{first_line(exc)}); is it truncated? Download it again") from None
+        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{first_line(exc)}); is it truncated? Download it again") from None
 
 
 def read_official_checkpoint(path: str | Path) -> OfficialCheckpoint:
     """Read an official ``.pt`` checkpoint safely and check its top-level structure."""
     path = Path(path)
     if not path.is_file():
-        raise HDNError(f"official checkpoint {path} does not exist")
+        raise FileFormatError(f"official checkpoint {path} does not exist")
     obj = safe_load(path)
     if not isinstance(obj, dict) or obj.get("model_type") not in MODEL_TYPES:
         found = (f"keys {', '.join(map(str, list(obj)[:6]))}" if isinstance(obj, dict)
                  else f"a {type(obj).__name__}")
-        raise HDNError(f"{path} is not an official HyperDomainNet checkpoint (found {found}; expected "
-                       f"'model_type' in {MODEL_TYPES} and 'state_dict')")
+        raise FileFormatError(f"{path} is not an official HyperDomainNet checkpoint (found {found}; expected "
+                              f"'model_type' in {MODEL_TYPES} and 'state_dict')")
     state = obj.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise HDNError(f"{path} has no 'state_dict' of tensors; the file is incomplete")
+        raise FileFormatError(f"{path} has no 'state_dict' of tensors; the file is incomplete")
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     gen_args = obj.get("sg2_params", obj.get("sg_2_params")) or {}
@@ -177,13 +177,13 @@ def generator_identity(ckpt: OfficialCheckpoint, layout: list[int],
                        generator: Generator | None) -> dict[str, Any]:
     """``generator.identity``, else the zoo entry the checkpoint's generator file names, else its name.
 
-    Raises HDNError when the generator's domain layout differs from the checkpoint's tensors.
+    Raises ConfigError when the given generator's domain layout differs from the checkpoint's tensors.
     """
     if generator is not None:
         if list(generator.domain_layout) != layout:
-            raise HDNError(f"{ckpt.path.name} was trained on a generator with {len(layout)} modulated "
-                           f"convs ({sum(layout)} domain numbers), but the given generator has "
-                           f"{generator.domain_size}; pass the generator it was trained on")
+            raise ConfigError(f"{ckpt.path.name} was trained on a generator with {len(layout)} modulated "
+                              f"convs ({sum(layout)} domain numbers), but the given generator has "
+                              f"{generator.domain_size}; pass the generator it was trained on")
         return dict(generator.identity)
     from . import zoo
 
@@ -201,14 +201,14 @@ def generator_identity(ckpt: OfficialCheckpoint, layout: list[int],
                              entry.arch.channel_multiplier)
         name, sha256 = entry.name, entry.sha256
     if arch.domain_layout() != layout:
-        raise HDNError(f"{ckpt.path.name} names generator {name or arch.size} whose layout does not "
-                       "match its tensors; pass the generator it was trained on (generator=...)")
+        raise FileFormatError(f"{ckpt.path.name} names generator {name or arch.size} whose layout does not "
+                              "match its tensors; pass the generator it was trained on (generator=...)")
     return {"name": name, "sha256": sha256, "arch": arch.to_dict()}
 
 
 def provenance(ckpt: OfficialCheckpoint) -> dict[str, Any]:
     """Metadata recording where a converted file came from."""
-    return {"file": ckpt.path.name, "sha256": file_sha256(ckpt.path), "model_type": ckpt.model_type,
+    return {"file": ckpt.path.name, "sha256": sha256_file(ckpt.path), "model_type": ckpt.model_type,
             "patch_key": ckpt.patch_key, "da_type": ckpt.da_type,
             "generator_args": {k: v for k, v in ckpt.generator_args.items() if k != "device"}}
 
@@ -220,20 +220,20 @@ PARAM_KEY = re.compile(r"heads\.conv_(\d+)\.(?:params_in|ch_in_wise_shift)")
 def indexed(keys: dict[int, Any], what: str, path: Path) -> list[Any]:
     """Values of a {layer index: value} map in index order, requiring indices 0…n−1."""
     if sorted(keys) != list(range(len(keys))) or not keys:
-        raise HDNError(f"{path} has {what} for layers {sorted(keys)}; expected 0…n−1")
+        raise FileFormatError(f"{path} has {what} for layers {sorted(keys)}; expected 0…n−1")
     return [keys[i] for i in range(len(keys))]
 
 
 def domain_vector(ckpt: OfficialCheckpoint) -> tuple[torch.Tensor, list[int]]:
     """Flat δ (conv_0, conv_1, …) and its layout from a ``cin_mult`` state dict."""
     if ckpt.patch_key != DOMAIN_PATCH_KEY:
-        raise HDNError(f"{ckpt.path} uses parameterisation {ckpt.patch_key!r}; only "
-                       f"{DOMAIN_PATCH_KEY!r} (domain modulation) converts to a domain file")
+        raise FileFormatError(f"{ckpt.path} uses parameterisation {ckpt.patch_key!r}; only "
+                              f"{DOMAIN_PATCH_KEY!r} (domain modulation) converts to a domain file")
     per_layer: dict[int, torch.Tensor] = {}
     for key, value in ckpt.state_dict.items():
         match = PARAM_KEY.fullmatch(key)
         if match is None:
-            raise HDNError(f"{ckpt.path} has unexpected tensor {key!r} for a {DOMAIN_PATCH_KEY} checkpoint")
+            raise FileFormatError(f"{ckpt.path} has unexpected tensor {key!r} for a {DOMAIN_PATCH_KEY} checkpoint")
         per_layer[int(match.group(1))] = value.detach().float().reshape(-1)
     parts = indexed(per_layer, "domain vectors", ckpt.path)
     return torch.cat(parts), [p.numel() for p in parts]
@@ -244,9 +244,9 @@ def convert_parameterization(ckpt: OfficialCheckpoint, out: Path, generator: Gen
     metadata: dict[str, Any] = {"official": provenance(ckpt)}
     if ckpt.style_latents is not None:
         metadata["reference_latents"] = ckpt.style_latents.detach().float().cpu().tolist()
-    domain = DomainFile(vector, "domain_vector", layout, generator_identity(ckpt, layout, generator),
-                        "after_demod", metadata)
-    return save_domain_file(out, domain)
+    domain = Domain(vector, "domain_vector", layout, generator_identity(ckpt, layout, generator),
+                    "after_demod", metadata)
+    return domain.save(out)
 
 
 # ----- mapper → HyperDomainNet file --------------------------------------------------------------
@@ -270,8 +270,8 @@ def mapper_key(key: str, path: Path) -> str:
         match = pattern.fullmatch(key)
         if match is not None:
             return rename(match)
-    raise HDNError(f"{path} has unexpected mapper tensor {key!r}; expected a {MAPPER_TYPE} mapper "
-                   "with a shared backbone")
+    raise FileFormatError(f"{path} has unexpected mapper tensor {key!r}; expected a {MAPPER_TYPE} mapper "
+                          "with a shared backbone")
 
 
 def check_mapper_config(ckpt: OfficialCheckpoint) -> None:
@@ -279,8 +279,8 @@ def check_mapper_config(ckpt: OfficialCheckpoint) -> None:
     expected = {"mapper_type": MAPPER_TYPE, "backbone_type": "shared", "activation": "relu"}
     for key, value in expected.items():
         if config.get(key, value) != value:
-            raise HDNError(f"{ckpt.path} holds a mapper with {key} {config[key]!r}; only {key} "
-                           f"{value!r} (the released HyperDomainNet) converts")
+            raise FileFormatError(f"{ckpt.path} holds a mapper with {key} {config[key]!r}; only {key} "
+                                  f"{value!r} (the released HyperDomainNet) converts")
 
 
 def hypernet_from_official(ckpt: OfficialCheckpoint) -> HyperDomainNet:
@@ -292,7 +292,7 @@ def hypernet_from_official(ckpt: OfficialCheckpoint) -> HyperDomainNet:
     layout = indexed(outs, "mapper heads", ckpt.path)
     stem = state.get("stem.linear.weight")
     if stem is None or stem.ndim != 2:
-        raise HDNError(f"{ckpt.path} lacks the mapper's input layer backbone.backbone.0.lin.weight")
+        raise FileFormatError(f"{ckpt.path} lacks the mapper's input layer backbone.backbone.0.lin.weight")
     depth = 1 + len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     head_depth = 1 + len({k.split(".")[3] for k in state if k.startswith("heads.0.blocks.")})
     net = HyperDomainNet(layout, embed_dim=stem.shape[1], width=stem.shape[0], depth=depth,
@@ -300,15 +300,15 @@ def hypernet_from_official(ckpt: OfficialCheckpoint) -> HyperDomainNet:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise HDNError(f"{ckpt.path} does not fit a HyperDomainNet of its own shapes "
-                       f"({first_line(exc)})") from None
+        raise FileFormatError(f"{ckpt.path} does not fit a HyperDomainNet of its own shapes "
+                              f"({first_line(exc)})") from None
     return net.eval()
 
 
 def convert_mapper(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None) -> Path:
     if ckpt.patch_key not in (None, DOMAIN_PATCH_KEY):
-        raise HDNError(f"{ckpt.path} is a mapper for parameterisation {ckpt.patch_key!r}; only "
-                       f"{DOMAIN_PATCH_KEY!r} converts")
+        raise FileFormatError(f"{ckpt.path} is a mapper for parameterisation {ckpt.patch_key!r}; only "
+                              f"{DOMAIN_PATCH_KEY!r} converts")
     net = hypernet_from_official(ckpt)
     meta = {"clip_model": ckpt.clip_model or DEFAULT_CLIP_MODEL,
             "input": "image" if ckpt.da_type == "im2im" else "text",
@@ -329,5 +329,5 @@ def convert_official(path: str | Path, out: str | Path, generator: Generator | N
         return convert_parameterization(ckpt, out, generator)
     if ckpt.model_type == "mapper":
         return convert_mapper(ckpt, out, generator)
-    raise HDNError(f"{ckpt.path} holds a fully fine-tuned generator (model_type 'original'); only "
-                   "'parameterization' and 'mapper' checkpoints convert")
+    raise FileFormatError(f"{ckpt.path} holds a fully fine-tuned generator (model_type 'original'); only "
+                          "'parameterization' and 'mapper' checkpoints convert")

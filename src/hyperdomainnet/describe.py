@@ -6,9 +6,13 @@ from typing import Any
 
 import torch
 
-from .errors import HDNError
+from .domain.files import FORMAT as DOMAIN_FORMAT
+from .domain.files import Domain
+from .errors import FileFormatError
+from .fileformat import read_metadata
+from .loaders import load_generator, resolve_zoo_spec
 from .stylegan2.generator import Generator
-from .stylegan2.loading import RANDOM_PREFIX, load_generator, resolve_zoo_spec
+from .stylegan2.loading import RANDOM_PREFIX
 
 
 def describe_generator(G: Generator) -> dict[str, Any]:
@@ -32,16 +36,15 @@ def describe_generator(G: Generator) -> dict[str, Any]:
 
 
 def describe_safetensors(path: Path) -> dict[str, Any]:
-    """Metadata of a hyperdomainnet safetensors file (domain file, hypernetwork)."""
-    from .domain.files import FORMAT, load_domain_file, read_metadata
-
+    """Metadata of a hyperdomainnet safetensors file (domain file, hypernetwork); a domain file is
+    fully checked (``Domain.load``), so a corrupt or non-finite one is reported as an error."""
     meta = read_metadata(path)
     if meta is None:
-        raise HDNError(f"{path} is a safetensors file without hyperdomainnet metadata; "
+        raise FileFormatError(f"{path} is a safetensors file without hyperdomainnet metadata; "
                        "expected a domain file or a generator checkpoint")
-    if meta.get("format") != FORMAT:
+    if meta.get("format") != DOMAIN_FORMAT:
         return {"kind": meta.get("format", "unknown"), **meta}
-    domain = load_domain_file(path)
+    domain = Domain.load(path)
     tensors = [domain.vector] if domain.vector is not None else list(domain.tensors.values())
     placement = {"domain_vector": domain.placement, "style_offset": "styles (s + Δs)"}
     return {

@@ -25,7 +25,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
 from .errors import HDNError
-from .stylegan2.loading import file_sha256
+from .hashing import sha256_file as file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import HDNError
+from .errors import ConfigError
 
 ENV_HOME = "HDN_HOME"
 APP_NAME = "hyperdomainnet"
@@ -40,7 +40,7 @@ def home() -> Path:
 def subdir(name: str, create: bool = True) -> Path:
     """``home() / name``, created (with parents) unless ``create`` is false.
 
-    Raises :class:`HDNError` when the folder cannot be created (read-only disk, a file in the
+    Raises :class:`ConfigError` when the folder cannot be created (read-only disk, a file in the
     way), naming ``HDN_HOME`` as the way to pick another location.
     """
     if not name or Path(name).is_absolute() or ".." in Path(name).parts:
@@ -50,7 +50,7 @@ def subdir(name: str, create: bool = True) -> Path:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise HDNError(
+            raise ConfigError(
                 f"cannot create the cache folder {path} ({exc.strerror or exc}); "
                 f"set {ENV_HOME} to a writable folder"
             ) from exc

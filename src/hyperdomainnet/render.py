@@ -23,7 +23,7 @@ import torch
 
 from .atomic import atomic_path
 from .domain.arithmetic import combine
-from .domain.files import KINDS, DomainFile
+from .domain.files import KINDS, Domain
 from .domain.parameterizations import Parameterization
 from .errors import HDNError
 from .images import image_grid, to_pil
@@ -41,7 +41,7 @@ class Row:
     """One row of renders: ``domain`` at strength ``scale`` (None: the source generator)."""
 
     label: str
-    domain: DomainFile | None = None
+    domain: Domain | None = None
     scale: float = 1.0
 
 
@@ -167,7 +167,7 @@ def _frame_positions(frames: int, lo: float = 0.0, hi: float = 1.0) -> list[floa
     return torch.linspace(lo, hi, frames, dtype=torch.float64).tolist()
 
 
-def interpolation_rows(a: DomainFile, b: DomainFile, frames: int, labels: Sequence[str] = ("a", "b"),
+def interpolation_rows(a: Domain, b: Domain, frames: int, labels: Sequence[str] = ("a", "b"),
                        scales: Sequence[float] = (1.0, 1.0)) -> list[Row]:
     """Frames t = 0 … 1: the domain (1 − t)·α_a·a + t·α_b·b (``combine``), one row each."""
     return [Row(f"t={t:.3f}", combine([(a, (1 - t) * scales[0]), (b, t * scales[1])], labels))
@@ -227,6 +227,6 @@ def hypernet_rows(path: Path, prompts: Sequence[str], device: torch.device | str
     meta = net.metadata
     generator = dict(meta.get("generator") or {"name": None})
     placement = meta.get("placement", "after_demod")
-    return [Row(prompt, DomainFile(v, "domain_vector", list(net.domain_layout), generator, placement,
-                                   {"target": prompt, "hypernet": str(path)}))
+    return [Row(prompt, Domain(v, "domain_vector", list(net.domain_layout), generator, placement,
+                               {"target": prompt, "hypernet": str(path)}))
             for prompt, v in zip(prompts, vectors)]

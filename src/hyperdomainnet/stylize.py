@@ -5,8 +5,8 @@
 * ``style_mix``: MindTheGap rendering — W+ layers ``< MIX_FROM`` (= 7) from the given codes, the
   fine layers ``≥ MIX_FROM`` from the reference image's inverted latent w_ref.
 * Image-domain files store w_ref as the extra tensor ``reference_latent`` (1, n_latent, D) next to
-  the vector (``save_domain_with_reference`` / ``reference_latent``); ``load_domain_file`` reads
-  it into ``DomainFile.tensors``.
+  the vector (``save_domain_with_reference`` / ``reference_latent``); ``Domain.load`` reads
+  it into ``Domain.tensors``.
 * ``stylize``: photo → (photo, reconstruction G(w), adapted G_B(w), mixed G_B(w[:7] ‖ w_ref[7:])).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import paths
-from .domain.files import DomainFile, save_domain_file
+from .domain.files import Domain
 from .domain.parameterizations import Parameterization
 from .errors import HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
@@ -109,17 +109,17 @@ def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) 
     return mixed
 
 
-def reference_latent(domain: DomainFile) -> torch.Tensor | None:
+def reference_latent(domain: Domain) -> torch.Tensor | None:
     """The inverted reference latent (1, L, D) of an image-domain file, or None."""
     return domain.tensors.get(REFERENCE_LATENT)
 
 
-def save_domain_with_reference(path: str | Path, domain: DomainFile, latent: torch.Tensor) -> Path:
-    """``save_domain_file`` with the extra tensor ``reference_latent`` (vector kinds only)."""
+def save_domain_with_reference(path: str | Path, domain: Domain, latent: torch.Tensor) -> Path:
+    """``Domain.save`` with the extra tensor ``reference_latent`` (vector kinds only)."""
     if domain.vector is None:
         raise ValueError("a reference latent can only be stored next to a domain vector")
     with_latent = replace(domain, tensors={**domain.tensors, REFERENCE_LATENT: latent})
-    return save_domain_file(path, with_latent)
+    return with_latent.save(path)
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Stylized:
         return torch.cat([self.inverted.pair()] + [t.float().cpu() for t in rendered])
 
 
-def stylize(G: Generator, domain: DomainFile, photo: str | Path, options: InversionOptions = InversionOptions(),
+def stylize(G: Generator, domain: Domain, photo: str | Path, options: InversionOptions = InversionOptions(),
             mix: bool | None = None, scale: float = 1.0, progress: bool = True) -> Stylized:
     """Invert ``photo`` into w and render G_B(w) — and G_B(style_mix(w, w_ref)) when the domain has
     a reference latent and ``mix`` is not False (``mix=True`` requires one)."""

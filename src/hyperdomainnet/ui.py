@@ -39,14 +39,15 @@ import torch
 from PIL import Image
 
 from .domain.files import FORMAT as DOMAIN_FORMAT
-from .domain.files import DomainFile, load_domain_file, read_metadata
+from .domain.files import Domain
 from .domain.parameterizations import Parameterization
 from .errors import HDNError
+from .fileformat import read_metadata
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .images import to_pil
 from .render import hypernet_rows, seed_latents
 from .stylegan2.generator import Generator
-from .stylegan2.loading import load_generator
+from .loaders import load_generator
 
 SOURCES: tuple[str, ...] = ("domain file", "hypernetwork prompt")
 SEED_MAX = 99_999
@@ -206,10 +207,10 @@ class Studio:
         return load_generator(spec, self.device)
 
     @staticmethod
-    def _load_domain(path: Path, stamp: tuple[int, int]) -> DomainFile:  # noqa: ARG004 (cache key)
-        return load_domain_file(path)
+    def _load_domain(path: Path, stamp: tuple[int, int]) -> Domain:  # noqa: ARG004 (cache key)
+        return Domain.load(path)
 
-    def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> DomainFile:  # noqa: ARG002
+    def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> Domain:  # noqa: ARG002
         return hypernet_rows(path, [prompt], self.device)[0].domain
 
     def generator(self, label: str) -> Generator:
@@ -220,7 +221,7 @@ class Studio:
         return self._generator(spec)
 
     def domain(self, source: str, domain: str | None, hypernet: str | None, prompt: str | None
-               ) -> tuple[str, DomainFile] | None:
+               ) -> tuple[str, Domain] | None:
         """(label, domain) chosen by the source switch, or None when nothing is chosen yet."""
         if source == SOURCES[0]:
             if not domain:

@@ -42,17 +42,17 @@ def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
 
 
 def _load_specs(texts: list[str]) -> list[tuple[Any, Any]]:
-    """``FILE[*α]`` texts → [(DomainSpec, DomainFile)]."""
+    """``FILE[*α]`` texts → [(DomainSpec, Domain)]."""
     from ..domain.arithmetic import parse_domain_spec
-    from ..domain.files import load_domain_file
+    from ..domain.files import Domain
 
     specs = [parse_domain_spec(t) for t in texts]
-    return [(spec, load_domain_file(spec.path)) for spec in specs]
+    return [(spec, Domain.load(spec.path)) for spec in specs]
 
 
 def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
     """--generator, else the generator named by the first domain (file or hypernetwork)."""
-    from ..stylegan2.loading import load_generator
+    from ..loaders import load_generator
 
     if spec:
         return load_generator(spec, device)
@@ -176,9 +176,9 @@ def prune(
 ) -> None:
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
     from ..domain.arithmetic import prune as prune_domain
-    from ..domain.files import load_domain_file, save_domain_file
+    from ..domain.files import Domain
 
-    result = prune_domain(load_domain_file(domain), keep)
-    save_domain_file(out, result)
+    result = prune_domain(Domain.load(domain), keep)
+    result.save(out)
     info = result.metadata["sparsify"]
     typer.echo(f"kept {info['kept']} of {info['total']} entries: {out}")

@@ -99,7 +99,7 @@ def evaluate(
     from ..clip import load_clip
     from ..hypernet import HyperDomainNet
     from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
-    from ..stylegan2.loading import load_generator
+    from ..loaders import load_generator
     from ..training.runtime import resolve_device
 
     if samples < 2:

@@ -49,7 +49,7 @@ def invert(
 ) -> None:
     """Invert a photo into the generator's W+ space (II2S; cached by image hash)."""
     from ..images import save_grid
-    from ..stylegan2.loading import load_generator
+    from ..loaders import load_generator
     from ..stylize import invert_photo, save_latent
     from ..training.runtime import resolve_device
 
@@ -78,15 +78,15 @@ def stylize(
     progress: bool = PROGRESS,
 ) -> None:
     """Render a photo in an adapted domain: photo | reconstruction | adapted | adapted + reference style."""
-    from ..domain.files import load_domain_file
+    from ..domain.files import Domain
     from ..images import save_grid, save_image
-    from ..stylegan2.loading import load_generator
+    from ..loaders import load_generator
     from ..stylize import stylize as stylize_photo
     from ..training.runtime import resolve_device
 
     options = _options(steps, lambda_p, fit, align, lpips_random_backbone, pnorm_samples)
     _check_out_dir(out)
-    dom = load_domain_file(domain)
+    dom = Domain.load(domain)
     spec = generator or dom.generator.get("name")
     if not spec:
         raise HDNError(f"{domain} does not name its generator; pass --generator")

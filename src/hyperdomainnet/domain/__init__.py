@@ -1,4 +1,4 @@
-"""Domain parameterisations and domain files."""
-from .files import DomainFile, load_domain_file, save_domain_file
+"""Domain parameterisations and domains (``Domain.load`` / ``Domain.save``)."""
+from .files import Domain, load_domain
 
-__all__ = ["DomainFile", "load_domain_file", "save_domain_file"]
+__all__ = ["Domain", "load_domain"]

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..errors import HDNError
-from .files import DomainFile
+from ..errors import ConfigError
+from .files import Domain
 from .parameterizations import FIELD_INIT
 
 __all__ = ["DomainSpec", "parse_domain_spec", "check_compatible", "combine", "scale", "difference", "prune"]
@@ -49,8 +49,8 @@ def parse_domain_spec(text: str) -> DomainSpec:
     except ValueError:
         value = math.nan
     if not path or not math.isfinite(value):
-        raise HDNError(f"bad domain spec {text!r}: write FILE or FILE*STRENGTH with a finite number, "
-                       "e.g. pixar.safetensors*0.6")
+        raise ConfigError(f"bad domain spec {text!r}: write FILE or FILE*STRENGTH with a finite number, "
+                          "e.g. pixar.safetensors*0.6")
     return DomainSpec(Path(path), value)
 
 
@@ -59,38 +59,38 @@ def _identity_value(key: str) -> float:
     return FIELD_INIT.get(key.split(".")[0], 0.0)
 
 
-def _tensors(domain: DomainFile) -> dict[str, torch.Tensor]:
+def _tensors(domain: Domain) -> dict[str, torch.Tensor]:
     return {"vector": domain.vector} if domain.vector is not None else domain.tensors
 
 
-def _generator_key(domain: DomainFile) -> Any:
+def _generator_key(domain: Domain) -> Any:
     """What identifies the generator: its SHA-256 when known, else its name."""
     return domain.generator.get("sha256") or domain.generator.get("name")
 
 
-def check_compatible(domains: Sequence[DomainFile], labels: Sequence[str]) -> None:
+def check_compatible(domains: Sequence[Domain], labels: Sequence[str]) -> None:
     """One-line error unless all files share kind, placement, generator and tensor shapes."""
     first, name = domains[0], labels[0]
     for domain, label in zip(domains[1:], labels[1:]):
         if domain.kind != first.kind:
-            raise HDNError(f"cannot mix a {first.kind} domain ({name}) with a {domain.kind} domain ({label}); "
-                           "combine only domain files of the same kind")
+            raise ConfigError(f"cannot mix a {first.kind} domain ({name}) with a {domain.kind} domain ({label}); "
+                              "combine only domain files of the same kind")
         if domain.kind == "domain_vector" and domain.placement != first.placement:
-            raise HDNError(f"{name} uses placement {first.placement}, {label} {domain.placement}; "
-                           "combine only domain vectors of the same placement")
+            raise ConfigError(f"{name} uses placement {first.placement}, {label} {domain.placement}; "
+                              "combine only domain vectors of the same placement")
         if _generator_key(domain) != _generator_key(first) or domain.domain_layout != first.domain_layout:
-            raise HDNError(f"{name} was trained on generator {first.generator.get('name')}, {label} on "
-                           f"{domain.generator.get('name')}; combine only domains of the same generator")
+            raise ConfigError(f"{name} was trained on generator {first.generator.get('name')}, {label} on "
+                              f"{domain.generator.get('name')}; combine only domains of the same generator")
         shapes = {k: tuple(t.shape) for k, t in _tensors(domain).items()}
         if shapes != {k: tuple(t.shape) for k, t in _tensors(first).items()}:
-            raise HDNError(f"{label} holds different tensors than {name}; combine only domains trained "
-                           "on the same generator with the same parameterisation")
+            raise ConfigError(f"{label} holds different tensors than {name}; combine only domains trained "
+                              "on the same generator with the same parameterisation")
 
 
-def combine(terms: Sequence[tuple[DomainFile, float]], labels: Sequence[str] | None = None) -> DomainFile:
+def combine(terms: Sequence[tuple[Domain, float]], labels: Sequence[str] | None = None) -> Domain:
     """Σ_k α_k·(d_k − ι) + ι over compatible domain files; metadata records the terms."""
     if not terms:
-        raise HDNError("nothing to combine: give at least one domain file")
+        raise ConfigError("nothing to combine: give at least one domain file")
     domains = [d for d, _ in terms]
     labels = list(labels) if labels is not None else [f"domain {k}" for k in range(len(terms))]
     check_compatible(domains, labels)
@@ -105,25 +105,25 @@ def combine(terms: Sequence[tuple[DomainFile, float]], labels: Sequence[str] | N
     if len(terms) == 1:
         metadata = {**first.metadata, **metadata}
     vector = summed.pop("vector", None)
-    return DomainFile(vector, first.kind, list(first.domain_layout), dict(first.generator), first.placement,
-                      metadata, summed)
+    return Domain(vector, first.kind, list(first.domain_layout), dict(first.generator), first.placement,
+                  metadata, summed)
 
 
-def scale(domain: DomainFile, alpha: float, label: str = "domain") -> DomainFile:
+def scale(domain: Domain, alpha: float, label: str = "domain") -> Domain:
     """The domain at strength α: ι + α·(d − ι)."""
     return combine([(domain, alpha)], [label])
 
 
-def difference(a: DomainFile, b: DomainFile, labels: Sequence[str] = ("a", "b")) -> DomainFile:
+def difference(a: Domain, b: Domain, labels: Sequence[str] = ("a", "b")) -> Domain:
     """a − b: ι + (a − ι) − (b − ι)."""
     return combine([(a, 1.0), (b, -1.0)], labels)
 
 
-def prune(domain: DomainFile, keep: float) -> DomainFile:
+def prune(domain: Domain, keep: float) -> Domain:
     """StyleSpaceSparse: keep the k = max(1, round(keep·N)) largest |t − ι| of all N numbers, reset
     the others to ι (ties broken by position); metadata records ``sparsify``."""
     if not 0 < keep <= 1:
-        raise HDNError(f"--keep {keep} must be a fraction in (0, 1], e.g. 0.2 for the top 20%")
+        raise ConfigError(f"--keep {keep} must be a fraction in (0, 1], e.g. 0.2 for the top 20%")
     tensors = _tensors(domain)
     offsets = {k: t.float() - _identity_value(k) for k, t in tensors.items()}
     flat = torch.cat([o.flatten() for o in offsets.values()])
@@ -139,5 +139,5 @@ def prune(domain: DomainFile, keep: float) -> DomainFile:
     metadata = {**domain.metadata, "sparsify": {"method": "StyleSpaceSparse", "keep": keep, "kept": k,
                                                 "total": flat.numel()}}
     vector = pruned.pop("vector", None)
-    return DomainFile(vector, domain.kind, list(domain.domain_layout), dict(domain.generator), domain.placement,
-                      metadata, pruned)
+    return Domain(vector, domain.kind, list(domain.domain_layout), dict(domain.generator), domain.placement,
+                  metadata, pruned)

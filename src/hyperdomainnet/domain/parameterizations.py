@@ -39,7 +39,7 @@ from torch import nn
 from ..errors import HDNError
 from ..stylegan2.generator import Generator
 from ..stylegan2.layers import PLACEMENTS, ConvModifier, Placement
-from .files import DomainFile
+from .files import Domain
 
 DEFAULT_PARAMETERIZATION = "domain_vector"
 Scale = float | torch.Tensor
@@ -63,12 +63,12 @@ class Parameterization(nn.Module):
         """What this kind trains for each 3×3 modulated conv, in ``G.styled_convs`` order."""
         raise NotImplementedError
 
-    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> DomainFile:
+    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
         """The shareable result, for the generator it was trained on."""
         raise NotImplementedError
 
     @classmethod
-    def from_domain_file(cls, domain: DomainFile, G: Generator) -> Parameterization:
+    def from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         """Rebuild from a domain file (``Parameterization.from_domain_file`` picks the file's kind)."""
         kind = parameterization_class(domain.kind)
         if cls is not Parameterization and kind is not cls:
@@ -78,7 +78,7 @@ class Parameterization(nn.Module):
         return kind._from_domain_file(domain, G)
 
     @classmethod
-    def _from_domain_file(cls, domain: DomainFile, G: Generator) -> Parameterization:
+    def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         raise NotImplementedError
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -151,9 +151,9 @@ class _VectorParameterization(Parameterization):
     def _placement(self) -> str:
         return "after_demod"
 
-    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> DomainFile:
-        return DomainFile(self.vector().detach().cpu(), self.name, list(G.domain_layout), dict(G.identity),
-                          self._placement(), dict(metadata))
+    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
+        return Domain(self.vector().detach().cpu(), self.name, list(G.domain_layout), dict(G.identity),
+                      self._placement(), dict(metadata))
 
     def load_vector(self, vector: torch.Tensor) -> None:
         """Copy a (D,) vector into the per-layer parameters."""
@@ -180,7 +180,7 @@ class DomainVector(_VectorParameterization):
         return self.placement
 
     @classmethod
-    def _from_domain_file(cls, domain: DomainFile, G: Generator) -> Parameterization:
+    def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         p = cls(G, placement=domain.placement)
         p.load_vector(domain.vector)
         return p
@@ -195,7 +195,7 @@ class StyleOffset(_VectorParameterization):
         return {"style_offset": vector}
 
     @classmethod
-    def _from_domain_file(cls, domain: DomainFile, G: Generator) -> Parameterization:
+    def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         p = cls(G)
         p.load_vector(domain.vector)
         return p
@@ -241,13 +241,13 @@ class _WeightParameterization(Parameterization):
         return G.synthesis(ws, modifiers=[self.modifier(layer, scale) for layer in self.layers],
                            **synthesis_kwargs)
 
-    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> DomainFile:
+    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
         tensors = {f"{f}.{j}": t.detach().cpu() for j, layer in enumerate(self.layers) for f, t in layer.items()}
-        return DomainFile(None, self.name, list(G.domain_layout), dict(G.identity), "after_demod",
-                          dict(metadata), tensors)
+        return Domain(None, self.name, list(G.domain_layout), dict(G.identity), "after_demod",
+                      dict(metadata), tensors)
 
     @classmethod
-    def _from_domain_file(cls, domain: DomainFile, G: Generator) -> Parameterization:
+    def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         p = cls(G)
         expected = {f"{f}.{j}": t for j, layer in enumerate(p.layers) for f, t in layer.items()}
         if set(domain.tensors) != set(expected):
@@ -368,12 +368,12 @@ class FullFineTuning(Parameterization):
                       "finetuned_from": {k: self._source_identity.get(k) for k in ("name", "sha256")}}
         return G
 
-    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> DomainFile:
+    def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
         raise HDNError("full fine-tuning produces a generator .pt, not a domain file; save "
                        "to_generator() with hyperdomainnet.stylegan2.formats.rosinality.write_rosinality")
 
     @classmethod
-    def _from_domain_file(cls, domain: DomainFile, G: Generator) -> Parameterization:
+    def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         raise HDNError("domain files never hold full fine-tuning; load the fine-tuned generator .pt instead")
 
 

@@ -24,7 +24,7 @@ import torch
 
 from .. import __version__
 from ..clip import IMAGENET_TEMPLATES, ClipEncoder
-from ..domain.files import DomainFile
+from ..domain.files import Domain
 from ..images import image_sha256, load_image
 from ..metrics import evaluate_samples, target_embeddings
 from ..render import Row
@@ -84,8 +84,8 @@ def evaluate_lists(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, list
             if item.labels else []
         domains = []
         for label, vector, target in zip(item.labels, vectors, item.targets):
-            row = Row(label, DomainFile(vector, "domain_vector", list(net.domain_layout), generator,
-                                        net.metadata.get("placement", "after_demod"), {"target": label}))
+            row = Row(label, Domain(vector, "domain_vector", list(net.domain_layout), generator,
+                                    net.metadata.get("placement", "after_demod"), {"target": label}))
             metrics = evaluate_samples(G, row, encoder, target, seeds, truncation, noise_mode, batch_size)
             domains.append({"domain": label, **metrics})
         results.append({"role": item.role, "name": item.name, "sha256": item.sha256, "count": len(domains),

@@ -12,28 +12,26 @@ initialisation. ``forward`` returns the flat domain vectors (B, Σ c_in) in ``do
 (conv1, convs[0], …). BatchNorm makes the output depend on the batch in training mode; use
 :meth:`HyperDomainNet.domain_vectors` for inference (eval mode, no grad).
 
-File format (safetensors): the state dict (weights and BatchNorm statistics) plus JSON metadata
-under ``"hyperdomainnet"``: ``format`` ("hyperdomainnet.hypernet"), ``version``, ``architecture``
+File format (see :mod:`hyperdomainnet.fileformat`): the state dict (weights and BatchNorm
+statistics) plus metadata ``format`` ("hyperdomainnet.hypernet"), ``version``, ``architecture``
 (domain_layout, embed_dim, width, depth, head_depth), ``clip_model`` (encoder of the inputs),
 ``input`` ("text" | "image"), and whatever the trainer adds (``generator`` identity,
 ``domain_lists_sha256``, ``training`` config, ``library_version``).
 """
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..atomic import atomic_path
+from .. import fileformat
 from ..clip import ClipEncoder, load_clip
-from ..domain.files import META_KEY, read_metadata
-from ..errors import HDNError
+from ..errors import ConfigError, FileFormatError
+from ..loaders import artefact_path
 
 FORMAT = "hyperdomainnet.hypernet"
 FORMAT_VERSION = 1
@@ -41,6 +39,8 @@ INNER_WIDTH = 512
 INIT_GAIN = 0.01
 INPUTS: tuple[str, ...] = ("text", "image")
 REQUIRED_METADATA: tuple[str, ...] = ("clip_model", "input")
+STORED_KEYS: tuple[str, ...] = ("architecture",)  # metadata the file format adds (besides format, version)
+WHAT = "HyperDomainNet file"
 
 
 def init_linear(layer: nn.Linear) -> None:
@@ -106,9 +106,9 @@ class HyperDomainNet(nn.Module):
         super().__init__()
         layout = [int(c) for c in domain_layout]
         if not layout or min(layout) < 1:
-            raise ValueError(f"domain_layout must be a non-empty list of positive sizes, got {layout}")
+            raise ConfigError(f"domain_layout must be a non-empty list of positive sizes, got {layout}")
         if embed_dim < 1 or width < 1 or depth < 1 or head_depth < 1:
-            raise ValueError("embed_dim, width, depth and head_depth must be positive")
+            raise ConfigError("embed_dim, width, depth and head_depth must be positive")
         self.domain_layout = layout
         self.embed_dim, self.width, self.depth, self.head_depth = embed_dim, width, depth, head_depth
         self.metadata: dict[str, Any] = {}
@@ -131,11 +131,11 @@ class HyperDomainNet(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
-            raise ValueError(f"expected embeddings of shape (B, {self.embed_dim}), "
-                             f"got {tuple(embeddings.shape)}")
+            raise ConfigError(f"expected embeddings of shape (B, {self.embed_dim}), "
+                              f"got {tuple(embeddings.shape)}")
         if self.training and embeddings.shape[0] < 2:
-            raise HDNError("HyperDomainNet in training mode needs a batch of at least 2 embeddings "
-                           "(BatchNorm); use domain_vectors() or .eval() for a single embedding")
+            raise ConfigError("HyperDomainNet in training mode needs a batch of at least 2 embeddings "
+                              "(BatchNorm); use domain_vectors() or .eval() for a single embedding")
         x = self.stem(embeddings)
         for block in self.blocks:
             x = block(x)
@@ -165,12 +165,12 @@ class HyperDomainNet(nn.Module):
     def embed_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(N, E) inputs for prompts: :func:`prompt_embeddings` with :meth:`input_encoder`."""
         if self.metadata.get("input", "text") != "text":
-            raise HDNError(f"this HyperDomainNet maps {self.metadata['input']} embeddings, not text; pass "
-                           "the CLIP embeddings of reference images instead of prompts")
+            raise ConfigError(f"this HyperDomainNet maps {self.metadata['input']} embeddings, not text; pass "
+                              "the CLIP embeddings of reference images instead of prompts")
         embeddings = prompt_embeddings(self.input_encoder(), prompts)
         if embeddings.shape[1] != self.embed_dim:
-            raise HDNError(f"CLIP {self.metadata['clip_model']} gives {embeddings.shape[1]}-d embeddings but this "
-                           f"HyperDomainNet expects {self.embed_dim}; its clip_model entry is wrong")
+            raise FileFormatError(f"CLIP {self.metadata['clip_model']} gives {embeddings.shape[1]}-d embeddings "
+                                  f"but this HyperDomainNet expects {self.embed_dim}; its clip_model entry is wrong")
         return embeddings
 
     def input_encoder(self) -> ClipEncoder:
@@ -178,8 +178,8 @@ class HyperDomainNet(nn.Module):
         first use (not part of the module's state)."""
         spec = self.metadata.get("clip_model")
         if not spec:
-            raise HDNError("this HyperDomainNet does not name its CLIP encoder (metadata clip_model); "
-                           "set net.metadata['clip_model'] or pass embeddings")
+            raise ConfigError("this HyperDomainNet does not name its CLIP encoder (metadata clip_model); "
+                              "set net.metadata['clip_model'] or pass embeddings")
         device = next(self.parameters()).device
         cached = self.__dict__.get("_input_encoder")
         if cached is None or cached.name != spec or cached.device != device:
@@ -187,47 +187,38 @@ class HyperDomainNet(nn.Module):
         return cached
 
     # ----- file format ---------------------------------------------------------------------------
-    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
         """Write weights and metadata atomically; ``metadata`` is merged over ``self.metadata``.
 
-        The merged metadata must name ``clip_model`` and ``input`` ("text" | "image").
+        The merged metadata must name ``clip_model`` and ``input`` ("text" | "image"), else ConfigError.
         """
         meta = {**self.metadata, **(metadata or {})}
         missing = [k for k in REQUIRED_METADATA if not meta.get(k)]
         if missing:
-            raise ValueError(f"HyperDomainNet metadata needs {', '.join(missing)}")
+            raise ConfigError(f"HyperDomainNet metadata needs {', '.join(missing)}")
         if meta["input"] not in INPUTS:
-            raise ValueError(f"metadata 'input' must be one of {INPUTS}, got {meta['input']!r}")
-        meta.update(format=FORMAT, version=FORMAT_VERSION, architecture=self.architecture)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-        self.metadata = {k: v for k, v in meta.items()
-                         if k not in ("format", "version", "architecture")}
+            raise ConfigError(f"metadata 'input' must be one of {INPUTS}, got {meta['input']!r}")
+        meta = {k: v for k, v in meta.items() if k not in fileformat.RESERVED}
+        fileformat.save(path, self.state_dict(), {**meta, "architecture": self.architecture},
+                        file_format=FORMAT, version=FORMAT_VERSION)
+        self.metadata = meta
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> HyperDomainNet:
-        """Read a file written by :meth:`save`; the model comes back in eval mode on ``device``."""
-        path = Path(path)
-        if not path.is_file():
-            raise HDNError(f"HyperDomainNet file {path} does not exist; pass a hypernet.safetensors "
-                           "written by training or by `convert`")
-        meta = read_metadata(path)
-        if meta is None or meta.get("format") != FORMAT:
-            found = "no hyperdomainnet metadata" if meta is None else f"format {meta.get('format')!r}"
-            raise HDNError(f"{path} is not a HyperDomainNet file ({found})")
-        if meta.get("version", 0) > FORMAT_VERSION:
-            raise HDNError(f"{path} uses HyperDomainNet file version {meta['version']}; "
-                           "upgrade hyperdomainnet")
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> HyperDomainNet:
+        """Read a file written by :meth:`save` (or a released model's zoo name, e.g. ``hdn-large``);
+        the model comes back in eval mode on ``device``."""
+        path = artefact_path(path, "hypernet")
+        tensors, meta = fileformat.load(path, file_format=FORMAT, max_version=FORMAT_VERSION, what=WHAT,
+                                        required=(*REQUIRED_METADATA, *STORED_KEYS))
         try:
             net = cls(**meta["architecture"])
-            result = net.load_state_dict(load_file(str(path)), strict=False)
-        except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
-            raise HDNError(f"{path} is a corrupt HyperDomainNet file "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+            result = net.load_state_dict(tensors, strict=False)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise FileFormatError(f"{path} is a corrupt {WHAT} "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
         if result.missing_keys or result.unexpected_keys:
-            raise HDNError(f"{path} does not match its recorded architecture (missing "
-                           f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
-        net.metadata = {k: v for k, v in meta.items() if k not in ("format", "version", "architecture")}
+            raise FileFormatError(f"{path} does not match its recorded architecture (missing "
+                                  f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
+        net.metadata = {k: v for k, v in meta.items() if k not in STORED_KEYS}
         return net.eval().to(device)

@@ -1,26 +1,30 @@
-"""``load_generator``: one entry point for files, zoo names and ``random:`` specs.
+"""Generators from local files and ``random:`` specs (the generator package stands alone: zoo
+names are resolved one level up, by :func:`hyperdomainnet.loaders.load_generator`).
 
 Spec forms:
 
-* a path to a rosinality ``.pt`` or an NVIDIA stylegan2-ada-pytorch / stylegan3 ``.pkl``;
-* a zoo name or alias (``ffhq``, ``stylegan2-car-config-f``, …), downloaded once into the cache;
+* a path to a rosinality ``.pt`` (zip or PyTorch's legacy format) or an NVIDIA
+  stylegan2-ada-pytorch / stylegan3 ``.pkl``;
 * ``random:<size>[:key=value…]`` — config-f architecture with random weights, deterministic
   for a given spec (keys: ``channel_max``, ``channel_multiplier``, ``n_mlp``, ``style_dim``,
   ``conv_clamp``, ``seed``; seed 0 unless given).
 
 The loaded generator is frozen (``requires_grad=False``), in eval mode, and carries
-``G.identity``: its canonical name, the source file's SHA-256 (None for random specs) and the
-architecture, so that domain files can name the generator they were trained on.
+``G.identity``: its canonical name, the source file's SHA-256 (None for random specs; remembered
+per file size and mtime, so an unchanged checkpoint is hashed once) and the architecture, so that
+domain files can name the generator they were trained on.
 """
 from __future__ import annotations
 
-import hashlib
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import HDNError
+from ..errors import ConfigError, FileFormatError
+from ..hashing import file_identity_sha256
 from .formats.rosinality import GeneratorCheckpoint, read_rosinality
 from .generator import Generator, GeneratorArch
 
@@ -29,6 +33,8 @@ RANDOM_KEYS: dict[str, type] = {"channel_max": int, "channel_multiplier": int, "
                                 "style_dim": int, "conv_clamp": float, "seed": int}
 PICKLE_MAGIC = b"\x80"
 ZIP_MAGIC = b"PK"
+#: PyTorch's legacy (non-zip) format starts with its pickled magic number.
+LEGACY_TORCH_MAGIC = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
 
 
 def parse_random_spec(spec: str) -> tuple[GeneratorArch, int]:
@@ -45,10 +51,10 @@ def parse_random_spec(spec: str) -> tuple[GeneratorArch, int]:
         seed = options.pop("seed", 0)
         return GeneratorArch(size=size, **options), seed
     except KeyError as exc:
-        raise HDNError(f"unknown option {exc.args[0]!r} in {spec!r}; use random:<size>[:key=value…] "
-                       f"with keys {', '.join(RANDOM_KEYS)}") from None
+        raise ConfigError(f"unknown option {exc.args[0]!r} in {spec!r}; use random:<size>[:key=value…] "
+                          f"with keys {', '.join(RANDOM_KEYS)}") from None
     except ValueError as exc:
-        raise HDNError(f"invalid generator spec {spec!r} ({exc}); e.g. random:64:channel_max=32:n_mlp=2") from None
+        raise ConfigError(f"invalid generator spec {spec!r} ({exc}); e.g. random:64:channel_max=32:n_mlp=2") from None
 
 
 def canonical_random_spec(arch: GeneratorArch, seed: int) -> str:
@@ -80,23 +86,15 @@ def random_generator(spec: str) -> Generator:
     return G
 
 
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_checkpoint(path: Path) -> GeneratorCheckpoint:
     """Read a generator file of either supported format, chosen by its first bytes."""
     if path.is_dir():
-        raise HDNError(f"{path} is a directory; pass a generator checkpoint file (.pt or .pkl)")
+        raise FileFormatError(f"{path} is a directory; pass a generator checkpoint file (.pt or .pkl)")
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(len(LEGACY_TORCH_MAGIC))
     if not head:
-        raise HDNError(f"{path} is empty; download the checkpoint again")
-    if head.startswith(ZIP_MAGIC):
+        raise FileFormatError(f"{path} is empty; download the checkpoint again")
+    if head.startswith(ZIP_MAGIC) or head == LEGACY_TORCH_MAGIC:
         return read_rosinality(path)
     if head.startswith(PICKLE_MAGIC):
         from .formats.nvidia_pkl import read_nvidia_pickle
@@ -104,10 +102,10 @@ def read_checkpoint(path: Path) -> GeneratorCheckpoint:
         ckpt = read_nvidia_pickle(path)
         return GeneratorCheckpoint(ckpt.state_dict, ckpt.latent_avg, GeneratorArch.from_dict(ckpt.arch))
     if path.suffix == ".safetensors":
-        raise HDNError(f"{path} is a safetensors file (a domain or hypernetwork file?), not a generator; "
-                       "pass it with --domain / --hypernet and give the generator separately")
-    raise HDNError(f"{path} is neither a PyTorch checkpoint (.pt) nor a pickle (.pkl); "
-                   "expected a StyleGAN2 generator checkpoint")
+        raise FileFormatError(f"{path} is a safetensors file (a domain or hypernetwork file?), not a generator; "
+                              "pass it with --domain / --hypernet and give the generator separately")
+    raise FileFormatError(f"{path} is neither a PyTorch checkpoint (.pt) nor a pickle (.pkl); "
+                          "expected a StyleGAN2 generator checkpoint")
 
 
 def generator_from_checkpoint(ckpt: GeneratorCheckpoint, source: str) -> Generator:
@@ -119,40 +117,24 @@ def generator_from_checkpoint(ckpt: GeneratorCheckpoint, source: str) -> Generat
     result = G.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith((".kernel",))]
     if missing or result.unexpected_keys:
-        raise HDNError(f"{source} does not match a StyleGAN2 generator of size {ckpt.arch.size} "
-                       f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+        raise FileFormatError(f"{source} does not match a StyleGAN2 generator of size {ckpt.arch.size} "
+                              f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
     return G
 
 
-def resolve_zoo_spec(spec: str) -> Any:
-    """The zoo entry a non-file, non-random spec names, or a one-line error listing the options."""
-    from .. import zoo
-
-    try:
-        return zoo.resolve(spec)
-    except HDNError as exc:
-        raise HDNError(f"generator {spec!r} is not an existing file nor a random:<size> spec, "
-                       f"and {exc}") from None
-
-
-def load_generator(spec: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """Load a generator from a file, a zoo name or a ``random:`` spec (see module docstring)."""
+def load_local_generator(spec: str | os.PathLike[str], device: str | torch.device = "cpu",
+                         name: str | None = None) -> Generator:
+    """A frozen eval-mode generator from a ``random:`` spec or an existing file (see module
+    docstring); ``name`` is recorded in ``G.identity`` instead of the file name."""
     spec_str = str(spec)
     if spec_str.startswith(RANDOM_PREFIX):
         G = random_generator(spec_str)
     else:
         path = Path(spec_str).expanduser()
         if not path.exists():
-            from .. import zoo
-
-            entry = resolve_zoo_spec(spec_str)
-            path = zoo.fetch(entry.name)
-            name = entry.name
-        else:
-            name = path.name
+            raise FileFormatError(f"generator file {path} does not exist")
         ckpt = read_checkpoint(path)
         G = generator_from_checkpoint(ckpt, str(path))
-        G.identity = {"name": name, "sha256": file_sha256(path), "arch": ckpt.arch.to_dict()}
+        G.identity = {"name": name or path.name, "sha256": file_identity_sha256(path), "arch": ckpt.arch.to_dict()}
     G.mean_latent()
     return G.requires_grad_(False).eval().to(device)
-

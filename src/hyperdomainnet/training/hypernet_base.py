@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..hypernet.model import HyperDomainNet
 from ..losses import offsets_l1, offsets_l2
 from ..stylegan2.generator import Generator
-from ..stylegan2.loading import load_generator
+from ..loaders import load_generator
 from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
 from .runtime import prepare_clip, prepare_generator

@@ -37,7 +37,7 @@ from ..losses import (clip_ref_loss, clip_within_loss, direction_loss, global_lo
                       l2_rec_loss)
 from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
-from ..stylegan2.loading import load_generator
+from ..loaders import load_generator
 from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference,
                        style_mix)
 from .config import ImageAdaptConfig

@@ -20,13 +20,12 @@ from typing import Any
 import torch
 
 from ..clip import ClipEncoder, ClipEnsemble
-from ..domain.files import save_domain_file
 from ..domain.layer_selection import select_layers
 from ..domain.parameterizations import build_parameterization
 from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..stylegan2.formats.rosinality import write_rosinality
 from ..stylegan2.generator import Generator, StyleCache
-from ..stylegan2.loading import load_generator
+from ..loaders import load_generator
 from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
@@ -159,4 +158,4 @@ class TextTrainer:
         if self.config.parameterization == "full":
             write_rosinality(self.param.to_generator(), path)
         else:
-            save_domain_file(path, self.param.to_domain_file(self.G, self.metadata()))
+            self.param.to_domain_file(self.G, self.metadata()).save(path)

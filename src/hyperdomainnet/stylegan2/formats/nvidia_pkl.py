@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ...errors import HDNError
+from ...errors import FileFormatError, HDNError
 
 ROSINALITY_GAIN = 4.0  # rosinality's up-sampling kernels are NVIDIA's normalised filter × up²
 STANDARD_FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
@@ -66,13 +66,13 @@ class _Persistent:
     def module(self, name: str) -> _Persistent:
         sub = self.modules().get(name)
         if not isinstance(sub, _Persistent):
-            raise HDNError(f"{self.class_name} has no sub-network {name!r}; {NOT_PLAIN}")
+            raise FileFormatError(f"{self.class_name} has no sub-network {name!r}; {NOT_PLAIN}")
         return sub
 
     def tensor(self, name: str) -> torch.Tensor:
         found = {**(self.state.get("_buffers") or {}), **(self.state.get("_parameters") or {})}.get(name)
         if not isinstance(found, torch.Tensor):
-            raise HDNError(f"{self.class_name} lacks tensor {name!r}; {NOT_PLAIN}")
+            raise FileFormatError(f"{self.class_name} lacks tensor {name!r}; {NOT_PLAIN}")
         return found.detach().to(torch.float32)
 
     def init_kwargs(self) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class _Persistent:
 
     def attr(self, name: str) -> Any:
         if name not in self.state:
-            raise HDNError(f"{self.class_name} lacks attribute {name!r}; {NOT_PLAIN}")
+            raise FileFormatError(f"{self.class_name} lacks attribute {name!r}; {NOT_PLAIN}")
         return self.state[name]
 
 
@@ -90,7 +90,7 @@ def _reconstruct_persistent(meta: Any) -> _Persistent:
     """Stand-in for ``torch_utils.persistence._reconstruct_persistent_obj``: no code is run."""
     if not (isinstance(meta, dict) and meta.get("type") == "class" and isinstance(meta.get("class_name"), str)
             and isinstance(meta.get("state"), dict)):
-        raise HDNError(f"malformed persistent object record; {NOT_PLAIN}")
+        raise FileFormatError(f"malformed persistent object record; {NOT_PLAIN}")
     return _Persistent(meta["class_name"], meta["state"])
 
 
@@ -103,28 +103,28 @@ def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, requi
                     backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
     """``torch._utils._rebuild_tensor_v2`` for a CPU storage, dropping autograd flags and hooks."""
     if not isinstance(storage, torch.storage.TypedStorage):
-        raise HDNError(f"tensor without a tensor storage; {NOT_PLAIN}")
+        raise FileFormatError(f"tensor without a tensor storage; {NOT_PLAIN}")
     return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict(), metadata)
 
 
 def _rebuild_parameter(data: Any, requires_grad: bool, backward_hooks: Any) -> torch.Tensor:
     """``torch._utils._rebuild_parameter`` → the plain tensor."""
     if not isinstance(data, torch.Tensor):
-        raise HDNError(f"parameter without tensor data; {NOT_PLAIN}")
+        raise FileFormatError(f"parameter without tensor data; {NOT_PLAIN}")
     return data
 
 
 def _numpy_scalar(dtype: Any, data: bytes) -> Any:
     """``numpy.core.multiarray.scalar`` for plain (non-object) dtypes."""
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
-        raise HDNError(f"unsupported numpy scalar; {NOT_PLAIN}")
+        raise FileFormatError(f"unsupported numpy scalar; {NOT_PLAIN}")
     return np.frombuffer(data, dtype=dtype)[0]
 
 
 def _numpy_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """``numpy.core.multiarray._reconstruct``: a placeholder that the pickled state then fills."""
     if subtype is not np.ndarray:
-        raise HDNError(f"unsupported numpy array type; {NOT_PLAIN}")
+        raise FileFormatError(f"unsupported numpy array type; {NOT_PLAIN}")
     return np.empty(0, dtype=np.uint8)
 
 
@@ -156,26 +156,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
         allowed = ALLOWED_GLOBALS.get((module, name))
         if allowed is None:
             hint = REFUSAL_HINTS.get((module, name), NOT_PLAIN)
-            raise HDNError(f"refused to load global {module}.{name}: {hint}")
+            raise FileFormatError(f"refused to load global {module}.{name}: {hint}")
         return allowed
 
     def persistent_load(self, pid: Any) -> Any:
-        raise HDNError(f"unexpected persistent id in the pickle; {NOT_PLAIN}")
+        raise FileFormatError(f"unexpected persistent id in the pickle; {NOT_PLAIN}")
 
 
 def _unpickle(path: str | os.PathLike[str]) -> Any:
-    """Load the pickle with the restricted unpickler; every failure becomes a one-line HDNError."""
+    """Load the pickle with the restricted unpickler; every failure becomes a one-line FileFormatError."""
     try:
         with open(path, "rb") as fh:
             return _RestrictedUnpickler(fh).load()
     except HDNError as exc:
-        raise HDNError(f"{path}: {exc}") from None
+        raise FileFormatError(f"{path}: {exc}") from None
     except OSError as exc:
-        raise HDNError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise FileFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # noqa: BLE001 — any decoding failure means a damaged file
         detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "no detail"
-        raise HDNError(f"{path} is not a readable pickle ({type(exc).__name__}: {detail}); "
-                       "is it truncated or corrupt? Download it again") from None
+        raise FileFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {detail}); "
+                              "is it truncated or corrupt? Download it again") from None
 
 
 # ----- structure checks ------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def _pick_generator(data: Any) -> _Persistent:
                 return data[key]
     found = f"a dict with keys {sorted(map(str, data))[:6]}" if isinstance(data, dict) else \
         type(data).__name__
-    raise HDNError(f"found {found} without a 'G_ema' or 'G' network; {NOT_PLAIN}")
+    raise FileFormatError(f"found {found} without a 'G_ema' or 'G' network; {NOT_PLAIN}")
 
 
 def _block_resolutions(synthesis: _Persistent) -> list[int]:
@@ -197,31 +197,31 @@ def _block_resolutions(synthesis: _Persistent) -> list[int]:
     if not all(re.fullmatch(r"b\d+", n) for n in names):
         kind = "a StyleGAN3 generator" if any(re.fullmatch(r"L\d+_\d+_\d+", n) for n in names) else \
             "an unknown synthesis network"
-        raise HDNError(f"found {kind} (layers {', '.join(names[:3])}, …); {SUPPORTED}")
+        raise FileFormatError(f"found {kind} (layers {', '.join(names[:3])}, …); {SUPPORTED}")
     res = sorted(int(n[1:]) for n in names)
     if len(res) < 2 or res != [2 ** (i + 2) for i in range(len(res))]:
-        raise HDNError(f"found synthesis blocks {names}; {SUPPORTED}, from 4 px up to at least 8 px")
+        raise FileFormatError(f"found synthesis blocks {names}; {SUPPORTED}, from 4 px up to at least 8 px")
     return res
 
 
 def _check_generator(G: _Persistent) -> tuple[_Persistent, _Persistent, list[int]]:
     """(mapping, synthesis, block resolutions) of a supported generator, else a one-line error."""
     if G.class_name != "Generator" or not {"mapping", "synthesis"} <= set(G.modules()):
-        raise HDNError(f"found a network of class {G.class_name!r}; {SUPPORTED}")
+        raise FileFormatError(f"found a network of class {G.class_name!r}; {SUPPORTED}")
     mapping, synthesis = G.module("mapping"), G.module("synthesis")
     res = _block_resolutions(synthesis)
     if not _mapping_layers(mapping):
-        raise HDNError(f"found a mapping network without layers; {NOT_PLAIN}")
+        raise FileFormatError(f"found a mapping network without layers; {NOT_PLAIN}")
     c_dim = mapping.init_kwargs().get("c_dim", 0)
     if c_dim or "embed" in mapping.modules():
-        raise HDNError(f"found a class-conditional generator (c_dim={c_dim}); {SUPPORTED}")
+        raise FileFormatError(f"found a class-conditional generator (c_dim={c_dim}); {SUPPORTED}")
     for r in res:
         architecture = synthesis.module(f"b{r}").attr("architecture")
         if architecture != "skip":
-            raise HDNError(f"found a generator with the {architecture!r} architecture; {SUPPORTED}")
+            raise FileFormatError(f"found a generator with the {architecture!r} architecture; {SUPPORTED}")
     for layer in _mapping_layers(mapping) + _conv_layers(synthesis, res):
         if layer.attr("activation") != "lrelu":
-            raise HDNError(f"found activation {layer.attr('activation')!r}; {SUPPORTED} and leaky ReLU")
+            raise FileFormatError(f"found activation {layer.attr('activation')!r}; {SUPPORTED} and leaky ReLU")
     return mapping, synthesis, res
 
 
@@ -244,7 +244,7 @@ def _check_filters(synthesis: _Persistent, res: list[int]) -> None:
         block = synthesis.module(f"b{r}")
         for f in (block.tensor("resample_filter"), block.module("conv0").tensor("resample_filter")):
             if f.shape != expected.shape or not torch.allclose(f, expected):
-                raise HDNError(f"found a resampling filter other than [1, 3, 3, 1]; {SUPPORTED}")
+                raise FileFormatError(f"found a resampling filter other than [1, 3, 3, 1]; {SUPPORTED}")
 
 
 # ----- architecture ------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def _rosinality_channels(res: int, channel_multiplier: int, channel_max: int) ->
 def _single_value(values: list[Any], what: str) -> Any:
     """The value all layers share, else an error."""
     if any(v != values[0] for v in values):
-        raise HDNError(f"layers disagree on {what} ({sorted(set(map(str, values)))}); {SUPPORTED}")
+        raise FileFormatError(f"layers disagree on {what} ({sorted(set(map(str, values)))}); {SUPPORTED}")
     return values[0]
 
 
@@ -266,7 +266,7 @@ def _infer_arch(mapping: _Persistent, synthesis: _Persistent, res: list[int]) ->
     kwargs = synthesis.init_kwargs()
     channel_base, channel_max = int(kwargs.get("channel_base", 32768)), int(kwargs.get("channel_max", 512))
     if channel_base % 2**14 or channel_base < 2**14:
-        raise HDNError(f"found channel_base {channel_base}; supported: 16384·k (channel multiplier k)")
+        raise FileFormatError(f"found channel_base {channel_base}; supported: 16384·k (channel multiplier k)")
     fcs = _mapping_layers(mapping)
     to_rgbs = [synthesis.module(f"b{r}").module("torgb") for r in res]
     clamp = _single_value([layer.attr("conv_clamp") for layer in _conv_layers(synthesis, res) + to_rgbs],
@@ -368,14 +368,14 @@ def _check_shapes(sd: dict[str, torch.Tensor], arch: dict[str, Any]) -> None:
     """The converted tensors must be exactly rosinality's layout for ``arch``."""
     for key, shape in _expected_shapes(arch).items():
         if tuple(sd[key].shape) != shape:
-            raise HDNError(f"tensor {key} has shape {tuple(sd[key].shape)}, expected {shape} for "
-                           f"architecture {arch}; {SUPPORTED}")
+            raise FileFormatError(f"tensor {key} has shape {tuple(sd[key].shape)}, expected {shape} for "
+                                  f"architecture {arch}; {SUPPORTED}")
 
 
 def read_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaCheckpoint:
     """Read the StyleGAN2 generator (``G_ema``, else ``G``) of an NVIDIA ``.pkl`` without running its code.
 
-    Raises ``HDNError`` (one line) for refused globals, damaged files and unsupported generators.
+    Raises ``FileFormatError`` (one line) for refused globals, damaged files and unsupported generators.
     """
     data = _unpickle(path)
     try:
@@ -387,5 +387,5 @@ def read_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaCheckpoint:
         _check_shapes(state_dict, arch)
         latent_avg = mapping.tensor("w_avg").clone()
     except HDNError as exc:
-        raise HDNError(f"{path}: {exc}") from None
+        raise FileFormatError(f"{path}: {exc}") from None
     return NvidiaCheckpoint(state_dict, latent_avg, arch)

@@ -1,9 +1,11 @@
 """rosinality ``.pt`` checkpoints: ``{"g_ema": state_dict, "latent_avg": tensor, ...}``.
 
-Loaded with ``torch.load(weights_only=True)`` only. The file does not record the architecture:
-size, mapping depth, style dimension and channel multiplier/cap are inferred from key names and
-tensor shapes. Files written here add an ``hdn_arch`` entry (ignored by rosinality's code) so that
-settings the shapes cannot show (``conv_clamp``, ``lr_mlp``) survive a round trip.
+Loaded with ``torch.load(weights_only=True)`` only, in PyTorch's zip format or its legacy (pre-1.6,
+``_use_new_zipfile_serialization=False``) format, which older conversions use. The file does not
+record the architecture: size, mapping depth, style dimension and channel multiplier/cap are
+inferred from key names and tensor shapes. Files written here add an ``hdn_arch`` entry (ignored by
+rosinality's code) so that settings the shapes cannot show (``conv_clamp``, ``lr_mlp``) survive a
+round trip.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 
 from ...atomic import atomic_path
-from ...errors import HDNError
+from ...errors import FileFormatError
 from ..generator import Generator, GeneratorArch
 
 REQUIRED_KEYS = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
@@ -40,12 +42,12 @@ def safe_torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HDNError(f"{path} holds Python objects that cannot be loaded safely ({first[:160]}); "
-                       "expected a StyleGAN2 checkpoint of tensors") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise HDNError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); "
-                       "is it truncated or corrupt? Download it again") from None
+        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first[:160]}); "
+                              "expected a StyleGAN2 checkpoint of tensors") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); "
+                              "is it truncated or corrupt? Download it again") from None
 
 
 def describe(obj: Any) -> str:
@@ -63,15 +65,15 @@ def extract_state(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], torch.
         return obj["g_ema"], obj.get("latent_avg"), obj.get("hdn_arch")
     if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
         return obj, None, None
-    raise HDNError(f"{path} is {describe(obj)}, not a StyleGAN2 generator; expected a rosinality "
-                   "checkpoint with a 'g_ema' entry, an NVIDIA .pkl, or a zoo name")
+    raise FileFormatError(f"{path} is {describe(obj)}, not a StyleGAN2 generator; expected a rosinality "
+                          "checkpoint with a 'g_ema' entry, an NVIDIA .pkl, or a zoo name")
 
 
 def infer_arch(state: dict[str, torch.Tensor], source: str = "state dict") -> GeneratorArch:
     """Architecture from key names and shapes (size from the toRGB count, channels per resolution)."""
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
-        raise HDNError(f"{source} lacks generator keys {', '.join(missing)}; it is not a StyleGAN2 generator")
+        raise FileFormatError(f"{source} lacks generator keys {', '.join(missing)}; it is not a StyleGAN2 generator")
     n_mlp = len({int(m.group(1)) for k in state if (m := re.fullmatch(r"style\.(\d+)\.weight", k))})
     style_dim = state["style.1.weight"].shape[1]
     n_rgb = len({int(m.group(1)) for k in state if (m := re.fullmatch(r"to_rgbs\.(\d+)\.bias", k))})
@@ -84,8 +86,8 @@ def infer_arch(state: dict[str, torch.Tensor], source: str = "state dict") -> Ge
         arch = GeneratorArch(size, style_dim, n_mlp, cm, channel_max)
         if all(arch.channels(r) == c for r, c in channels.items()):
             return arch
-    raise HDNError(f"{source} has an unsupported channel layout {channels}; expected StyleGAN2 config-f "
-                   "channels (512 up to 32 px, then 2^14·cm/res)")
+    raise FileFormatError(f"{source} has an unsupported channel layout {channels}; expected StyleGAN2 config-f "
+                          "channels (512 up to 32 px, then 2^14·cm/res)")
 
 
 def read_rosinality(path: str | Path) -> GeneratorCheckpoint:
@@ -97,7 +99,7 @@ def read_rosinality(path: str | Path) -> GeneratorCheckpoint:
     if stored_arch:
         declared = GeneratorArch.from_dict(stored_arch)
         if (declared.size, declared.n_mlp, declared.style_dim) != (arch.size, arch.n_mlp, arch.style_dim):
-            raise HDNError(f"{path} declares architecture {stored_arch} that contradicts its tensors")
+            raise FileFormatError(f"{path} declares architecture {stored_arch} that contradicts its tensors")
         arch = declared
     if latent_avg is not None:
         latent_avg = latent_avg.reshape(-1).float()
