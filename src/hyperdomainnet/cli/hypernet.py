@@ -63,13 +63,13 @@ def _seen_list(meta: dict, seen: Optional[str]) -> str:
     recorded = (meta.get("domain_list") or {}).get("name")
     trained = (meta.get("domain_lists_sha256") or {}).get("train")
     if not recorded:
-        raise HDNError("the hypernetwork file names no training list; pass --seen LIST")
+        raise ConfigError("the hypernetwork file names no training list; pass --seen LIST")
     try:
         current = load_domain_list(recorded).sha256
     except HDNError:
         current = None
     if current != trained:
-        raise HDNError(f"the training list {recorded!r} named in the file is gone or has changed since "
+        raise ConfigError(f"the training list {recorded!r} named in the file is gone or has changed since "
                        "training; pass --seen LIST")
     return recorded
 
@@ -103,18 +103,18 @@ def evaluate(
     from ..training.runtime import resolve_device
 
     if samples < 2:
-        raise HDNError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")
+        raise ConfigError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")
     dev = resolve_device(device)
     net = HyperDomainNet.load(hypernet, dev)
     meta = net.metadata
     name = generator or (meta.get("generator") or {}).get("name")
     if not name:
-        raise HDNError(f"{hypernet} names no generator; pass --generator")
+        raise ConfigError(f"{hypernet} names no generator; pass --generator")
     G = load_generator(name, dev)
     encoder = load_clip(clip, dev)
     if meta.get("input") == "image":
         if not seen:
-            raise HDNError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
+            raise ConfigError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
         lists = [image_list(net, encoder, "seen", seen), *(image_list(net, encoder, "unseen", u) for u in unseen or [])]
     else:
         seen_list = text_list(net, encoder, "seen", _seen_list(meta, seen))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import HDNError
+from ..errors import ConfigError
 from ..stylegan2.generator import Generator
 
 NADA_LR = 0.01
@@ -36,9 +36,9 @@ def select_layers(G: Generator, loss: Callable[[torch.Tensor], torch.Tensor], k:
     """
     n_convs = len(G.styled_convs)
     if not 1 <= k <= n_convs:
-        raise HDNError(f"layer selection k must be in [1, {n_convs}] for this generator, got {k}")
+        raise ConfigError(f"layer selection k must be in [1, {n_convs}] for this generator, got {k}")
     if iters < 1:
-        raise HDNError(f"layer selection needs at least one iteration, got {iters}")
+        raise ConfigError(f"layer selection needs at least one iteration, got {iters}")
     render = G.synthesis if render is None else render
     device = G.input.input.device
     with torch.no_grad():

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import HDNError
+from ..errors import ConfigError, FileFormatError
 from ..stylegan2.generator import Generator
 from ..stylegan2.layers import PLACEMENTS, ConvModifier, Placement
 from .files import Domain
@@ -72,7 +72,7 @@ class Parameterization(nn.Module):
         """Rebuild from a domain file (``Parameterization.from_domain_file`` picks the file's kind)."""
         kind = parameterization_class(domain.kind)
         if cls is not Parameterization and kind is not cls:
-            raise HDNError(f"the domain file holds a {domain.kind} parameterisation, not {cls.name}; "
+            raise FileFormatError(f"the domain file holds a {domain.kind} parameterisation, not {cls.name}; "
                            "load it with Parameterization.from_domain_file")
         domain.check_generator(G)
         return kind._from_domain_file(domain, G)
@@ -90,7 +90,7 @@ class Parameterization(nn.Module):
         chosen = set(indices)
         groups = self.layer_groups()
         if not chosen <= set(range(len(groups))):
-            raise HDNError(f"layer indices {sorted(chosen)} out of range; the generator has {len(groups)} convs")
+            raise ConfigError(f"layer indices {sorted(chosen)} out of range; the generator has {len(groups)} convs")
         for p in self.parameters():
             p.requires_grad_(False)
         for j in chosen:
@@ -109,7 +109,7 @@ def _device(G: Generator) -> torch.device:
 def _scalar_scale(scale: Scale, name: str) -> float | torch.Tensor:
     """α for batch-shared kinds: a float or a 0-d tensor."""
     if isinstance(scale, torch.Tensor) and scale.ndim > 0:
-        raise HDNError(f"{name} applies one change to the whole batch; per-sample scales need "
+        raise ConfigError(f"{name} applies one change to the whole batch; per-sample scales need "
                        "domain_vector or style_offset")
     return scale
 
@@ -169,7 +169,7 @@ class DomainVector(_VectorParameterization):
 
     def __init__(self, G: Generator, placement: Placement = "after_demod") -> None:
         if placement not in PLACEMENTS:
-            raise HDNError(f"unknown placement {placement!r}; use one of {', '.join(PLACEMENTS)}")
+            raise ConfigError(f"unknown placement {placement!r}; use one of {', '.join(PLACEMENTS)}")
         super().__init__(G)
         self.placement = placement
 
@@ -251,12 +251,12 @@ class _WeightParameterization(Parameterization):
         p = cls(G)
         expected = {f"{f}.{j}": t for j, layer in enumerate(p.layers) for f, t in layer.items()}
         if set(domain.tensors) != set(expected):
-            raise HDNError(f"{cls.name} domain file has tensors {sorted(domain.tensors)[:4]}…, expected "
+            raise FileFormatError(f"{cls.name} domain file has tensors {sorted(domain.tensors)[:4]}…, expected "
                            f"{sorted(expected)[:4]}…; pass the generator it was trained on")
         with torch.no_grad():
             for key, t in expected.items():
                 if domain.tensors[key].shape != t.shape:
-                    raise HDNError(f"{cls.name} domain file tensor {key} has shape "
+                    raise FileFormatError(f"{cls.name} domain file tensor {key} has shape "
                                    f"{tuple(domain.tensors[key].shape)}, the generator needs {tuple(t.shape)}; "
                                    "pass the generator it was trained on")
                 t.copy_(domain.tensors[key])
@@ -340,7 +340,7 @@ class FullFineTuning(Parameterization):
     def __init__(self, G: Generator, phase: str = "convs") -> None:
         super().__init__()
         if phase not in PHASES:
-            raise HDNError(f"unknown fine-tuning phase {phase!r}; use one of {', '.join(PHASES)}")
+            raise ConfigError(f"unknown fine-tuning phase {phase!r}; use one of {', '.join(PHASES)}")
         self.phase = phase
         self.generator = copy.deepcopy(G).requires_grad_(False)
         for group in PHASES[phase](self.generator):
@@ -352,7 +352,7 @@ class FullFineTuning(Parameterization):
                    **synthesis_kwargs: Any) -> torch.Tensor:
         """Render with the fine-tuned copy (G, the frozen source, is not used)."""
         if not (isinstance(scale, (int, float)) and scale == 1):
-            raise HDNError("full fine-tuning cannot scale its change; render with scale 1")
+            raise ConfigError("full fine-tuning cannot scale its change; render with scale 1")
         return self.generator.synthesis(ws, **synthesis_kwargs)
 
     def layer_groups(self) -> list[nn.Module | nn.Parameter]:
@@ -369,12 +369,12 @@ class FullFineTuning(Parameterization):
         return G
 
     def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
-        raise HDNError("full fine-tuning produces a generator .pt, not a domain file; save "
+        raise ConfigError("full fine-tuning produces a generator .pt, not a domain file; save "
                        "to_generator() with hyperdomainnet.stylegan2.formats.rosinality.write_rosinality")
 
     @classmethod
     def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
-        raise HDNError("domain files never hold full fine-tuning; load the fine-tuned generator .pt instead")
+        raise FileFormatError("domain files never hold full fine-tuning; load the fine-tuned generator .pt instead")
 
 
 # ----- registry ------------------------------------------------------------------------------
@@ -384,9 +384,9 @@ PARAMETERIZATIONS: dict[str, type[Parameterization]] = {cls.name: cls for cls in
 
 
 def parameterization_class(name: str) -> type[Parameterization]:
-    """The class registered under ``name``; one-line HDNError listing the known kinds otherwise."""
+    """The class registered under ``name``; one-line ConfigError listing the known kinds otherwise."""
     if name not in PARAMETERIZATIONS:
-        raise HDNError(f"unknown parameterization {name!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
+        raise ConfigError(f"unknown parameterization {name!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
     return PARAMETERIZATIONS[name]
 
 
@@ -396,7 +396,7 @@ def build_parameterization(name: str, G: Generator, **options: Any) -> Parameter
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "G")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise HDNError(f"parameterization {name!r} has no option {', '.join(unknown)}; "
+        raise ConfigError(f"parameterization {name!r} has no option {', '.join(unknown)}; "
                        f"its options: {', '.join(allowed) or 'none'}")
     return cls(G, **options)
 

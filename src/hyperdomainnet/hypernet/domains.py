@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import paths
 from ..download import download
-from ..errors import ConfigError, DownloadError, HDNError
+from ..errors import ConfigError, DownloadError, FileFormatError
 from ..hashing import file_identity_sha256
 
 SEPARATOR = " - "
@@ -111,23 +111,23 @@ def _content_lines(text: str) -> list[tuple[int, str]]:
 
 
 def parse_domain_list(text: str, name: str = "<text>") -> DomainList:
-    """Parse "Target - Source" lines (module docstring); one-line HDNError on malformed input."""
+    """Parse "Target - Source" lines (module docstring); one-line FileFormatError on malformed input."""
     pairs: dict[str, DomainPair] = {}
     for number, line in _content_lines(text):
         target, sep, source = (part.strip() for part in line.rpartition(SEPARATOR))
         if not sep or not target or not source:
-            raise HDNError(f"{name} line {number}: {line[:60]!r} is not 'Target - Source' "
+            raise FileFormatError(f"{name} line {number}: {line[:60]!r} is not 'Target - Source' "
                            "(e.g. 'Watercolor Painting - Photo')")
         if target.lower() == source.lower():
-            raise HDNError(f"{name} line {number}: target and source are both {target!r}; the text "
+            raise FileFormatError(f"{name} line {number}: target and source are both {target!r}; the text "
                            "direction would be zero")
         known = pairs.get(target)
         if known is not None and known.source != source:
-            raise HDNError(f"{name} line {number}: {target!r} is listed with two sources "
+            raise FileFormatError(f"{name} line {number}: {target!r} is listed with two sources "
                            f"({known.source!r} and {source!r}); keep one")
         pairs.setdefault(target, DomainPair(target, source))
     if not pairs:
-        raise HDNError(f"domain list {name} has no domains; write one 'Target - Source' line per domain")
+        raise FileFormatError(f"domain list {name} has no domains; write one 'Target - Source' line per domain")
     return DomainList(name, tuple(pairs.values()))
 
 
@@ -171,12 +171,12 @@ def load_domain_list(spec: str | Path) -> DomainList:
         return parse_domain_list(builtin_path(str(spec)).read_text(encoding="utf-8"), str(spec))
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "is neither a file nor a built-in list"
-        raise HDNError(f"domain list {spec!r} {what}; pass a 'Target - Source' text file, one of "
+        raise FileFormatError(f"domain list {spec!r} {what}; pass a 'Target - Source' text file, one of "
                        f"{', '.join(BUILTIN_LISTS)}, or {OFFICIAL_PREFIX}<name> (e.g. official:domain_list_20)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise HDNError(f"cannot read domain list {path} ({type(exc).__name__}); pass a UTF-8 text file") from None
+        raise FileFormatError(f"cannot read domain list {path} ({type(exc).__name__}); pass a UTF-8 text file") from None
     return parse_domain_list(text, str(path))
 
 
@@ -184,17 +184,17 @@ def load_image_list(path: str | Path) -> list[Path]:
     """Image paths listed one per line in a text file (relative to its folder); they must exist."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise HDNError(f"image list {path} is not a file; pass a text file with one image path per line")
+        raise FileFormatError(f"image list {path} is not a file; pass a text file with one image path per line")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise HDNError(f"cannot read image list {path} ({type(exc).__name__}); pass a UTF-8 text file") from None
+        raise FileFormatError(f"cannot read image list {path} ({type(exc).__name__}); pass a UTF-8 text file") from None
     images = list(dict.fromkeys((path.parent / Path(line).expanduser()).resolve()
                                 for _, line in _content_lines(text)))
     if not images:
-        raise HDNError(f"image list {path} names no images; write one image path per line")
+        raise FileFormatError(f"image list {path} names no images; write one image path per line")
     missing = [p for p in images if not p.is_file()]
     if missing:
-        raise HDNError(f"image list {path}: {missing[0]} does not exist"
+        raise FileFormatError(f"image list {path}: {missing[0]} does not exist"
                        f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; fix the paths")
     return images

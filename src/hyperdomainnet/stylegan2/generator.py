@@ -5,7 +5,7 @@ Synthesis: learned 4×4 constant, ``conv1`` + ``to_rgb1`` at 4 px, then per reso
 up-sampling 3×3 conv, a 3×3 conv and a toRGB added to the up-sampled RGB skip.
 W+ indexing: ``conv1`` reads w[0], ``to_rgb1`` w[1], ``convs[i]`` w[i+1], ``to_rgbs[k]`` w[2k+3].
 
-Domain modulation (DESIGN §2): a vector δ of ``domain_size`` numbers, split per 3×3 modulated
+Domain modulation (HyperDomainNet): a vector δ of ``domain_size`` numbers, split per 3×3 modulated
 conv by ``domain_layout`` (their input-channel counts, toRGB excluded), applied as the input gain
 1 + δ of each conv (see ``layers``). A StyleSpace offset Δs (same layout) shifts the styles
 s ← s + Δs before modulation. Both accept one vector (D,) for the batch or one per sample (B, D).

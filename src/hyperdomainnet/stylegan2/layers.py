@@ -1,7 +1,7 @@
 """StyleGAN2 building blocks with rosinality's parameter names (so its ``g_ema`` dicts load as-is).
 
 Every modulated convolution accepts an optional per-sample *input gain* g (B or 1, C_in): the
-domain modulation of the paper. Two placements (DESIGN §2):
+domain modulation of the paper (g = 1 + δ). Two placements:
 
 * ``after_demod`` (official code): W_b = demod(scale·W·s_b) ⊙ g over input channels.
 * ``before_demod`` (paper figure):  W_b = demod(scale·W·(s_b ⊙ g)).

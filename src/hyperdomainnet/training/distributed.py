@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import HDNError
+from ..errors import ConfigError, DeviceError, HDNError
 from .loop import NonFiniteLoss, Trainer, check_new_run, load_checkpoint, run_training
 from .runtime import resolve_device
 
@@ -59,7 +59,7 @@ class DistContext:
     def local_slice(self, batch: int) -> slice:
         """This rank's samples of a global batch (contiguous, batch / world_size of them)."""
         if batch % self.world_size:
-            raise HDNError(f"batch {batch} does not split evenly over {self.world_size} processes; "
+            raise ConfigError(f"batch {batch} does not split evenly over {self.world_size} processes; "
                            f"use a multiple of {self.world_size}")
         size = batch // self.world_size
         return slice(self.rank * size, (self.rank + 1) * size)
@@ -70,7 +70,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value) if value else default
     except ValueError:
-        raise HDNError(f"environment variable {name}={value!r} is not an integer; launch with torchrun") from None
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer; launch with torchrun") from None
 
 
 def init_distributed(device: str = "auto") -> DistContext:
@@ -85,7 +85,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     chosen = resolve_device(device)
     if chosen.type == "cuda":
         if chosen.index not in (None, local):
-            raise HDNError(f"--device {device} under torchrun: each process uses cuda:LOCAL_RANK; "
+            raise DeviceError(f"--device {device} under torchrun: each process uses cuda:LOCAL_RANK; "
                            "pass --device cuda (or auto)")
         chosen = torch.device("cuda", local)
         torch.cuda.set_device(chosen)
@@ -239,7 +239,8 @@ def run_distributed(trainer: Trainer, run_dir: str | Path, context: DistContext,
     run_dir = Path(run_dir)
     if not context.active:
         return run_training(trainer, run_dir, resume=resume, progress=progress)
-    status, start, state = "ok", 0, None
+    error: HDNError | None = None
+    start, state = 0, None
     if context.is_main:
         try:
             if resume:
@@ -248,10 +249,10 @@ def run_distributed(trainer: Trainer, run_dir: str | Path, context: DistContext,
             else:
                 check_new_run(run_dir, trainer.result_name)
         except HDNError as exc:
-            status, start = "error", str(exc)
-    status, start = broadcast_object((status, start))
-    if status == "error":
-        raise HDNError(start)
+            error = type(exc)(str(exc))  # its type survives the broadcast, its traceback need not
+    error, start = broadcast_object((error, start))
+    if error is not None:
+        raise error
     if resume:
         state = broadcast_object(state)
         if not context.is_main:

@@ -31,7 +31,7 @@ import torch
 
 from ..clip import ClipEncoder, ClipEnsemble
 from ..domain.parameterizations import build_parameterization
-from ..errors import HDNError
+from ..errors import ConfigError
 from ..inversion import LPIPS_SIZE, downsample
 from ..losses import (clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss,
                       l2_rec_loss)
@@ -155,7 +155,7 @@ class ImageTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["reference_sha256"] != self.reference.sha256:
-            raise HDNError(f"the reference image {self.config.image} changed since the run started; "
+            raise ConfigError(f"the reference image {self.config.image} changed since the run started; "
                            "restore it or start a new run in another directory")
         load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
         self._set_reference_latent(state["reference_latent"])
