@@ -176,7 +176,8 @@ def load_domain_list(spec: str | Path) -> DomainList:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"cannot read domain list {path} ({type(exc).__name__}); pass a UTF-8 text file") from None
+        raise FileFormatError(f"cannot read domain list {path} ({type(exc).__name__}); "
+                              "pass a UTF-8 text file") from None
     return parse_domain_list(text, str(path))
 
 
