@@ -1,4 +1,4 @@
-"""What a file or spec is: generator checkpoints, domain files, zoo entries (for ``hdn info``)."""
+"""What a file or spec is: generator checkpoints, domain files, hypernetworks, zoo entries (for ``hdn info``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from .domain.files import FORMAT as DOMAIN_FORMAT
 from .domain.files import Domain
 from .errors import FileFormatError
 from .fileformat import read_metadata
+from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .loaders import load_generator, resolve_zoo_spec
 from .stylegan2.generator import Generator
 from .stylegan2.loading import RANDOM_PREFIX
@@ -36,15 +37,21 @@ def describe_generator(G: Generator) -> dict[str, Any]:
 
 
 def describe_safetensors(path: Path) -> dict[str, Any]:
-    """Metadata of a hyperdomainnet safetensors file (domain file, hypernetwork); a domain file is
-    fully checked (``Domain.load``), so a corrupt or non-finite one is reported as an error."""
+    """Metadata of a hyperdomainnet safetensors file; a domain file or hypernetwork is fully checked
+    (``Domain.load`` / ``HyperDomainNet.load``), so a corrupt or non-finite one is reported as an error."""
     meta = read_metadata(path)
     if meta is None:
         raise FileFormatError(f"{path} is a safetensors file without hyperdomainnet metadata; "
-                       "expected a domain file or a generator checkpoint")
-    if meta.get("format") != DOMAIN_FORMAT:
-        return {"kind": meta.get("format", "unknown"), **meta}
-    domain = Domain.load(path)
+                              "expected a domain file, a hypernetwork or a generator checkpoint")
+    if meta.get("format") == DOMAIN_FORMAT:
+        return describe_domain(Domain.load(path))
+    if meta.get("format") == HYPERNET_FORMAT:
+        return describe_hypernet(path)
+    return {"kind": meta.get("format", "unknown"), **meta}
+
+
+def describe_domain(domain: Domain) -> dict[str, Any]:
+    """Kind, size, norm and metadata of a domain."""
     tensors = [domain.vector] if domain.vector is not None else list(domain.tensors.values())
     placement = {"domain_vector": domain.placement, "style_offset": "styles (s + Δs)"}
     return {
@@ -58,25 +65,45 @@ def describe_safetensors(path: Path) -> dict[str, Any]:
     }
 
 
+def describe_hypernet(path: Path) -> dict[str, Any]:
+    """Input, architecture and metadata of a HyperDomainNet file."""
+    from .hypernet import HyperDomainNet
+
+    net = HyperDomainNet.load(path)
+    return {
+        "kind": f"HyperDomainNet ({net.metadata.get('input')} embedding → domain vector)",
+        "domain_size": net.domain_size,
+        "layers": len(net.domain_layout),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        **{k: v for k, v in net.architecture.items() if k != "domain_layout"},
+        **net.metadata,
+    }
+
+
 def describe_zoo_entry(name: str) -> dict[str, Any]:
-    """A zoo entry that has not been downloaded yet."""
+    """A zoo entry as registered (before download, or of a kind ``hdn info`` does not open)."""
     from . import zoo
 
     entry = zoo.resolve(name)
-    return {"kind": "zoo entry (not downloaded; `hdn download` fetches it)", "name": entry.name,
-            "format": entry.format, "urls": " ".join(entry.urls), "sha256": entry.sha256,
+    return {"kind": f"zoo {entry.kind} ({zoo.status(entry)}; `hdn download {entry.name}` fetches it)",
+            "name": entry.name, "format": entry.format, "urls": " ".join(entry.urls), "sha256": entry.sha256,
             "architecture": entry.arch.to_dict(), "sha256_source": entry.sha256_source}
 
 
 def describe_target(target: str) -> dict[str, Any]:
-    """Describe ``target``: a file path, a zoo name, or a ``random:`` spec."""
+    """Describe ``target``: a file path, a zoo name (generator, released domain or hypernetwork),
+    or a ``random:`` spec. A path to a missing file says so."""
     path = Path(target).expanduser()
     if path.is_file() and path.suffix == ".safetensors":
         return describe_safetensors(path)
     if path.exists() or target.startswith(RANDOM_PREFIX):
         return describe_generator(load_generator(target))
+    if len(path.parts) > 1:
+        raise FileFormatError(f"{target} does not exist; check the path")
     from . import zoo
 
     entry = resolve_zoo_spec(target)
-    cached = zoo.cached_path(entry.name)
-    return describe_generator(load_generator(cached)) if cached else describe_zoo_entry(entry.name)
+    cached = zoo.cached_path(entry)
+    if cached is None or entry.kind not in ("generator", "domain", "hypernet"):
+        return describe_zoo_entry(entry.name)
+    return describe_generator(load_generator(cached)) if entry.kind == "generator" else describe_safetensors(cached)

@@ -76,7 +76,7 @@ def _seen_list(meta: dict, seen: Optional[str]) -> str:
 
 @hypernet_app.command("eval")
 def evaluate(
-    hypernet: Path = typer.Option(..., "--hypernet", help="HyperDomainNet file (hypernet.safetensors)."),
+    hypernet: Path = typer.Option(..., "--hypernet", help="HyperDomainNet file or released name (e.g. hdn-20)."),
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json and metrics.md (created)."),
     seen: Optional[str] = typer.Option(None, help="Seen domains: text list (default: the training list) or, "
                                                   "for an image hypernetwork, an image list file."),

@@ -1,4 +1,4 @@
-"""``hdn info``: describe a checkpoint, spec or domain file."""
+"""``hdn info``: describe a generator, domain or hypernetwork, by file or name."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,10 @@ from .app import app
 
 
 @app.command()
-def info(target: str = typer.Argument(..., help="Generator file, zoo name, random:<size> spec, or domain file."),
+def info(target: str = typer.Argument(..., help="Generator, domain or hypernetwork: a file, a zoo name (hdn models) "
+                                             "or a random:<size> spec."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
-    """Describe a generator checkpoint or a domain file (architecture, sizes, metadata)."""
+    """Describe a generator, a domain or a hypernetwork (architecture, sizes, metadata)."""
     from ..describe import describe_target
 
     report = describe_target(target)
