@@ -1,6 +1,7 @@
 """Zoo names work wherever a file does: released domains and hypernetworks by name, `hdn info`, the CLI."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,10 @@ def test_hdn_generate_reads_a_released_domain_by_name(mappers: dict[str, torch.n
     assert err.startswith(f"error: domain file was made for generator stylegan2-cat-config-f with {sum(CAT_LAYOUT)} "
                           "domain numbers, but the given generator has 2560;")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_released_model_is_not_checked_against_the_archive_digest(mappers: dict[str, torch.nn.Module]) -> None:
+    archive = dataclasses.replace(zoo.resolve(zoo.ARCHIVE), sha256="0" * 64, sha256_verified=True)
+    entry = zoo._released(archive, "td-ukiyo-e", "domain", "checkpoints/td_checkpoints/td_ukiyo-e.pt", "ukiyo-e")
+    assert (entry.sha256, entry.sha256_verified) == (None, False)
+    assert zoo.status(entry) == "downloaded" and zoo.cached_path(entry) == entry.path()

@@ -68,10 +68,12 @@ def _entry(raw: dict[str, Any]) -> ZooEntry:
 
 def _released(archive: ZooEntry, name: str, kind: str, member: str, description: str,
               aliases: tuple[str, ...] = ()) -> ZooEntry:
-    """An entry for a model converted from ``member`` of the released archive."""
+    """An entry for a model converted from ``member`` of the released archive (the archive's digest,
+    if any, is checked on download; the converted file has none to compare with)."""
     return dataclasses.replace(
         archive, name=name, kind=kind, member=member, description=description, aliases=aliases,
-        file_name=f"{RELEASED}/{name}.safetensors", format=f"hdn-{kind}", notes="",
+        file_name=f"{RELEASED}/{name}.safetensors", format=f"hdn-{kind}", notes="", sha256=None,
+        sha256_verified=False, sha256_source=f"none: converted locally from {archive.file_name}",
         source=f"converted on first use from {member} in {archive.file_name} ({archive.source})")
 
 
