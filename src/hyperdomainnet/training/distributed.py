@@ -109,6 +109,13 @@ def _comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+def _summed(x: torch.Tensor) -> torch.Tensor:
+    """Σ_ranks x, in a new tensor (no autograd)."""
+    out = x.contiguous().clone()
+    dist.all_reduce(out)
+    return out
+
+
 class _AllGather(torch.autograd.Function):
     """Concatenate equal-sized per-rank tensors along dim 0; backward: the summed gradient's slice."""
 
@@ -121,9 +128,7 @@ class _AllGather(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
+        return _summed(grad)[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
 
 
 class _AllReduce(torch.autograd.Function):
@@ -131,15 +136,11 @@ class _AllReduce(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        out = x.clone()
-        dist.all_reduce(out)
-        return out
+        return _summed(x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
+        return _summed(grad)
 
 
 def all_gather(x: torch.Tensor) -> torch.Tensor:
