@@ -42,7 +42,7 @@ def test_info_checkpoint_and_domain_file(tmp_path: Path, capsys: pytest.CaptureF
 
 
 @pytest.mark.parametrize("target,message", [
-    ("/no/such/file.pt", "not an existing file"),
+    ("/no/such/file.pt", "/no/such/file.pt does not exist; check the path"),
     ("random:12", "power of two"),
 ])
 def test_info_errors_are_one_line(target: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:

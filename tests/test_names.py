@@ -70,6 +70,9 @@ def test_hdn_info_describes_released_models_by_name(mappers: dict[str, torch.nn.
     assert domain["kind"] == "domain file (domain_vector)" and domain["layers"] == len(CAT_LAYOUT)
     # listed by the registry but absent from this archive: described as an entry, not opened
     assert describe_target("hdn-large")["kind"].startswith("zoo hypernet (not downloaded;")
+    assert describe_target("ffhq")["kind"] == ("zoo generator (not downloaded; `hdn download stylegan2-ffhq-config-f` "
+                                               "fetches it)")
+    assert describe_target(zoo.ARCHIVE)["kind"] == "zoo archive (downloaded)"
 
 
 def test_hdn_generate_reads_a_released_domain_by_name(mappers: dict[str, torch.nn.Module], tmp_path: Path,

@@ -84,8 +84,9 @@ def describe_zoo_entry(name: str) -> dict[str, Any]:
     """A zoo entry as registered (before download, or of a kind ``hdn info`` does not open)."""
     from . import zoo
 
-    entry = zoo.resolve(name)
-    return {"kind": f"zoo {entry.kind} ({zoo.status(entry)}; `hdn download {entry.name}` fetches it)",
+    entry, state = zoo.resolve(name), zoo.status(name)
+    hint = "" if state == "downloaded" else f"; `hdn download {entry.name}` fetches it"
+    return {"kind": f"zoo {entry.kind} ({state}{hint})",
             "name": entry.name, "format": entry.format, "urls": " ".join(entry.urls), "sha256": entry.sha256,
             "architecture": entry.arch.to_dict(), "sha256_source": entry.sha256_source}
 

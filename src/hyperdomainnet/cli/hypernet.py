@@ -70,7 +70,7 @@ def _seen_list(meta: dict, seen: Optional[str]) -> str:
         current = None
     if current != trained:
         raise ConfigError(f"the training list {recorded!r} named in the file is gone or has changed since "
-                       "training; pass --seen LIST")
+                          "training; pass --seen LIST")
     return recorded
 
 

@@ -73,7 +73,7 @@ class Parameterization(nn.Module):
         kind = parameterization_class(domain.kind)
         if cls is not Parameterization and kind is not cls:
             raise FileFormatError(f"the domain file holds a {domain.kind} parameterisation, not {cls.name}; "
-                           "load it with Parameterization.from_domain_file")
+                                  "load it with Parameterization.from_domain_file")
         domain.check_generator(G)
         return kind._from_domain_file(domain, G)
 
@@ -110,7 +110,7 @@ def _scalar_scale(scale: Scale, name: str) -> float | torch.Tensor:
     """α for batch-shared kinds: a float or a 0-d tensor."""
     if isinstance(scale, torch.Tensor) and scale.ndim > 0:
         raise ConfigError(f"{name} applies one change to the whole batch; per-sample scales need "
-                       "domain_vector or style_offset")
+                          "domain_vector or style_offset")
     return scale
 
 
@@ -252,13 +252,13 @@ class _WeightParameterization(Parameterization):
         expected = {f"{f}.{j}": t for j, layer in enumerate(p.layers) for f, t in layer.items()}
         if set(domain.tensors) != set(expected):
             raise FileFormatError(f"{cls.name} domain file has tensors {sorted(domain.tensors)[:4]}…, expected "
-                           f"{sorted(expected)[:4]}…; pass the generator it was trained on")
+                                  f"{sorted(expected)[:4]}…; pass the generator it was trained on")
         with torch.no_grad():
             for key, t in expected.items():
                 if domain.tensors[key].shape != t.shape:
                     raise FileFormatError(f"{cls.name} domain file tensor {key} has shape "
-                                   f"{tuple(domain.tensors[key].shape)}, the generator needs {tuple(t.shape)}; "
-                                   "pass the generator it was trained on")
+                                          f"{tuple(domain.tensors[key].shape)}, the generator needs {tuple(t.shape)}; "
+                                          "pass the generator it was trained on")
                 t.copy_(domain.tensors[key])
         return p
 
@@ -370,7 +370,7 @@ class FullFineTuning(Parameterization):
 
     def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
         raise ConfigError("full fine-tuning produces a generator .pt, not a domain file; save "
-                       "to_generator() with hyperdomainnet.stylegan2.formats.rosinality.write_rosinality")
+                          "to_generator() with hyperdomainnet.stylegan2.formats.rosinality.write_rosinality")
 
     @classmethod
     def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
@@ -397,6 +397,6 @@ def build_parameterization(name: str, G: Generator, **options: Any) -> Parameter
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"parameterization {name!r} has no option {', '.join(unknown)}; "
-                       f"its options: {', '.join(allowed) or 'none'}")
+                          f"its options: {', '.join(allowed) or 'none'}")
     return cls(G, **options)
 

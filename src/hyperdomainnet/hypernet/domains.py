@@ -117,14 +117,14 @@ def parse_domain_list(text: str, name: str = "<text>") -> DomainList:
         target, sep, source = (part.strip() for part in line.rpartition(SEPARATOR))
         if not sep or not target or not source:
             raise FileFormatError(f"{name} line {number}: {line[:60]!r} is not 'Target - Source' "
-                           "(e.g. 'Watercolor Painting - Photo')")
+                                  "(e.g. 'Watercolor Painting - Photo')")
         if target.lower() == source.lower():
             raise FileFormatError(f"{name} line {number}: target and source are both {target!r}; the text "
-                           "direction would be zero")
+                                  "direction would be zero")
         known = pairs.get(target)
         if known is not None and known.source != source:
             raise FileFormatError(f"{name} line {number}: {target!r} is listed with two sources "
-                           f"({known.source!r} and {source!r}); keep one")
+                                  f"({known.source!r} and {source!r}); keep one")
         pairs.setdefault(target, DomainPair(target, source))
     if not pairs:
         raise FileFormatError(f"domain list {name} has no domains; write one 'Target - Source' line per domain")
@@ -172,7 +172,7 @@ def load_domain_list(spec: str | Path) -> DomainList:
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "is neither a file nor a built-in list"
         raise FileFormatError(f"domain list {spec!r} {what}; pass a 'Target - Source' text file, one of "
-                       f"{', '.join(BUILTIN_LISTS)}, or {OFFICIAL_PREFIX}<name> (e.g. official:domain_list_20)")
+                              f"{', '.join(BUILTIN_LISTS)}, or {OFFICIAL_PREFIX}<name> (e.g. official:domain_list_20)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -197,5 +197,5 @@ def load_image_list(path: str | Path) -> list[Path]:
     missing = [p for p in images if not p.is_file()]
     if missing:
         raise FileFormatError(f"image list {path}: {missing[0]} does not exist"
-                       f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; fix the paths")
+                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; fix the paths")
     return images

@@ -26,6 +26,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from ..errors import ConfigError
 from .layers import (PLACEMENTS, ConstantInput, ConvModifier, EqualLinear, Impl, PixelNorm,
                      Placement, StyledConv, ToRGB)
 
@@ -50,9 +51,9 @@ class GeneratorArch:
     def __post_init__(self) -> None:
         log = math.log2(self.size) if self.size > 0 else 0.5
         if not (log.is_integer() and 8 <= self.size <= 1024 * 4):
-            raise ValueError(f"generator size must be a power of two ≥ 8, got {self.size}")
+            raise ConfigError(f"generator size must be a power of two ≥ 8, got {self.size}")
         if self.n_mlp < 1 or self.channel_multiplier < 1 or self.channel_max < 1:
-            raise ValueError("n_mlp, channel_multiplier and channel_max must be positive")
+            raise ConfigError("n_mlp, channel_multiplier and channel_max must be positive")
 
     @property
     def log_size(self) -> int:
@@ -168,8 +169,8 @@ class Generator(nn.Module):
     def split_domain(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """Split (D,) or (B, D) into per-layer (1, C_l) or (B, C_l) views."""
         if vector.shape[-1] != self.domain_size or vector.ndim not in (1, 2):
-            raise ValueError(f"domain vector must have shape (D,) or (B, D) with D={self.domain_size}, "
-                             f"got {tuple(vector.shape)}")
+            raise ConfigError(f"domain vector must have shape (D,) or (B, D) with D={self.domain_size}, "
+                              f"got {tuple(vector.shape)}")
         if vector.ndim == 1:
             vector = vector[None]
         return list(torch.split(vector, self.domain_layout, dim=1))
@@ -207,7 +208,7 @@ class Generator(nn.Module):
             if crossover is None:
                 crossover = 1 + int(_uniform(generator) * (self.n_latent - 1))
             if not 1 <= crossover < self.n_latent:
-                raise ValueError(f"crossover must be in [1, {self.n_latent - 1}], got {crossover}")
+                raise ConfigError(f"crossover must be in [1, {self.n_latent - 1}], got {crossover}")
             ws[:, crossover:] = self.mapping(z2)[:, None]
         if truncation != 1.0:
             avg = self.mean_latent() if truncation_latent is None else truncation_latent
@@ -225,7 +226,7 @@ class Generator(nn.Module):
                                 generator=generator, device=device) for i in range(self.num_layers)]
         if mode == "none":
             return [None] * self.num_layers
-        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
+        raise ConfigError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
 
     def style_cache(self, ws: torch.Tensor) -> StyleCache:
         """Styles s = A(w) of every modulated conv for W (B, D_w) or W+ codes, and the 3×3 convs'
@@ -243,7 +244,7 @@ class Generator(nn.Module):
         if ws.ndim == 2:
             ws = ws[:, None].expand(-1, self.n_latent, -1)
         if ws.shape[1:] != (self.n_latent, self.style_dim):
-            raise ValueError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
+            raise ConfigError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
         return ws
 
     def _cache_for(self, ws: torch.Tensor, cache: StyleCache | None) -> StyleCache:
@@ -276,7 +277,7 @@ class Generator(nn.Module):
         the convolutions run in the autocast dtype.
         """
         if placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+            raise ConfigError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         cache = self._cache_for(ws, cache)
         batch = cache.conv_styles[0].shape[0]
         if noise is None:
@@ -286,7 +287,7 @@ class Generator(nn.Module):
         if modifiers is None:
             modifiers = [None] * self.num_layers
         elif len(modifiers) != self.num_layers:
-            raise ValueError(f"modifiers must have one entry per 3×3 conv ({self.num_layers}), got {len(modifiers)}")
+            raise ConfigError(f"modifiers must have one entry per 3×3 conv ({self.num_layers}), got {len(modifiers)}")
 
         render = self._render_eager if self.compile_options is None else partial(
             _compiled_render(self.compile_options), self)

@@ -60,7 +60,7 @@ class DistContext:
         """This rank's samples of a global batch (contiguous, batch / world_size of them)."""
         if batch % self.world_size:
             raise ConfigError(f"batch {batch} does not split evenly over {self.world_size} processes; "
-                           f"use a multiple of {self.world_size}")
+                              f"use a multiple of {self.world_size}")
         size = batch // self.world_size
         return slice(self.rank * size, (self.rank + 1) * size)
 
@@ -86,7 +86,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     if chosen.type == "cuda":
         if chosen.index not in (None, local):
             raise DeviceError(f"--device {device} under torchrun: each process uses cuda:LOCAL_RANK; "
-                           "pass --device cuda (or auto)")
+                              "pass --device cuda (or auto)")
         chosen = torch.device("cuda", local)
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():

@@ -156,7 +156,7 @@ class ImageTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["reference_sha256"] != self.reference.sha256:
             raise ConfigError(f"the reference image {self.config.image} changed since the run started; "
-                           "restore it or start a new run in another directory")
+                              "restore it or start a new run in another directory")
         load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
         self._set_reference_latent(state["reference_latent"])
 
