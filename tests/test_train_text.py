@@ -220,3 +220,13 @@ def test_adaptive_layer_selection_trains_only_k_layers(clip: ClipEnsemble) -> No
     trainer.train_step(0)
     changed = [bool(t.abs().sum() > 0) for t in trainer.param.regularized_tensors()]
     assert sum(changed) == 2
+
+
+@pytest.mark.parametrize(("parameterization", "ratio"), [("domain_vector", 1.0), ("full", 0.8)])
+def test_adam_settings_and_full_fine_tuning_scaling(clip: ClipEnsemble, parameterization: str, ratio: float) -> None:
+    trainer = make_trainer(clip, parameterization=parameterization, betas=(0.5, 0.9), weight_decay=0.01, seed=3)
+    group = trainer.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(0.05 * ratio) and group["weight_decay"] == 0.01
+    assert group["betas"] == pytest.approx((0.5 ** ratio, 0.9 ** ratio))
+    assert torch.equal(trainer.rng.get_state(), torch.Generator().manual_seed(3).get_state())
+    assert not trainer.scaler.is_enabled()  # fp32

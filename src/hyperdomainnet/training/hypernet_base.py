@@ -25,7 +25,7 @@ from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
 from .runtime import prepare_clip, prepare_generator
 from .sampling import PREVIEW_SEED, fixed_latents, sample_ws_per_call
-from .steps import apply_update, load_step_state, loss_scaler, run_metadata, step_state
+from .steps import apply_update, load_step_state, optimisation, run_metadata, step_state
 
 SEED_RANGE = 2**62
 RESULT_NAME = "hypernet.safetensors"
@@ -64,10 +64,7 @@ class HypernetTrainerBase:
                                            width=config.width, depth=config.depth,
                                            head_depth=config.head_depth).to(self.device)
         self.net = data_parallel(self.hypernet, self.dist)
-        self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=config.lr, betas=config.betas,
-                                          weight_decay=config.weight_decay)
-        self.scaler = loss_scaler(self.device, config.precision)
-        self.rng = torch.Generator().manual_seed(config.seed)
+        self.optimizer, self.scaler, self.rng = optimisation(self.hypernet.parameters(), config, self.device)
         self.result_name = RESULT_NAME
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
                                         self.device)

@@ -43,7 +43,7 @@ from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_doma
 from .config import ImageAdaptConfig
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import (apply_update, ensemble_terms, load_step_state, loss_scaler, regularization_terms,
+from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms,
                     run_metadata, step_state)
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
@@ -74,10 +74,7 @@ class ImageTrainer:
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "domain.safetensors"
-        self.optimizer = torch.optim.Adam(list(self.param.parameters()), lr=config.lr, betas=config.betas,
-                                          weight_decay=config.weight_decay)
-        self.scaler = loss_scaler(self.device, config.precision)
-        self.rng = torch.Generator().manual_seed(config.seed)
+        self.optimizer, self.scaler, self.rng = optimisation(self.param.parameters(), config, self.device)
         self._set_reference_latent(self.reference.latent)
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
                                         self.device)

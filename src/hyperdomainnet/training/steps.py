@@ -47,6 +47,15 @@ def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
+def optimisation(params: Iterable[torch.nn.Parameter], config: TrainConfig, device: torch.device,
+                 ratio: float = 1.0) -> tuple[torch.optim.Adam, torch.amp.GradScaler, torch.Generator]:
+    """A trainer's Adam (lr·r, betas^r, the config's weight decay; r = ``ratio``), loss scaler
+    (``loss_scaler``) and sampling RNG seeded with ``config.seed``."""
+    betas = (config.betas[0] ** ratio, config.betas[1] ** ratio)
+    optimizer = torch.optim.Adam(list(params), lr=config.lr * ratio, betas=betas, weight_decay=config.weight_decay)
+    return optimizer, loss_scaler(device, config.precision), torch.Generator().manual_seed(config.seed)
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, total: torch.Tensor, scaler: torch.amp.GradScaler,
                    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> None:
     """Zero the gradients, ``backward(s · total)``, unscale by s and step; with fp16 scaling a

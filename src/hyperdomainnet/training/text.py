@@ -30,18 +30,10 @@ from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
 from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import (apply_update, ensemble_terms, load_step_state, loss_scaler, regularization_terms,
+from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms,
                     run_metadata, step_state)
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
-
-
-def optimizer_settings(config: TextAdaptConfig) -> dict[str, Any]:
-    """Adam settings; full fine-tuning uses lr·r and betas^r with r = 4/5 as the official trainer."""
-    lr, betas = config.lr, config.betas
-    if config.parameterization == "full":
-        lr, betas = lr * LAZY_REG_RATIO, (betas[0] ** LAZY_REG_RATIO, betas[1] ** LAZY_REG_RATIO)
-    return {"lr": lr, "betas": betas, "weight_decay": config.weight_decay}
 
 
 class TextTrainer:
@@ -62,10 +54,9 @@ class TextTrainer:
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "generator.pt" if config.parameterization == "full" else "domain.safetensors"
         # All of P's tensors: layers frozen by a phase or by layer selection get no gradient and
-        # Adam leaves them alone.
-        self.optimizer = torch.optim.Adam(list(self.param.parameters()), **optimizer_settings(config))
-        self.scaler = loss_scaler(self.device, config.precision)
-        self.rng = torch.Generator().manual_seed(config.seed)
+        # Adam leaves them alone. Full fine-tuning scales Adam by r = 4/5 as the official trainer.
+        ratio = LAZY_REG_RATIO if config.parameterization == "full" else 1.0
+        self.optimizer, self.scaler, self.rng = optimisation(self.param.parameters(), config, self.device, ratio)
         self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(enc.device),
                                 enc.template_embeddings(config.source)[None].to(enc.device))
                      for enc, _ in self.clip}
