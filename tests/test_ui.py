@@ -308,7 +308,7 @@ def test_browser_end_to_end(G: torch.nn.Module, files: dict[str, Path], home: Pa
     expected_prompt = _expected(G, 7, 0.7, domain=delta * 0.5)
     url = app.wait_for_url()
     assert url.startswith("http://127.0.0.1:")
-    with chromium_page() as page:
+    with chromium_page(timeout_ms=120_000) as page:
         page.goto(url)
         page.locator("#caption").get_by_text("seed 0").wait_for()  # the render on page load
         _fill_number(page, "seed", "7")
