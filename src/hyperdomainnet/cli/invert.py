@@ -62,7 +62,10 @@ def _warnings_as_lines() -> Iterator[None]:
 
 
 def collect_photos(given: list[Path]) -> list[Path]:
-    """Files as given, folders expanded to their photos (sorted); a folder without photos is an error."""
+    """Files as given, folders expanded to their photos (sorted); a folder without photos, or a file
+    that is not a readable image, is an error before any model is loaded."""
+    from ..images import open_image
+
     photos: list[Path] = []
     for path in given:
         path = path.expanduser()
@@ -75,6 +78,8 @@ def collect_photos(given: list[Path]) -> list[Path]:
             raise ConfigError(f"photo {path} does not exist; check the path")
         else:
             photos.append(path)
+    for photo in photos:
+        open_image(photo, draft_size=64)
     return photos
 
 

@@ -88,8 +88,9 @@ def read_encoder_checkpoint(path: str | Path) -> EncoderCheckpoint:
     if opts.get("input_nc", arch.input_nc) != arch.input_nc or arch.input_nc != 6:
         raise FileFormatError(f"{path} is an encoder with {arch.input_nc} input channels (opts say "
                               f"{opts.get('input_nc')}); ReStyle inference needs 6 (photo ‖ reconstruction)")
-    net = ReStyleNet(arch)
-    result = net.load_state_dict(encoder_state, strict=False)
+    with torch.device("meta"):  # no random initialisation of ~200 M parameters that are replaced anyway
+        net = ReStyleNet(arch)
+    result = net.load_state_dict(encoder_state, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
         raise FileFormatError(f"{path} does not match a ReStyle {arch.kind} encoder (missing "
                               f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")
