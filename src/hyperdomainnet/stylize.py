@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -28,16 +27,15 @@ import torch
 from . import paths
 from .domain.files import DomainFile, save_domain_file
 from .domain.parameterizations import Parameterization
+from .encoders.restyle import INPUT_SIZE
 from .errors import ConfigError, FileFormatError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
-from .inversion import FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, cached_invert, invert, write_safetensors
-from .encoders.restyle import INPUT_SIZE
+from .inversion import (FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, InversionResult, cached_invert, invert,
+                        write_safetensors)
 from .stylegan2.generator import Generator
 
 if TYPE_CHECKING:
     from .encoders import ReStyleEncoder
-
-log = logging.getLogger(__name__)
 
 MIX_FROM = 7          # first W+ index taken from the reference latent (MindTheGap)
 MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in previews
@@ -47,8 +45,8 @@ ENCODER_BATCH = 4     # photos per encoder forward
 FACES_HINT = "pip install hyperdomainnet[faces]"
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
-           "aligned_copy", "invert_photo", "encode_photos", "text_domain", "save_latent", "style_mix", "reference_latent",
-           "save_domain_with_reference", "stylize", "stylize_inverted"]
+           "aligned_copy", "invert_photo", "encode_photos", "text_domain", "save_latent", "style_mix",
+           "reference_latent", "save_domain_with_reference", "check_domain", "stylize", "stylize_inverted"]
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,8 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
 
 
 def _refine(G: Generator, images: torch.Tensor, init: torch.Tensor, options: InversionOptions,
-            progress: bool) -> Any:
+            progress: bool) -> InversionResult:
+    """II2S with ``options`` from the codes ``init``."""
     from .inversion import pnorm_stats
     from .perceptual import load_lpips
 
@@ -271,11 +270,12 @@ def stylize(G: Generator, domain: DomainFile, photo: str | Path, options: Invers
             mix: bool | None = None, scale: float = 1.0, progress: bool = True) -> Stylized:
     """Invert ``photo`` into w and render G_B(w) — and G_B(style_mix(w, w_ref)) when the domain has
     a reference latent and ``mix`` is not False (``mix=True`` requires one)."""
-    _check_domain(G, domain, mix)
+    check_domain(G, domain, mix)
     return stylize_inverted(G, domain, [invert_photo(G, photo, options, progress)], mix, scale)[0]
 
 
-def _check_domain(G: Generator, domain: DomainFile, mix: bool | None) -> None:
+def check_domain(G: Generator, domain: DomainFile, mix: bool | None) -> None:
+    """Raise a one-line error unless ``domain`` fits ``G`` (and has a reference latent if ``mix``)."""
     domain.check_generator(G)
     if mix and reference_latent(domain) is None:
         raise HDNError("the domain file has no reference latent (it was not trained from an image); "
@@ -284,16 +284,18 @@ def _check_domain(G: Generator, domain: DomainFile, mix: bool | None) -> None:
 
 @torch.no_grad()
 def stylize_inverted(G: Generator, domain: DomainFile, inverted: Sequence[Inverted], mix: bool | None = None,
-                     scale: float = 1.0) -> list[Stylized]:
-    """Render inverted photos in a domain, as :func:`stylize` does (all photos in one batch)."""
-    _check_domain(G, domain, mix)
-    if not inverted:
-        return []
+                     scale: float = 1.0, batch_size: int = ENCODER_BATCH) -> list[Stylized]:
+    """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward."""
+    check_domain(G, domain, mix)
     reference = reference_latent(domain)
     param = Parameterization.from_domain_file(domain, G)
-    ws = torch.cat([item.latent for item in inverted])
-    adapted = param.synthesize(G, ws, scale)
-    mixed = param.synthesize(G, style_mix(ws, reference), scale) \
-        if reference is not None and mix is not False else None
-    return [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
-            for i, item in enumerate(inverted)]
+    results: list[Stylized] = []
+    for start in range(0, len(inverted), batch_size):
+        chunk = inverted[start:start + batch_size]
+        ws = torch.cat([item.latent for item in chunk])
+        adapted = param.synthesize(G, ws, scale)
+        mixed = param.synthesize(G, style_mix(ws, reference), scale) \
+            if reference is not None and mix is not False else None
+        results += [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
+                    for i, item in enumerate(chunk)]
+    return results

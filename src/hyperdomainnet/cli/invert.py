@@ -19,6 +19,7 @@ from ..errors import ConfigError, HDNError
 from .app import app
 
 if TYPE_CHECKING:
+    from ..domain.files import DomainFile
     from ..encoders import ReStyleEncoder
     from ..stylegan2.generator import Generator
     from ..stylize import Inverted, InversionOptions
@@ -217,10 +218,12 @@ def stylize(
 ) -> None:
     """Render photos in a domain given by --text (and a hypernetwork) or --domain:
     photo | reconstruction | stylised [| stylised + reference style]."""
+    import torch
+
     from ..atomic import check_output_dir
     from ..domain.files import load_domain_file
     from ..images import save_grid
-    from ..stylize import resolve_model, stylize_inverted, text_domain
+    from ..stylize import check_domain, resolve_model, stylize_inverted, text_domain
 
     given = list(photos or []) + ([image] if image is not None else [])
     if not given:
@@ -237,14 +240,12 @@ def stylize(
         inverter = Inverter(encoder, generator, device)
         if dom is None:
             dom = text_domain(hypernet, text or "", inverter.G)
-        dom.check_generator(inverter.G)
+        check_domain(inverter.G, dom, mix)  # before the inversion's work
         inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress)
-        results = stylize_inverted(inverter.G, dom, inverted, mix, strength)
+        results = stylize_inverted(inverter.G, dom, inverted, mix, strength, batch_size)
     strips = [r.strip() for r in results]
     for stem, strip in zip(output_stems(files), strips):
         save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0])
-    import torch
-
     save_grid(torch.cat(strips), out / "grid.png", nrow=strips[0].shape[0])
     label = repr(text) if text is not None else domain
     mixed = " | stylised + reference style" if results[0].mixed is not None else ""
@@ -252,7 +253,7 @@ def stylize(
                f"{out / 'grid.png'} (photo | reconstruction | stylised{mixed})")
 
 
-def _domain_generator(dom: Any, domain: Optional[str]) -> Optional[str]:
+def _domain_generator(dom: DomainFile, domain: Optional[str]) -> Optional[str]:
     """The generator a domain file names, when it is loadable; None lets the encoder default apply."""
     from ..stylegan2.loading import resolve_zoo_spec
 
