@@ -162,3 +162,17 @@ def test_load_lpips_offline_gives_a_one_line_error(monkeypatch):
     with pytest.raises(HDNError) as exc:
         load_lpips("vgg", "cpu", random_backbone=False)
     assert "\n" not in str(exc.value) and "internet" in str(exc.value)
+
+
+def test_invert_starts_from_a_given_code(tiny_G, lpips_net):
+    stats = PNormStats.compute(tiny_G, 2048)
+    target = tiny_G.synthesis(tiny_G.ws(torch.randn(2, tiny_G.style_dim, generator=torch.Generator().manual_seed(6))))
+    start = tiny_G.ws(torch.randn(2, tiny_G.style_dim, generator=torch.Generator().manual_seed(7)))
+    kwargs = dict(lpips_net=lpips_net, pnorm=stats, progress=False)
+    assert torch.equal(invert(tiny_G, target, steps=0, init=start, **kwargs).latent, start)
+    one = invert(tiny_G, target, steps=1, init=start, **kwargs)
+    assert one.losses[0]["mse"] == pytest.approx((tiny_G.synthesis(start) - target).pow(2).mean((1, 2, 3)).sum().item(),
+                                                 rel=1e-4)
+    assert 0 < (one.latent - start).abs().max() <= 0.01 + 1e-6  # one Adam step of lr 0.01
+    with pytest.raises(ValueError, match="init must have shape"):
+        invert(tiny_G, target, steps=1, init=start[:1], **kwargs)

@@ -110,18 +110,21 @@ def test_hdn_invert_writes_latent_and_preview(tmp_path: Path, capsys, G) -> None
     out = tmp_path / "inv"
     code, stdout, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), *FAST_CLI)
     assert code == 0, err
-    assert "latent.safetensors" in stdout and "cached" not in stdout
-    with safe_open(str(out / "latent.safetensors"), framework="pt") as fh:
+    assert "photo-latent.safetensors" in stdout and "cached" not in stdout and "by ii2s" in stdout
+    with safe_open(str(out / "photo-latent.safetensors"), framework="pt") as fh:
         latent = fh.get_tensor("latent")
     expected = cached_invert(G, photo, steps=3, lpips_random_backbone=True, pnorm_samples=2048, progress=False)
     assert torch.equal(latent, expected.latent)
-    assert Image.open(out / "reconstruction.png").size == (2 * 34 + 2, 34 + 2)
-    code, stdout, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), *FAST_CLI)
+    assert Image.open(out / "photo-reconstruction.png").size == (2 * 34 + 2, 34 + 2)
+    code, _, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), *FAST_CLI)
+    assert code == 1 and "--force" in err
+    code, stdout, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), "--force",
+                                *FAST_CLI)
     assert code == 0 and "(cached)" in stdout, err
     code, _, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(tmp_path / "pad"),
                            "--fit", "pad", *FAST_CLI)
     assert code == 0, err
-    with safe_open(str(tmp_path / "pad" / "latent.safetensors"), framework="pt") as fh:
+    with safe_open(str(tmp_path / "pad" / "photo-latent.safetensors"), framework="pt") as fh:
         assert not torch.equal(fh.get_tensor("latent"), latent)
 
 
@@ -140,7 +143,7 @@ def test_hdn_invert_align_uses_the_aligned_face(tmp_path: Path, capsys, monkeypa
     assert code == 0, err
     aligned = list((cache_home / "aligned").glob("*.png"))
     assert len(aligned) == 1 and Image.open(aligned[0]).size == (32, 32)
-    preview = np.asarray(Image.open(tmp_path / "o" / "reconstruction.png"))[2:34, 2:34]
+    preview = np.asarray(Image.open(tmp_path / "o" / "face-reconstruction.png"))[2:34, 2:34]
     assert np.array_equal(preview, np.asarray(Image.open(aligned[0])))
 
 
@@ -151,20 +154,21 @@ def test_hdn_stylize_end_to_end(tmp_path: Path, capsys, G) -> None:
     code, stdout, err = run_cli(capsys, "stylize", "--domain", str(domain), "--image", str(photo), "--out", str(out),
                                 *FAST_CLI)
     assert code == 0, err
-    assert Image.open(out / "stylized.png").size == (4 * 34 + 2, 34 + 2)
+    strip = np.asarray(Image.open(out / "photo-stylized.png"))
+    assert strip.shape == (34 + 2, 4 * 34 + 2, 3)
+    assert np.array_equal(strip, np.asarray(Image.open(out / "grid.png")))
     expected = stylize(G, Domain.load(domain), photo, FAST, progress=False)
-    assert np.array_equal(np.asarray(Image.open(out / "adapted_mixed.png")), np.asarray(images.to_pil(expected.mixed)))
-    assert np.array_equal(np.asarray(Image.open(out / "adapted.png")), np.asarray(images.to_pil(expected.adapted)))
-    code, _, err = run_cli(capsys, "stylize", "--domain", str(domain), "--image", str(photo), "--out",
+    assert np.array_equal(strip[2:34, 2 + 2 * 34:34 + 2 * 34], np.asarray(images.to_pil(expected.adapted)))
+    assert np.array_equal(strip[2:34, 2 + 3 * 34:34 + 3 * 34], np.asarray(images.to_pil(expected.mixed)))
+    code, _, err = run_cli(capsys, "stylize", str(photo), "--domain", str(domain), "--out",
                            str(tmp_path / "nomix"), "--no-mix", "--generator", GEN, *FAST_CLI)
     assert code == 0, err
-    assert Image.open(tmp_path / "nomix" / "stylized.png").size == (3 * 34 + 2, 34 + 2)
-    assert not (tmp_path / "nomix" / "adapted_mixed.png").exists()
+    assert Image.open(tmp_path / "nomix" / "photo-stylized.png").size == (3 * 34 + 2, 34 + 2)
 
 
 @pytest.mark.parametrize("case,message", [
     ("empty", "0 bytes"),
-    ("directory", "is a directory"),
+    ("directory", "holds no photos"),
     ("corrupt", "photo.png"),
     ("huge", "decompression-bomb"),
     ("missing", "does not exist"),

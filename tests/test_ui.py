@@ -21,7 +21,10 @@ from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import to_pil
 from hyperdomainnet.render import hypernet_rows, seed_latents
+from hyperdomainnet.encoders import load_encoder
+from hyperdomainnet.images import load_image
 from hyperdomainnet.ui import SOURCES, Studio, domain_files, hypernet_files
+from test_encoders import tiny_encoder_file
 
 SPEC = "random:32:channel_max=16:n_mlp=2"
 PROMPT = "a watercolor cat"
@@ -65,8 +68,14 @@ def files(G: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[
     hyper = root / "hyper"
     hyper.mkdir()
     _hypernet_file(G, hyper / "hypernet.safetensors")
+    encoders = root / "encoders"
+    encoders.mkdir()
+    encoder = tiny_encoder_file(encoders)[0]  # its generator has G's domain layout
+    photo = root / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(photo)
     return {"root": root, "runs": runs, "secret": secret, "hyper": hyper,
-            "domain": runs / "cat" / "domain.safetensors", "hypernet": hyper / "hypernet.safetensors"}
+            "domain": runs / "cat" / "domain.safetensors", "hypernet": hyper / "hypernet.safetensors",
+            "encoder": encoder, "photo": photo}
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +93,16 @@ def app(files: dict[str, Path], home: Path) -> Iterator[HdnProcess]:
     env = {"HDN_HOME": str(home), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "GRADIO_ALLOWED_PATHS": f"{files['root']},{home}", "GRADIO_SHARE": "True"}
     process = HdnProcess(["ui", "--generator", SPEC, "--domain", str(files["runs"]), "--hypernet",
-                          str(files["hyper"]), "--port", str(free_port()), "--device", "cpu"], env)
+                          str(files["hyper"]), "--encoder", str(files["encoder"]), "--port", str(free_port()),
+                          "--device", "cpu"], env)
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="module")
 def studio(files: dict[str, Path]) -> Studio:
-    return Studio([SPEC], domain_files([files["runs"]]),
-                  hypernet_files([files["hyper"]]), include_zoo=False)
+    return Studio([SPEC], domain_files([files["runs"]]), hypernet_files([files["hyper"]]), include_zoo=False,
+                  encoders=[str(files["encoder"])])
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
@@ -184,6 +194,53 @@ def test_render_hypernetwork_prompt(studio: Studio, G: torch.nn.Module, files: d
     assert nothing is None
 
 
+def _expected_photo(files: dict[str, Path], iterations: int, **synthesis: object) -> tuple[Image.Image, Image.Image]:
+    """(reconstruction, render with ``synthesis``) of the test photo through the test encoder."""
+    E = load_encoder(files["encoder"])
+    with pytest.warns(UserWarning, match="upscaling"):
+        ws = E.invert(load_image(files["photo"], 256), iterations)
+    with torch.no_grad():
+        return (to_pil(E.generator.synthesis(ws, noise_mode="const")),
+                to_pil(E.generator.synthesis(ws, noise_mode="const", **synthesis)))
+
+
+def test_stylize_photo_inverts_once_and_renders_the_domain(studio: Studio, G: torch.nn.Module,
+                                                           files: dict[str, Path]) -> None:
+    vector = torch.randn(G.domain_size, generator=torch.Generator().manual_seed(0)) * 0.5
+    photo = Image.open(files["photo"])
+    assert list(studio.encoders) == ["psp.pt"]
+    recon, stylised, caption = studio.stylize_photo(photo, "psp.pt", SOURCES[0], "runs/cat/domain.safetensors",
+                                                    None, None, alpha=0.5, iterations=2)
+    expected_recon, expected_stylised = _expected_photo(files, 2, domain=vector * 0.5)
+    _assert_same(recon, expected_recon)
+    _assert_same(stylised, expected_stylised)
+    assert np.abs(_pixels(stylised) - _pixels(recon)).mean() > 1
+    assert "psp.pt · 2 iterations" in caption and "face alignment is off" in caption and "at α 0.5" in caption
+    hits = studio._inverted.cache_info().hits
+    delta = hypernet_rows(files["hypernet"], [PROMPT])[0].domain.vector
+    _, by_prompt, caption = studio.stylize_photo(photo, "psp.pt", SOURCES[1], None, "hyper/hypernet.safetensors",
+                                                 PROMPT, alpha=1, iterations=2)
+    assert studio._inverted.cache_info().hits == hits + 1  # the photo was not inverted again
+    _assert_same(by_prompt, _expected_photo(files, 2, domain=delta)[1])
+    assert PROMPT in caption and str(files["root"]) not in caption
+    assert studio.stylize_photo(None, "psp.pt", SOURCES[0], None, None, None, 1, 5)[2] == "upload a photo"
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"encoder": "restyle-psp-ffhq"}, "unknown encoder"),
+    ({"encoder": "/etc/passwd"}, "unknown encoder"),
+    ({"iterations": 0}, "iterations"), ({"iterations": 11}, "iterations"), ({"iterations": 2.5}, "whole number"),
+    ({"alpha": float("inf")}, "strength"),
+])
+def test_stylize_photo_validates_what_the_browser_sends(studio: Studio, files: dict[str, Path], change: dict,
+                                                        match: str) -> None:
+    values = {"photo": Image.open(files["photo"]), "encoder": "psp.pt", "source": SOURCES[0],
+              "domain": "runs/cat/domain.safetensors", "hypernet": None, "prompt": None, "alpha": 1.0,
+              "iterations": 1, **change}
+    with pytest.raises(HDNError, match=match):
+        studio.stylize_photo(**values)
+
+
 @pytest.mark.parametrize("change, match", [
     ({"generator": "random:64"}, "unknown generator"),
     ({"generator": "/etc/passwd"}, "unknown generator"),
@@ -251,7 +308,7 @@ def test_browser_end_to_end(G: torch.nn.Module, files: dict[str, Path], home: Pa
     expected_prompt = _expected(G, 7, 0.7, domain=delta * 0.5)
     url = app.wait_for_url()
     assert url.startswith("http://127.0.0.1:")
-    with chromium_page() as page:
+    with chromium_page(timeout_ms=120_000) as page:
         page.goto(url)
         page.locator("#caption").get_by_text("seed 0").wait_for()  # the render on page load
         _fill_number(page, "seed", "7")
@@ -263,14 +320,29 @@ def test_browser_end_to_end(G: torch.nn.Module, files: dict[str, Path], home: Pa
         _assert_same(source, expected_source)
         _assert_same(adapted, expected_adapted)
 
-        page.get_by_label(SOURCES[1]).check()
+        page.locator("#source").get_by_label(SOURCES[1]).check()
         prompt = page.locator("#prompt textarea, #prompt input").first
         prompt.fill(PROMPT)
         prompt.press("Enter")
         page.locator("#caption").get_by_text(f"'{PROMPT}' at α 0.5").wait_for()
         _assert_same(_image(page, "adapted-image")[0], expected_prompt)
 
+        # your photo: upload, see it in the domain file's domain, then in a prompt's
+        expected_recon, expected_stylised = _expected_photo(files, 5, domain=vector)
+        page.get_by_role("tab", name="Your photo").click()
+        page.locator("#photo input[type=file]").set_input_files(str(files["photo"]))
+        page.locator("#photo-caption").get_by_text("runs/cat/domain.safetensors at α 1").wait_for()
+        _assert_same(_image(page, "photo-reconstruction")[0], expected_recon)
+        _assert_same(_image(page, "photo-stylized")[0], expected_stylised)
+        page.locator("#photo-source").get_by_label(SOURCES[1]).check()
+        prompt = page.locator("#photo-prompt textarea, #photo-prompt input").first
+        prompt.fill(PROMPT)
+        prompt.press("Enter")
+        page.locator("#photo-caption").get_by_text(f"'{PROMPT}' at α 1").wait_for()
+        _assert_same(_image(page, "photo-stylized")[0], _expected_photo(files, 5, domain=delta)[1])
+
         for path in (files["domain"], files["secret"] / "outside.safetensors", home / "private.txt",
+                     files["encoder"], files["photo"],
                      Path("/etc/passwd")):
             assert page.request.get(f"{url}gradio_api/file={path}").status == 403, path
         assert page.request.get(src).status == 200

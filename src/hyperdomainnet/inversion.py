@@ -206,13 +206,16 @@ def _progress(steps: int, enabled: bool) -> Iterator[Callable[[float], None]]:
 def invert(G: torch.nn.Module, image: torch.Tensor, steps: int = 1000, lr: float = 0.01,
            lambda_p: float = 1e-3, lpips_net: torch.nn.Module | None = None, mse_weight: float = 1.0,
            lpips_weight: float = 1.0, noise_mode: str = "const", progress: bool = True,
-           generator: torch.Generator | None = None, pnorm: PNormStats | None = None) -> InversionResult:
+           generator: torch.Generator | None = None, pnorm: PNormStats | None = None,
+           init: torch.Tensor | None = None) -> InversionResult:
     """II2S: fit W+ codes to images (B, 3, H, W) in [−1, 1] (resized to G.size if needed).
 
     Each image's loss (module docstring) is optimised independently — Adam is element-wise and
     the batch loss is the sum of per-image losses. ``lpips_net`` defaults to
-    ``load_lpips("vgg")``, ``pnorm`` to ``pnorm_stats(G)``. ``noise_mode="random"`` draws fresh
-    noise each step from ``generator`` (the official code did; "const" is deterministic).
+    ``load_lpips("vgg")``, ``pnorm`` to ``pnorm_stats(G)``. The start is the mean latent in every
+    W+ entry, or ``init`` (B, n_latent, D), e.g. an encoder's code. ``noise_mode="const"``
+    renders with the generator's stored noise, as the research code does (its generator's
+    default); ``"random"`` draws fresh noise each step from ``generator`` instead.
     """
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"image must have shape (B, 3, H, W), got {tuple(image.shape)}")
@@ -226,7 +229,13 @@ def invert(G: torch.nn.Module, image: torch.Tensor, steps: int = 1000, lr: float
     lpips_net = lpips_net if lpips_net is not None else load_lpips("vgg", device)
     pnorm = (pnorm if pnorm is not None else pnorm_stats(G)).to(device)
 
-    latent = G.mean_latent().detach().clone()[None, None].repeat(batch, G.n_latent, 1).requires_grad_(True)
+    if init is None:
+        latent = G.mean_latent().detach().clone()[None, None].repeat(batch, G.n_latent, 1)
+    elif init.shape != (batch, G.n_latent, G.style_dim):
+        raise ValueError(f"init must have shape {(batch, G.n_latent, G.style_dim)}, got {tuple(init.shape)}")
+    else:
+        latent = init.detach().to(device, torch.float32).clone()
+    latent.requires_grad_(True)
     optimizer = torch.optim.Adam([latent], lr=lr)
     history: list[dict[str, float]] = []
     with _progress(steps, progress) as advance:

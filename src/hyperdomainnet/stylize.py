@@ -1,38 +1,53 @@
-"""Real photos in adapted domains: invert a photo, render it with a domain file, MindTheGap style mixing.
+"""Real photos in adapted domains: invert photos, render them with a domain, MindTheGap style mixing.
 
 * ``invert_photo``: II2S inversion of an image file (optionally FFHQ-aligned first) through the
   latent cache of :func:`hyperdomainnet.inversion.cached_invert`.
+* ``encode_photos``: several photos at once by a ReStyle encoder (batched), optionally refined
+  by II2S started from the encoder's codes.
+* ``text_domain``: the domain a HyperDomainNet predicts for a prompt.
 * ``style_mix``: MindTheGap rendering — W+ layers ``< MIX_FROM`` (= 7) from the given codes, the
   fine layers ``≥ MIX_FROM`` from the reference image's inverted latent w_ref.
 * Image-domain files store w_ref as the extra tensor ``reference_latent`` (1, n_latent, D) next to
   the vector (``save_domain_with_reference`` / ``reference_latent``); ``Domain.load`` reads
   it into ``Domain.tensors``.
-* ``stylize``: photo → (photo, reconstruction G(w), adapted G_B(w), mixed G_B(w[:7] ‖ w_ref[7:])).
+* ``stylize``: photo → (photo, reconstruction G(w), adapted G_B(w), mixed G_B(w[:7] ‖ w_ref[7:]));
+  ``stylize_inverted`` does the rendering for photos already inverted.
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import paths
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
-from .errors import HDNError
+from .encoders.restyle import INPUT_SIZE
+from .errors import ConfigError, FileFormatError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
-from .inversion import FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, write_safetensors, cached_invert
+from .inversion import (FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, InversionResult, cached_invert, invert,
+                        write_safetensors)
+from .loaders import artefact_path
 from .stylegan2.generator import Generator
+
+if TYPE_CHECKING:
+    from .encoders import ReStyleEncoder
 
 MIX_FROM = 7          # first W+ index taken from the reference latent (MindTheGap)
 MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in previews
 REFERENCE_LATENT = "reference_latent"
 ALIGNED_DIR = "aligned"
+ENCODER_BATCH = 4     # photos per encoder forward
+FACES_HINT = "pip install hyperdomainnet[faces]"
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
-           "aligned_copy", "invert_photo", "save_latent", "style_mix", "reference_latent",
-           "save_domain_with_reference", "stylize"]
+           "aligned_copy", "invert_photo", "encode_photos", "text_domain", "save_latent", "style_mix",
+           "reference_latent", "save_domain_with_reference", "check_domain", "stylize", "stylize_inverted"]
 
 
 @dataclass(frozen=True)
@@ -90,10 +105,107 @@ def invert_photo(G: Generator, path: str | Path, options: InversionOptions = Inv
     return Inverted(image, result.latent, result.reconstruction, path.name, sha, final, result.cached)
 
 
-def save_latent(path: str | Path, inverted: Inverted, G: Generator, options: InversionOptions) -> Path:
+def _face_alignment_installed() -> bool:
+    return importlib.util.find_spec("face_alignment") is not None
+
+
+def photo_source(path: Path, size: int, align: bool | None, device: str) -> Path:
+    """The file to invert: the FFHQ-aligned face (``align`` True, or None with the faces extra
+    installed) or the photo itself. In the automatic mode a photo without a face is used as it
+    is, with a warning."""
+    if align is False or (align is None and not _face_alignment_installed()):
+        return path
+    try:
+        return aligned_copy(path, size, device)
+    except HDNError as exc:
+        if align or "no face" not in str(exc):
+            raise
+        warnings.warn(f"no face found in {path.name}; using the photo as it is (the FFHQ encoder expects "
+                      "a face, so expect a poor reconstruction)", UserWarning, stacklevel=2)
+        return path
+
+
+def alignment_notice(align: bool | None) -> str | None:
+    """The one message to show when automatic face alignment is unavailable, else None."""
+    if align is None and not _face_alignment_installed():
+        return (f"face alignment is off (the faces extra is not installed): photos are used as they are; "
+                f"to align faces FFHQ-style, {FACES_HINT}")
+    return None
+
+
+@torch.no_grad()
+def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
+                  align: bool | None = None, refine: InversionOptions | None = None,
+                  G: Generator | None = None, batch_size: int = ENCODER_BATCH,
+                  progress: bool = True) -> list[Inverted]:
+    """Invert photo files by the ReStyle encoder ``E``, ``batch_size`` photos per forward.
+
+    The encoder reads each photo resized to 256×256; the W+ codes are rendered by ``G``
+    (default ``E.generator``, which must have the encoder's resolution). With ``refine`` (its
+    ``steps`` > 0), II2S continues from the encoder's codes against the photo at full size.
+    """
+    G = G if G is not None else E.generator
+    if G.size != E.generator.size or G.n_latent != E.generator.n_latent:
+        raise ConfigError(f"the encoder {E.name} inverts into a {E.generator.size} px generator but the "
+                          f"generator is {G.size} px; use a generator of the encoder's resolution")
+    device = E.device
+    inverted: list[Inverted] = []
+    for start in range(0, len(photos), batch_size):
+        chunk = [Path(p).expanduser() for p in photos[start:start + batch_size]]
+        sources = [photo_source(p, G.size, align, str(device)) for p in chunk]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*upscaling.*")  # warned once below, at full size
+            x = torch.cat([load_image(s, INPUT_SIZE, fit) for s in sources])
+        full = torch.cat([load_image(s, G.size, fit) for s in sources]).to(device)
+        ws = E.invert(x, iterations)
+        losses: list[dict[str, float]] = [{} for _ in chunk]
+        if refine is not None and refine.steps > 0:
+            with torch.enable_grad():
+                result = _refine(G, full, ws, refine, progress)
+            ws = result.latent
+            if len(chunk) == 1 and result.losses:  # II2S reports sums over the batch
+                losses = [result.losses[-1]]
+        reconstruction = G.synthesis(ws, noise_mode="const")
+        for i, path in enumerate(chunk):
+            inverted.append(Inverted(full[i:i + 1], ws[i:i + 1], reconstruction[i:i + 1], path.name,
+                                     image_sha256(path), losses[i], False))
+    return inverted
+
+
+def _refine(G: Generator, images: torch.Tensor, init: torch.Tensor, options: InversionOptions,
+            progress: bool) -> InversionResult:
+    """II2S with ``options`` from the codes ``init``."""
+    from .inversion import pnorm_stats
+    from .perceptual import load_lpips
+
+    return invert(G, images, steps=options.steps, lambda_p=options.lambda_p,
+                  lpips_net=load_lpips("vgg", images.device, options.lpips_random_backbone),
+                  pnorm=pnorm_stats(G, options.pnorm_samples or PNORM_SAMPLES), progress=progress, init=init)
+
+
+def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
+    """The domain vector the HyperDomainNet ``hypernet`` (file or zoo name) predicts for ``prompt``,
+    checked to fit ``G``."""
+    from .render import hypernet_rows
+
+    if not prompt.strip():
+        raise ConfigError("--text is empty; give a prompt such as \"3D render in the style of Pixar\"")
+    path = artefact_path(hypernet, "hypernet")
+    domain = hypernet_rows(path, [prompt.strip()], G.latent_avg.device)[0].domain
+    if list(domain.domain_layout) != list(G.domain_layout):
+        trained = domain.generator.get("name") or "another generator"
+        raise ConfigError(f"the hypernetwork {Path(str(hypernet)).name} was trained for {trained} "
+                          f"({sum(domain.domain_layout)} domain numbers) but the generator has {G.domain_size}; "
+                          "pass a hypernetwork trained for the encoder's generator")
+    return domain
+
+
+def save_latent(path: str | Path, inverted: Inverted, G: Generator,
+                options: InversionOptions | dict[str, Any]) -> Path:
     """Write the W+ code as safetensors (tensor ``latent``) with the image hash, generator and settings."""
+    settings = asdict(options) if isinstance(options, InversionOptions) else dict(options)
     meta = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "image": inverted.name,
-            "image_sha256": inverted.sha256, "generator": G.identity, "settings": asdict(options),
+            "image_sha256": inverted.sha256, "generator": G.identity, "settings": settings,
             "losses": inverted.losses}
     write_safetensors(Path(path), {"latent": inverted.latent}, meta)
     return Path(path)
@@ -140,16 +252,32 @@ def stylize(G: Generator, domain: Domain, photo: str | Path, options: InversionO
             mix: bool | None = None, scale: float = 1.0, progress: bool = True) -> Stylized:
     """Invert ``photo`` into w and render G_B(w) — and G_B(style_mix(w, w_ref)) when the domain has
     a reference latent and ``mix`` is not False (``mix=True`` requires one)."""
+    check_domain(G, domain, mix)
+    return stylize_inverted(G, domain, [invert_photo(G, photo, options, progress)], mix, scale)[0]
+
+
+def check_domain(G: Generator, domain: Domain, mix: bool | None) -> None:
+    """Raise a one-line error unless ``domain`` fits ``G`` (and has a reference latent if ``mix``)."""
     domain.check_generator(G)
-    reference = reference_latent(domain)
-    if mix and reference is None:
+    if mix and reference_latent(domain) is None:
         raise HDNError("the domain file has no reference latent (it was not trained from an image); "
                        "drop --mix")
+
+
+@torch.no_grad()
+def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted], mix: bool | None = None,
+                     scale: float = 1.0, batch_size: int = ENCODER_BATCH) -> list[Stylized]:
+    """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward."""
+    check_domain(G, domain, mix)
+    reference = reference_latent(domain)
     param = Parameterization.from_domain_file(domain, G)
-    inverted = invert_photo(G, photo, options, progress)
-    with torch.no_grad():
-        adapted = param.synthesize(G, inverted.latent, scale)
-        mixed = None
-        if reference is not None and mix is not False:
-            mixed = param.synthesize(G, style_mix(inverted.latent, reference), scale)
-    return Stylized(inverted, adapted, mixed)
+    results: list[Stylized] = []
+    for start in range(0, len(inverted), batch_size):
+        chunk = inverted[start:start + batch_size]
+        ws = torch.cat([item.latent for item in chunk])
+        adapted = param.synthesize(G, ws, scale)
+        mixed = param.synthesize(G, style_mix(ws, reference), scale) \
+            if reference is not None and mix is not False else None
+        results += [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
+                    for i, item in enumerate(chunk)]
+    return results

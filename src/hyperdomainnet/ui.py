@@ -13,7 +13,8 @@ folder, ``allowed_paths`` and static paths: here the cache folder is a private t
 made for this process (``GRADIO_TEMP_DIR``), ``allowed_paths`` is empty (``GRADIO_ALLOWED_PATHS``
 is dropped: Gradio would fall back to it) and no static paths are set, so only this app's renders
 are served. Analytics, monitoring, MCP, SSR, PWA and the run history are off; uploads are capped
-at 1 MB (no component takes uploads).
+at 10 MB (only the photo of the "your photo" tab is uploaded; Gradio decodes it and hands the
+server an image, never a path).
 
 Rendering (:meth:`Studio.render`): seed s → W+ code as ``render.seed_latents`` (so seed s matches
 ``hdn generate --seeds s``), ψ-truncated; style mixing with crossover c > 0 takes W+ entries c… from
@@ -21,19 +22,27 @@ the mixing seed's code. The source image is ``G.synthesis(ws)``; the adapted one
 file (any kind, through its ``Parameterization``) or the hypernetwork's δ for the prompt
 (``render.hypernet_rows``) at strength α. Noise is the generator's constant noise. Loaded
 generators, domain files and prompt vectors are cached.
+
+Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by a ReStyle encoder
+(the ``--encoder`` specs given, plus downloaded zoo encoders) exactly as ``hdn stylize`` does it
+(``stylize.encode_photos``: aligned when the faces extra is installed), then rendered by the
+encoder's generator in the chosen domain or the prompt's δ. Inverted photos are cached by their
+pixels, so trying another prompt does not invert again.
 """
 from __future__ import annotations
 
 import atexit
+import io
 import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -49,13 +58,20 @@ from .render import hypernet_rows, seed_latents
 from .stylegan2.generator import Generator
 from .loaders import load_generator
 
+if TYPE_CHECKING:
+    from .encoders import ReStyleEncoder
+    from .stylize import Inverted
+
 SOURCES: tuple[str, ...] = ("domain file", "hypernetwork prompt")
 SEED_MAX = 99_999
 TRUNCATION_RANGE = (0.0, 1.0)
 ALPHA_RANGE = (-1.0, 2.0)
-MAX_UPLOAD = "1mb"
+MAX_UPLOAD = "10mb"
+PHOTO_CACHE = 8
+ITERATIONS_RANGE = (1, 10)
 IMAGE_HEIGHT = 384
-CSS = "#source-image img, #adapted-image img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}"
+CSS = ("#source-image img, #adapted-image img, #photo-reconstruction img, #photo-stylized img "
+       "{image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}")
 GENERATOR_CACHE = 3
 FILE_CACHE = 32
 PROMPT_CACHE = 64
@@ -176,9 +192,10 @@ class Studio:
     domain and hypernetwork allowlists, caches, and :meth:`render` (the callback the UI calls)."""
 
     def __init__(self, generators: Sequence[str], domains: Allowlist, hypernets: Allowlist,
-                 device: torch.device | str = "cpu", include_zoo: bool = True) -> None:
+                 device: torch.device | str = "cpu", include_zoo: bool = True, encoders: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
         self.generators = self._generator_specs(generators, include_zoo)
+        self.encoders = self._zoo_specs(encoders, include_zoo, "encoder")
         if not self.generators:
             raise HDNError("no generator to show: pass --generator NAME|FILE|random:<size>, or download one "
                            "with hdn download NAME")
@@ -186,21 +203,33 @@ class Studio:
         self._generator = lru_cache(maxsize=GENERATOR_CACHE)(self._load_generator)
         self._domain = lru_cache(maxsize=FILE_CACHE)(self._load_domain)
         self._prompt = lru_cache(maxsize=PROMPT_CACHE)(self._prompt_domain)
+        self._encoder = lru_cache(maxsize=GENERATOR_CACHE)(self._load_encoder)
+        self._inverted = lru_cache(maxsize=PHOTO_CACHE)(self._invert_photo)
 
     @staticmethod
-    def _generator_specs(given: Sequence[str], include_zoo: bool) -> dict[str, str]:
-        """label → spec: the given specs (files made absolute), then downloaded zoo models."""
+    def _zoo_specs(given: Sequence[str], include_zoo: bool, kind: str) -> dict[str, str]:
+        """label → spec: the given specs (files made absolute and labelled by their name, numbered
+        on a clash, so that no path reaches the browser), then downloaded zoo models of ``kind``."""
         specs: dict[str, str] = {}
         for spec in given:
             path = Path(spec).expanduser()
-            specs[spec] = str(path.resolve()) if path.exists() else spec
+            label, n = (path.name, 1) if path.exists() else (spec, 1)
+            while label in specs:
+                n += 1
+                label = f"{path.name} ({n})"
+            specs[label] = str(path.resolve()) if path.exists() else spec
         if include_zoo:
             from . import zoo
 
             for entry in zoo.list_entries():
-                if entry.kind == "generator" and entry.name not in specs and zoo.cached_path(entry) is not None:
+                if (entry.kind == kind and entry.name not in specs
+                        and zoo.cached_path(entry) is not None):
                     specs[entry.name] = entry.name
         return specs
+
+    @classmethod
+    def _generator_specs(cls, given: Sequence[str], include_zoo: bool) -> dict[str, str]:
+        return cls._zoo_specs(given, include_zoo, "generator")
 
     # ----- loading (cached) ----------------------------------------------------------------------
     def _load_generator(self, spec: str) -> Generator:
@@ -212,6 +241,35 @@ class Studio:
 
     def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> Domain:  # noqa: ARG002
         return hypernet_rows(path, [prompt], self.device)[0].domain
+
+    def _load_encoder(self, spec: str) -> ReStyleEncoder:
+        from .encoders import load_encoder
+        from .training.runtime import prepare_generator
+
+        encoder = load_encoder(spec, self.device)
+        prepare_generator(encoder.generator, self.device)
+        return encoder
+
+    def _invert_photo(self, label: str, png: bytes, iterations: int) -> tuple[Inverted, tuple[str, ...]]:
+        """The photo (PNG bytes) inverted by an encoder, and the warnings raised on the way."""
+        from .stylize import alignment_notice, encode_photos
+
+        encoder = self.encoder(label)
+        with tempfile.TemporaryDirectory(prefix="hdn-photo-") as folder, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = Path(folder, "photo.png")
+            path.write_bytes(png)
+            inverted = encode_photos(encoder, [path], iterations, progress=False)[0]
+        notes = [alignment_notice(None)] + [str(w.message) for w in caught]
+        return inverted, tuple(dict.fromkeys(n for n in notes if n))
+
+    def encoder(self, label: str) -> ReStyleEncoder:
+        """The (cached) encoder of a listed label."""
+        spec = self.encoders.get(label) if isinstance(label, str) else None
+        if spec is None:
+            raise HDNError(f"unknown encoder {label!r}; pick one from the list (start hdn ui with --encoder "
+                           "NAME|FILE, e.g. restyle-psp-ffhq)")
+        return self._encoder(spec)
 
     def generator(self, label: str) -> Generator:
         """The (cached) generator of a listed label."""
@@ -268,6 +326,31 @@ class Studio:
                                                                                noise_mode="const")
         return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}"
 
+    @torch.no_grad()
+    def stylize_photo(self, photo: Image.Image | None, encoder: str, source: str, domain: str | None,
+                      hypernet: str | None, prompt: str | None, alpha: Any, iterations: Any
+                      ) -> tuple[Image.Image | None, Image.Image | None, str]:
+        """(reconstruction, stylised image or None, caption) of an uploaded photo."""
+        from .stylize import stylize_inverted
+
+        scale = _checked(alpha, "strength", *ALPHA_RANGE)
+        steps = _integer(iterations, "iterations", ITERATIONS_RANGE[1])
+        if steps < ITERATIONS_RANGE[0]:
+            raise HDNError(f"iterations must be at least {ITERATIONS_RANGE[0]}")
+        if photo is None:
+            return None, None, "upload a photo"
+        E = self.encoder(encoder)
+        buffer = io.BytesIO()
+        photo.convert("RGB").save(buffer, format="PNG")
+        inverted, notes = self._inverted(encoder, buffer.getvalue(), steps)
+        caption = f"{encoder} · {steps} iterations" + "".join(f" · {note}" for note in notes)
+        chosen = self.domain(source, domain, hypernet, prompt)
+        if chosen is None:
+            return to_pil(inverted.reconstruction), None, caption + " · no domain chosen"
+        label, domain_file = chosen
+        result = stylize_inverted(E.generator, domain_file, [inverted], mix=False, scale=scale)[0]
+        return to_pil(inverted.reconstruction), to_pil(result.adapted), f"{caption} · {label} at α {scale:g}"
+
     def crossover_limit(self, generator: str) -> int:
         """The largest crossover index of a generator (n_latent − 1)."""
         return self.generator(generator).n_latent - 1
@@ -287,59 +370,110 @@ def _ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+@dataclass(frozen=True)
+class _Choices:
+    """The domain controls' starting values, shared by both tabs."""
+
+    domain: str | None
+    hypernet: str | None
+    source: str
+    prompts: bool  # the hypernetwork controls only when one was given
+
+
+def _image_options(interactive: bool = False) -> dict[str, Any]:
+    return {"type": "pil", "format": "png", "interactive": interactive, "height": IMAGE_HEIGHT,
+            "buttons": ["download", "fullscreen"]}
+
+
+def _domain_controls(gr: Any, studio: Studio, choices: _Choices, prefix: str) -> tuple[Any, Any, Any, Any]:
+    """Source switch, domain file, hypernetwork and prompt; element ids ``{prefix}source`` etc."""
+    source = gr.Radio(list(SOURCES), value=choices.source, label="Domain from", elem_id=f"{prefix}source",
+                      visible=choices.prompts)
+    domain = gr.Dropdown(studio.domains.labels, value=choices.domain, label="Domain file", elem_id=f"{prefix}domain")
+    hypernet = gr.Dropdown(studio.hypernets.labels, value=choices.hypernet, label="Hypernetwork",
+                           elem_id=f"{prefix}hypernet", visible=choices.prompts)
+    prompt = gr.Textbox(label="Prompt (hypernetwork; Enter renders)", placeholder="e.g. Pixar",
+                        elem_id=f"{prefix}prompt", visible=choices.prompts)
+    return source, domain, hypernet, prompt
+
+
+def _samples_tab(gr: Any, demo: Any, studio: Studio, choices: _Choices) -> None:
+    """Seeded samples: controls on the left, source and adapted renders side by side."""
+    first_generator = next(iter(studio.generators))
+    gr.Markdown("### hyperdomainnet: source and adapted generator, same latent")
+    with gr.Row():
+        with gr.Column(scale=1):
+            generator = gr.Dropdown(list(studio.generators), value=first_generator, label="Generator",
+                                    elem_id="generator")
+            source, domain, hypernet, prompt = _domain_controls(gr, studio, choices, "")
+            rescan = gr.Button("Rescan files", size="sm")
+            seed = gr.Slider(0, SEED_MAX, value=0, step=1, label="Seed", elem_id="seed")
+            truncation = gr.Slider(*TRUNCATION_RANGE, value=0.7, step=0.05, label="Truncation ψ",
+                                   elem_id="truncation")
+            alpha = gr.Slider(*ALPHA_RANGE, value=1.0, step=0.05, label="Strength α", elem_id="alpha")
+            mix_seed = gr.Slider(0, SEED_MAX, value=1, step=1, label="Style-mixing seed", elem_id="mix-seed")
+            crossover = gr.Slider(0, studio.crossover_limit(first_generator), value=0, step=1,
+                                  label="Style-mixing crossover (0: off; W+ index taken from the mixing seed)",
+                                  elem_id="crossover")
+            button = gr.Button("Render", variant="primary", elem_id="render")
+        with gr.Column(scale=2):
+            with gr.Row():
+                source_image = gr.Image(label="Source", elem_id="source-image", **_image_options())
+                adapted_image = gr.Image(label="Adapted", elem_id="adapted-image", **_image_options())
+            caption = gr.Markdown(elem_id="caption")
+
+    inputs = [generator, source, domain, hypernet, prompt, seed, truncation, alpha, mix_seed, crossover]
+    outputs = [source_image, adapted_image, caption]
+    render = _ui_errors(studio.render)
+    settings: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render", "concurrency_limit": 1}
+    gr.on([button.click, demo.load, source.change, domain.change, hypernet.change, prompt.submit,
+           seed.release, truncation.release, alpha.release, mix_seed.release, crossover.release],
+          render, inputs, outputs, **settings)
+    reset_mixing = _ui_errors(lambda label: gr.Slider(maximum=studio.crossover_limit(label), value=0))
+    generator.change(reset_mixing, generator, crossover).then(render, inputs, outputs, **settings)
+    rescan.click(lambda: (gr.Dropdown(choices=studio.domains.scan()), gr.Dropdown(choices=studio.hypernets.scan())),
+                 None, [domain, hypernet])
+
+
+def _photo_tab(gr: Any, studio: Studio, choices: _Choices) -> None:
+    """Your photo: upload, pick an encoder and a domain or prompt; reconstruction and stylised result."""
+    encoders = list(studio.encoders)
+    gr.Markdown("### Your photo in any domain: ReStyle inversion, then the adapted generator"
+                + ("" if encoders else " — start hdn ui with --encoder restyle-psp-ffhq (or a file) to use it"))
+    with gr.Row():
+        with gr.Column(scale=1):
+            photo = gr.Image(label="Your photo", elem_id="photo", sources=["upload"], type="pil",
+                             image_mode="RGB", height=IMAGE_HEIGHT // 2)
+            encoder = gr.Dropdown(encoders, value=encoders[0] if encoders else None, label="Encoder",
+                                  elem_id="photo-encoder")
+            source, domain, hypernet, prompt = _domain_controls(gr, studio, choices, "photo-")
+            alpha = gr.Slider(*ALPHA_RANGE, value=1.0, step=0.05, label="Strength α", elem_id="photo-alpha")
+            iterations = gr.Slider(*ITERATIONS_RANGE, value=5, step=1, label="Encoder iterations",
+                                   elem_id="photo-iterations")
+            button = gr.Button("Stylise", variant="primary", elem_id="photo-run")
+        with gr.Column(scale=2):
+            with gr.Row():
+                reconstruction = gr.Image(label="Reconstruction", elem_id="photo-reconstruction", **_image_options())
+                stylised = gr.Image(label="Stylised", elem_id="photo-stylized", **_image_options())
+            caption = gr.Markdown(elem_id="photo-caption")
+    inputs = [photo, encoder, source, domain, hypernet, prompt, alpha, iterations]
+    settings: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render", "concurrency_limit": 1}
+    gr.on([button.click, photo.upload, prompt.submit, domain.change, source.change, alpha.release],
+          _ui_errors(studio.stylize_photo), inputs, [reconstruction, stylised, caption], **settings)
+
+
 def build_app(studio: Studio) -> Any:
-    """The Gradio Blocks app: controls on the left, source and adapted renders side by side."""
+    """The Gradio Blocks app: a "Samples" tab (seeded renders) and a "Your photo" tab."""
     import gradio as gr
 
-    first_domain = studio.domains.labels[0] if studio.domains.labels else None
-    first_hypernet = studio.hypernets.labels[0] if studio.hypernets.labels else None
-    default_source = SOURCES[1] if first_hypernet and not first_domain else SOURCES[0]
-    first_generator = next(iter(studio.generators))
-    prompts = bool(first_hypernet)  # the hypernetwork controls only when one was given
-    image: dict[str, Any] = {"type": "pil", "format": "png", "interactive": False, "height": IMAGE_HEIGHT,
-                             "buttons": ["download", "fullscreen"]}
+    domain = studio.domains.labels[0] if studio.domains.labels else None
+    hypernet = studio.hypernets.labels[0] if studio.hypernets.labels else None
+    choices = _Choices(domain, hypernet, SOURCES[1] if hypernet and not domain else SOURCES[0], bool(hypernet))
     with gr.Blocks(title="hyperdomainnet", analytics_enabled=False) as demo:
-        gr.Markdown("### hyperdomainnet: source and adapted generator, same latent")
-        with gr.Row():
-            with gr.Column(scale=1):
-                generator = gr.Dropdown(list(studio.generators), value=first_generator, label="Generator",
-                                        elem_id="generator")
-                source = gr.Radio(list(SOURCES), value=default_source, label="Domain from", elem_id="source",
-                                  visible=prompts)
-                domain = gr.Dropdown(studio.domains.labels, value=first_domain, label="Domain file",
-                                     elem_id="domain")
-                hypernet = gr.Dropdown(studio.hypernets.labels, value=first_hypernet, label="Hypernetwork",
-                                       elem_id="hypernet", visible=prompts)
-                prompt = gr.Textbox(label="Prompt (hypernetwork; Enter renders)", placeholder="e.g. Pixar",
-                                    elem_id="prompt", visible=prompts)
-                rescan = gr.Button("Rescan files", size="sm")
-                seed = gr.Slider(0, SEED_MAX, value=0, step=1, label="Seed", elem_id="seed")
-                truncation = gr.Slider(*TRUNCATION_RANGE, value=0.7, step=0.05, label="Truncation ψ",
-                                       elem_id="truncation")
-                alpha = gr.Slider(*ALPHA_RANGE, value=1.0, step=0.05, label="Strength α", elem_id="alpha")
-                mix_seed = gr.Slider(0, SEED_MAX, value=1, step=1, label="Style-mixing seed", elem_id="mix-seed")
-                crossover = gr.Slider(0, studio.crossover_limit(first_generator), value=0, step=1,
-                                      label="Style-mixing crossover (0: off; W+ index taken from the mixing seed)",
-                                      elem_id="crossover")
-                button = gr.Button("Render", variant="primary", elem_id="render")
-            with gr.Column(scale=2):
-                with gr.Row():
-                    source_image = gr.Image(label="Source", elem_id="source-image", **image)
-                    adapted_image = gr.Image(label="Adapted", elem_id="adapted-image", **image)
-                caption = gr.Markdown(elem_id="caption")
-
-        inputs = [generator, source, domain, hypernet, prompt, seed, truncation, alpha, mix_seed, crossover]
-        outputs = [source_image, adapted_image, caption]
-        render = _ui_errors(studio.render)
-        settings: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render",
-                                    "concurrency_limit": 1}
-        gr.on([button.click, demo.load, source.change, domain.change, hypernet.change, prompt.submit,
-               seed.release, truncation.release, alpha.release, mix_seed.release, crossover.release],
-              render, inputs, outputs, **settings)
-        reset_mixing = _ui_errors(lambda label: gr.Slider(maximum=studio.crossover_limit(label), value=0))
-        generator.change(reset_mixing, generator, crossover).then(render, inputs, outputs, **settings)
-        rescan.click(lambda: (gr.Dropdown(choices=studio.domains.scan()), gr.Dropdown(choices=studio.hypernets.scan())),
-                     None, [domain, hypernet])
+        with gr.Tab("Samples", elem_id="samples-tab"):
+            _samples_tab(gr, demo, studio, choices)
+        with gr.Tab("Your photo", elem_id="photo-tab"):
+            _photo_tab(gr, studio, choices)
     return demo
 
 

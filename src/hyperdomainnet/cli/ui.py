@@ -26,10 +26,13 @@ def ui(
                                                 "for them; repeatable. Nothing else is read."),
     hypernet: Optional[list[Path]] = typer.Option(None, "--hypernet", help="HyperDomainNet file, or a directory "
                                                   "searched for them; repeatable."),
+    encoder: Optional[list[str]] = typer.Option(None, "--encoder", help="ReStyle encoder for the \"your photo\" "
+                                                "tab: zoo name or file; repeatable (downloaded ones are listed too)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
 ) -> None:
     """Web app: pick a generator and a domain file or hypernetwork prompt, move seed, truncation,
-    strength and style-mixing sliders, and see source and adapted renders side by side."""
+    strength and style-mixing sliders, and see source and adapted renders side by side; or upload
+    your photo and see it in the domain."""
     if importlib.util.find_spec("gradio") is None:
         raise HDNError(f"hdn ui needs Gradio: {GRADIO_HINT}")
     from ..training.runtime import resolve_device
@@ -38,12 +41,12 @@ def ui(
     if not 0 < port < 65536:
         raise HDNError(f"--port must be in 1…65535, got {port}")
     studio = Studio(generator or [], domain_files(domain or []), hypernet_files(hypernet or []),
-                    resolve_device(device))
+                    resolve_device(device), encoders=encoder or [])
     demo, url = serve(studio, host, port)
     if host not in LOOPBACK:
         typer.echo(f"warning: bound to {host}: anyone who can reach this address can use the app", err=True)
     typer.echo(f"hdn ui: serving on {url} ({len(studio.domains.labels)} domain files, "
-               f"{len(studio.hypernets.labels)} hypernetworks); Ctrl-C to stop")
+               f"{len(studio.hypernets.labels)} hypernetworks, {len(studio.encoders)} encoders); Ctrl-C to stop")
     try:
         demo.block_thread()
     finally:

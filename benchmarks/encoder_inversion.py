@@ -1,0 +1,139 @@
+"""Photo inversion speed: a ReStyle encoder against II2S, and the whole ``hdn stylize --text`` of a photo.
+
+All models have random weights of the real architectures (FFHQ config-f generator, IR-SE50 pSp
+encoder with one head per W+ entry, a HyperDomainNet of the released width fed by a random
+ViT-B/32 CLIP text tower), so the figures are the real ones without downloading anything:
+
+* encoder: ``stylize.encode_photos`` of one photo (5 iterations: 5 encoder passes, 4 renders for
+  the next iteration's input, 1 reconstruction render), and per photo in a batch of ``--batch``;
+* stylize: the same inversion + the prompt's δ (CLIP text embedding → HyperDomainNet) + the
+  stylised render + writing the strip, the models being loaded already (``hdn stylize --text``
+  after start-up);
+* II2S: ``inversion.invert`` steps (generator forward/backward at full size, LPIPS-VGG at 256,
+  P-norm), ``--ii2s-steps`` of them timed and scaled to 1,000 steps (printed as such when fewer).
+
+    python benchmarks/encoder_inversion.py                       # 1024 px, CPU, II2S 1000 steps
+    python benchmarks/encoder_inversion.py --ii2s-steps 5        # time 5 II2S steps, extrapolate
+    python benchmarks/encoder_inversion.py --size 256 --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from train_step import machine
+
+II2S_STEPS = 1000
+PROMPT = "3D render in the style of Pixar"
+
+
+def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def write_photo(path: Path, size: int) -> Path:
+    """A smooth random colour field (a photo's statistics do not change the cost)."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1024, help="generator resolution (FFHQ: 1024)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4, help="photos per forward for the batched figure")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ii2s-steps", type=int, default=II2S_STEPS,
+                        help="II2S steps to time; fewer than 1000 are scaled to 1000")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    from hyperdomainnet.clip import load_clip
+    from hyperdomainnet.encoders import EncoderArch, ReStyleEncoder, ReStyleNet
+    from hyperdomainnet.hypernet import HyperDomainNet
+    from hyperdomainnet.hypernet.model import prompt_embeddings
+    from hyperdomainnet.images import load_image, save_grid
+    from hyperdomainnet.inversion import PNormStats, invert
+    from hyperdomainnet.perceptual import load_lpips
+    from hyperdomainnet.loaders import load_generator
+    from hyperdomainnet.stylize import stylize_inverted, encode_photos
+    from hyperdomainnet.domain.files import Domain
+    from hyperdomainnet.training.runtime import prepare_generator
+
+    print(machine(args.device, args.threads))
+    print(f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU when it exceeds the cores)")
+    set_up = time.perf_counter()
+    G = prepare_generator(load_generator(f"random:{args.size}", device), device)
+    net = ReStyleNet(EncoderArch("psp", G.n_latent)).eval().requires_grad_(False).to(device)
+    E = ReStyleEncoder(net, G, G.mean_latent()[None].repeat(G.n_latent, 1), "random pSp").to(device)
+    clip = load_clip("random:ViT-B-32", device)
+    hyper = HyperDomainNet(G.domain_layout, embed_dim=clip.embed_dim).eval().to(device)
+    folder = Path(tempfile.mkdtemp(prefix="hdn-bench-"))
+    photos = [write_photo(folder / f"photo{i}.png", args.size) for i in range(args.batch)]
+    E.average_image()
+    print(f"set-up (models built, average image rendered): {time.perf_counter() - set_up:.1f} s; "
+          f"encoder {sum(p.numel() for p in net.parameters()) / 1e6:.0f} M parameters, generator {args.size} px")
+
+    def encode_one() -> object:
+        return encode_photos(E, photos[:1], args.iterations, align=False, progress=False)
+
+    def encode_batch() -> object:
+        return encode_photos(E, photos, args.iterations, align=False, batch_size=args.batch, progress=False)
+
+    def stylize_one() -> None:
+        inverted = encode_photos(E, photos[:1], args.iterations, align=False, progress=False)
+        delta = hyper.domain_vectors(prompt_embeddings(clip, [PROMPT]))[0]
+        domain = Domain(delta.cpu(), "domain_vector", list(G.domain_layout), {"name": "random"})
+        result = stylize_inverted(G, domain, inverted)[0]
+        save_grid(result.strip(), folder / "stylized.png", nrow=3)
+
+    encode_one()  # warm-up
+    enc = statistics.median(timed(encode_one, args.repeats, device))
+    batch = statistics.median(timed(encode_batch, max(1, args.repeats - 1), device)) / args.batch
+    styl = statistics.median(timed(stylize_one, args.repeats, device))
+
+    lpips = load_lpips("vgg", device, random_backbone=True)
+    pnorm = PNormStats.compute(G, n_samples=4096)  # the statistics' cost is a one-off per generator
+    target = load_image(photos[0], G.size).to(device)
+    steps = max(1, min(args.ii2s_steps, II2S_STEPS))
+    invert(G, target, steps=1, lpips_net=lpips, pnorm=pnorm, progress=False)  # warm-up
+    ii2s_measured = statistics.median(timed(lambda: invert(G, target, steps=steps, lpips_net=lpips, pnorm=pnorm,
+                                                           progress=False), 1, device))
+    ii2s = ii2s_measured * II2S_STEPS / steps
+    scaled = "" if steps == II2S_STEPS else f" (scaled from {steps} timed steps: {ii2s_measured:.2f} s)"
+
+    print(f"\nencoder inversion, {args.iterations} iterations, 1 photo:   {enc:8.2f} s")
+    print(f"encoder inversion, per photo in a batch of {args.batch}:     {batch:8.2f} s")
+    print(f"hdn stylize --text, 1 photo, models loaded:  {styl:8.2f} s   (goal on a 2-core CPU: ≤ 10 s)")
+    print(f"II2S, {II2S_STEPS} steps, 1 photo:                  {ii2s:8.1f} s{scaled}")
+    print(f"speed-up of the encoder over II2S:           {ii2s / enc:8.0f}×   (goal: ≥ 50×)")
+    if not math.isfinite(ii2s / enc):
+        raise SystemExit("non-finite timing")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""ReStyle encoders: fast inversion of real photos into a StyleGAN2 generator's W+ space.
+
+    from hyperdomainnet.encoders import load_encoder
+    E = load_encoder("restyle-psp-ffhq")          # zoo name or checkpoint file
+    ws = E.invert(images, iterations=5)           # (B, 3, H, W) in [−1, 1] → (B, n_latent, 512)
+    E.generator                                   # the checkpoint's decoder
+"""
+from .checkpoint import EncoderCheckpoint, read_encoder_checkpoint, write_encoder_checkpoint
+from .network import EncoderArch, ReStyleNet
+from .restyle import DEFAULT_ITERATIONS, INPUT_SIZE, ReStyleEncoder, load_encoder
+
+__all__ = ["DEFAULT_ITERATIONS", "INPUT_SIZE", "EncoderArch", "EncoderCheckpoint", "ReStyleEncoder", "ReStyleNet",
+           "load_encoder", "read_encoder_checkpoint", "write_encoder_checkpoint"]
