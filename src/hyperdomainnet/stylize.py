@@ -28,7 +28,7 @@ from . import paths
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
 from .encoders.restyle import INPUT_SIZE
-from .errors import ConfigError, FileFormatError, HDNError
+from .errors import ConfigError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
 from .inversion import (FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, InversionResult, cached_invert, invert,
                         write_safetensors)
