@@ -31,11 +31,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from . import paths
-from .atomic import atomic_path
+from . import fileformat, paths
 from .images import Fit, image_sha256, load_image
 from .perceptual import load_lpips
 
@@ -50,7 +47,6 @@ LATENT_FORMAT = "hyperdomainnet.latent"
 FORMAT_VERSION = 1
 LPIPS_SIZE = 256
 LOSS_KEYS: tuple[str, ...] = ("total", "mse", "lpips", "p_norm")
-META_KEY = "hyperdomainnet"
 
 __all__ = ["PNORM_SAMPLES", "PNormStats", "pnorm_stats", "mapped_latents", "pulse_space",
            "weights_sha256", "InversionResult", "invert", "cached_invert"]
@@ -147,8 +143,9 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
     path, mapping_sha = _pnorm_path(G, n_samples, seed)
     if cache and path.is_file():
         try:
-            tensors, meta = _read_safetensors(path)
-            if meta.get("format") == PNORM_FORMAT and meta.get("mapping_sha256") == mapping_sha:
+            tensors, meta = fileformat.load(path, file_format=PNORM_FORMAT, max_version=FORMAT_VERSION,
+                                            what="P-norm cache file", required=("mapping_sha256",))
+            if meta["mapping_sha256"] == mapping_sha:
                 return PNormStats(tensors["mean"], tensors["components"], tensors["std"],
                                   n_samples, seed).to(device)
         except (OSError, ValueError, KeyError) as exc:
@@ -156,10 +153,10 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
     log.info("computing P-norm PCA statistics from %d mapped latents (once per generator)", n_samples)
     stats = PNormStats.compute(G, n_samples, seed)
     if cache:
-        meta = {"format": PNORM_FORMAT, "version": FORMAT_VERSION, "n_samples": n_samples, "seed": seed,
-                "negative_slope": PNORM_SLOPE, "mapping_sha256": mapping_sha,
+        meta = {"n_samples": n_samples, "seed": seed, "negative_slope": PNORM_SLOPE, "mapping_sha256": mapping_sha,
                 "generator": getattr(G, "identity", None)}
-        write_safetensors(path, {"mean": stats.mean, "components": stats.components, "std": stats.std}, meta)
+        fileformat.save(path, {"mean": stats.mean, "components": stats.components, "std": stats.std}, meta,
+                        file_format=PNORM_FORMAT, version=FORMAT_VERSION)
     return stats
 
 
@@ -286,7 +283,8 @@ def cached_invert(G: torch.nn.Module, image_path: str | Path, steps: int = 1000,
     device = G.latent_avg.device
     if cache and path.is_file():
         try:
-            tensors, meta = _read_safetensors(path)
+            tensors, meta = fileformat.load(path, file_format=LATENT_FORMAT, max_version=FORMAT_VERSION,
+                                            what="latent cache file", required=("loss_keys",))
             latent = tensors["latent"].to(device)
             losses = [dict(zip(meta["loss_keys"], row)) for row in tensors["losses"].tolist()]
             with torch.no_grad():
@@ -301,26 +299,9 @@ def cached_invert(G: torch.nn.Module, image_path: str | Path, steps: int = 1000,
                     generator=generator, pnorm=pnorm_stats(G, pnorm_samples))
     if cache:
         losses = torch.tensor([[h[k] for k in LOSS_KEYS] for h in result.losses], dtype=torch.float32)
-        meta = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "image": str(image_path),
-                "image_sha256": image_sha, "generator": getattr(G, "identity", None),
+        meta = {"image": str(image_path), "image_sha256": image_sha, "generator": getattr(G, "identity", None),
                 "settings": settings, "loss_keys": list(LOSS_KEYS)}
-        write_safetensors(path, {"latent": result.latent, "losses": losses.reshape(-1, len(LOSS_KEYS))}, meta)
+        fileformat.save(path, {"latent": result.latent.detach().float(), "losses": losses.reshape(-1, len(LOSS_KEYS))},
+                        meta, file_format=LATENT_FORMAT, version=FORMAT_VERSION)
         log.info("cached the inverted latent of %s in %s", image_path, path)
     return result
-
-
-# ----- safetensors helpers -------------------------------------------------------------------
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={META_KEY: json.dumps(meta)})
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and the JSON metadata of a file written by ``write_safetensors``."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {})[META_KEY])
-            return {k: fh.get_tensor(k) for k in fh.keys()}, meta
-    except (SafetensorError, json.JSONDecodeError, OSError) as exc:
-        raise ValueError(str(exc)) from None

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import paths
+from . import fileformat, paths
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
 from .encoders.restyle import INPUT_SIZE
 from .errors import ConfigError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
-from .inversion import (FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, InversionResult, cached_invert, invert,
-                        write_safetensors)
+from .inversion import FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
 from .stylegan2.generator import Generator
 
@@ -204,11 +203,10 @@ def save_latent(path: str | Path, inverted: Inverted, G: Generator,
                 options: InversionOptions | dict[str, Any]) -> Path:
     """Write the W+ code as safetensors (tensor ``latent``) with the image hash, generator and settings."""
     settings = asdict(options) if isinstance(options, InversionOptions) else dict(options)
-    meta = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "image": inverted.name,
-            "image_sha256": inverted.sha256, "generator": G.identity, "settings": settings,
+    meta = {"image": inverted.name, "image_sha256": inverted.sha256, "generator": G.identity, "settings": settings,
             "losses": inverted.losses}
-    write_safetensors(Path(path), {"latent": inverted.latent}, meta)
-    return Path(path)
+    return fileformat.save(path, {"latent": inverted.latent.detach().float()}, meta, file_format=LATENT_FORMAT,
+                           version=FORMAT_VERSION)
 
 
 def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) -> torch.Tensor:
