@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from . import fileformat, paths
 from .images import Fit, image_sha256, load_image
 from .perceptual import load_lpips
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -188,16 +189,13 @@ def _render(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str,
 
 @contextmanager
 def _progress(steps: int, enabled: bool) -> Iterator[Callable[[float], None]]:
-    """A callback advancing a rich progress bar (on stderr) by one step, showing the loss."""
-    if not enabled:
-        yield lambda loss: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
+    """A callback advancing the project's progress bar by one step, showing the loss."""
+    with progress_bar(steps, "II2S inversion", unit="step", enabled=enabled, leave=False) as bar:
+        def advance(loss: float) -> None:
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            bar.update()
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("II2S inversion", total=steps)
-        yield lambda loss: bar.update(task, advance=1, description=f"II2S inversion  loss {loss:.4f}")
+        yield advance
 
 
 def invert(G: torch.nn.Module, image: torch.Tensor, steps: int = 1000, lr: float = 0.01,
