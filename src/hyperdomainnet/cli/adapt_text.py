@@ -17,7 +17,10 @@ def adapt_text(
     out: Path = OUT,
     generator: Optional[str] = GENERATOR,
     source: Optional[str] = typer.Option(None, help="Text describing the generator's domain, e.g. 'Photo'."),
-    target: Optional[str] = typer.Option(None, help="Text describing the new domain."),
+    target: Optional[list[str]] = typer.Option(None, help="Text describing the new domain; repeat it to train "
+                                               "several targets in one run ('Target - Source' sets a source)."),
+    targets: Optional[Path] = typer.Option(None, "--targets", help="File of targets trained in one run: one 'Target' "
+                                           "or 'Target - Source' per line."),
     preset: Optional[str] = typer.Option(None, help="Official config preset, e.g. td_single_ffhq."),
     config: Optional[Path] = CONFIG,
     steps: Optional[int] = STEPS,
@@ -52,9 +55,13 @@ def adapt_text(
     """Adapt a generator to a domain described in words (StyleGAN-NADA + indomain losses)."""
     from ..training.config import TextAdaptConfig, build_config
     from ..training.loop import run_training
+    from ..training.multi_target import MultiTargetTextTrainer, read_targets_file
     from ..training.text import TextTrainer
 
-    overrides = dict(generator=generator, source=source, target=target, steps=steps, batch=batch, lr=lr,
+    several = list(target or []) + (read_targets_file(targets) if targets else [])
+    single = target[0] if target and len(several) == 1 and not targets else None
+    overrides = dict(generator=generator, source=source, target=single, targets=None if single else several or None,
+                     steps=steps, batch=batch, lr=lr,
                      betas=parse_betas(betas), weight_decay=weight_decay, mixing=mixing, noise_mode=noise_mode,
                      losses=parse_losses(loss), clip=clip, parameterization=parameterization,
                      placement=placement, phase=phase, auto_layer_k=auto_layer_k,
@@ -63,5 +70,9 @@ def adapt_text(
                      grid_samples=grid_samples, tensorboard=tensorboard, wandb=wandb, low_memory=low_memory,
                      clip_device=clip_device, micro_batch=micro_batch)
     cfg = build_config(TextAdaptConfig, *run_settings(out, resume, preset, config, overrides, trainer="text"))
-    result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
-    typer.echo(f"domain adapted to {cfg.target!r}: {result}")
+    if cfg.targets:
+        result = run_training(MultiTargetTextTrainer(cfg), out, resume=resume, progress=progress)
+        typer.echo(f"domains adapted to {len(cfg.targets)} targets: {result}")
+    else:
+        result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
+        typer.echo(f"domain adapted to {cfg.target!r}: {result}")

@@ -63,6 +63,8 @@ class TextAdaptConfig(TrainConfig):
 
     source: str = "Photo"
     target: str = ""
+    targets: list[str] = Field(default_factory=list, description="several targets trained at once, each "
+                               "'Target' (from source) or 'Target - Source'; empty: the single target")
     parameterization: str = "domain_vector"
     placement: Literal["after_demod", "before_demod"] = "after_demod"
     phase: str | None = Field(None, description="layer group for full fine-tuning")
@@ -73,14 +75,23 @@ class TextAdaptConfig(TrainConfig):
     micro_batch: int | None = Field(None, gt=0, description="render and encode at most this many samples at a "
                                     "time; the gradient is the full batch's")
 
+    def prompt_pairs(self) -> list[tuple[str, str]]:
+        """(target, source) of every target: ``targets`` (the last " - " separates a given
+        source) or the single ``target``."""
+        if not self.targets:
+            return [(self.target, self.source)]
+        pairs = [item.rpartition(" - ") for item in self.targets]
+        return [(t.strip(), s.strip()) if sep else (s.strip(), self.source) for t, sep, s in pairs]
+
     @model_validator(mode="after")
     def _check_prompts_and_losses(self) -> TextAdaptConfig:
-        if not self.target.strip():
-            raise ValueError("the target prompt is empty; give --target \"a description of the new domain\"")
-        if not self.source.strip():
-            raise ValueError("the source prompt is empty; give --source \"a description of the generator's domain\"")
-        if self.source.strip().lower() == self.target.strip().lower():
-            raise ValueError(f"source and target prompts are identical ({self.target!r}); the text direction would be zero")
+        for target, source in self.prompt_pairs():
+            if not target.strip():
+                raise ValueError("the target prompt is empty; give --target \"a description of the new domain\"")
+            if not source.strip():
+                raise ValueError("the source prompt is empty; give --source \"a description of the generator's domain\"")
+            if source.strip().lower() == target.strip().lower():
+                raise ValueError(f"source and target prompts are identical ({target!r}); the text direction would be zero")
         unknown = set(self.losses) - set(TEXT_LOSSES)
         if unknown:
             raise ValueError(f"unknown loss {sorted(unknown)}; known: {', '.join(TEXT_LOSSES)}")
