@@ -27,7 +27,7 @@ def clip() -> ClipEnsemble:
 
 
 def make_config(**changes) -> TextAdaptConfig:
-    settings = dict(generator=GEN, clip="random:tiny", source="Photo", targets=TARGETS, steps=4, batch=2,
+    settings = dict(generator=GEN, clip="random:tiny", source="Photo", targets=TARGETS, steps=4, batch=2, precision="fp32",
                     lr=0.05, device="cpu", save_every=2, grid_every=2, log_every=1, grid_samples=2,
                     losses={"direction": 1.0, "indomain": 0.5, "offsets_l2": 0.5})
     settings.update(changes)

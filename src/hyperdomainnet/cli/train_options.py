@@ -23,7 +23,7 @@ PARAMETERIZATION = typer.Option(None, "--parameterization", help="domain_vector 
 PLACEMENT = typer.Option(None, "--placement", help="after_demod (official) | before_demod (paper figure).")
 SEED = typer.Option(None, "--seed", help="Random seed.")
 DEVICE = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N.")
-PRECISION = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (fp16 with loss scaling).")
+PRECISION = typer.Option(None, "--precision", help="auto (bf16 where native, else fp32) | fp32 | bf16 | fp16 (fp16 with loss scaling).")
 LOW_MEMORY = typer.Option(None, "--low-memory/--no-low-memory",
                           help="Recompute generator blocks in the backward pass (less memory, more time).")
 LOG_EVERY = typer.Option(None, "--log-every", help="Steps between log lines.")

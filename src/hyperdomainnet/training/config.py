@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import HDNError
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TEXT_LOSSES = ("direction", "global", "indomain", "offsets_l2", "offsets_l1")
 CONFIG_NAME = "config.yaml"
 
@@ -37,7 +37,8 @@ class TrainConfig(BaseModel):
     losses: dict[str, float] = Field(default_factory=lambda: {"direction": 1.0})
     seed: int = 0
     device: str = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = Field("auto", description="auto: bf16 autocast where the device computes it natively "
+                                 "(AMX CPUs, CUDA capability ≥ 8.0), else fp32; a run records the resolved value")
     log_every: int = Field(10, gt=0)
     save_every: int = Field(50, gt=0)
     grid_every: int = Field(50, gt=0)

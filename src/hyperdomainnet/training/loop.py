@@ -38,6 +38,7 @@ from ..errors import HDNError
 from ..images import save_grid
 from ..progress import progress_bar
 from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
+from .runtime import resolve_device, resolve_precision
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -226,6 +227,11 @@ def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False, pr
         check_new_run(run_dir, trainer.result_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)
+    if config.precision == "auto":
+        device = getattr(trainer, "device", None) or resolve_device(config.device)
+        config.precision = resolve_precision("auto", device)
+        print(f"precision: {config.precision} ({'native' if config.precision == 'bf16' else 'no native bf16'} "
+              f"on {device.type})", file=sys.stderr, flush=True)
     with atomic_path(run_dir / CONFIG_NAME) as tmp:
         tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     logger = MetricLogger(run_dir, config, start)
