@@ -84,6 +84,32 @@ def test_sigterm_to_a_real_process(tmp_path: Path, capsys: pytest.CaptureFixture
     assert (out / "domain.safetensors").is_file()
 
 
+def test_hypernet_training_stops_on_sigterm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hyperdomainnet.training.distributed import run_distributed
+    from hyperdomainnet.training.multi_text import TextHypernetTrainer
+
+    domains = tmp_path / "toy.txt"
+    domains.write_text("Sketch - Photo\nZombie - Human\n")
+    cfg = HypernetConfig(generator=GEN, domains=str(domains), clip="random:tiny", mapper_clip="random:tiny",
+                         width=16, depth=2, head_depth=1, batch=2, steps=50, device="cpu", grid_samples=2,
+                         save_every=1000, preview_unseen=0)
+    trainer = TextHypernetTrainer(cfg, G=load_generator(GEN), clip=ClipEnsemble.from_spec("random:tiny"))
+    original = trainer.train_step
+
+    def signalled(step: int) -> dict[str, float]:
+        if step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(step)
+
+    trainer.train_step = signalled
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_distributed(trainer, tmp_path / "run", trainer.dist, progress=False)
+    assert stopped.value.code == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted at step 1; continue with hdn hypernet train --out {tmp_path / 'run'} --resume")
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
 def test_commands_and_progress_labels() -> None:
     hypernet = HypernetConfig(domains="x.txt")
     assert command_and_label(hypernet) == ("hdn hypernet train", "training hypernetwork")
