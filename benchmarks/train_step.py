@@ -16,7 +16,11 @@ text-adaptation step and its peak memory for
   ``torch.compile`` of the synthesis network (compiled in the untimed warm-up), and low-memory
   rows for every ensemble;
 
-then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px), the shipped
+then ``targets`` rows: one ``hdn adapt text`` step training K = 1, 4, 16 targets at once
+(``MultiTargetTextTrainer``; K = 1 is the single-target ``TextTrainer``) with the throughput in
+domains × steps / s, the time against K single steps, the FLOPs FlopCounterMode counts in one
+step, the machine's measured matrix-product rate at the step's precision, the floor FLOPs / rate
+and the fraction of it reached; then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px), the shipped
 ``TextHypernetTrainer`` step (``trainer``: more work, no ratio) and batched multi-domain
 rendering (one δ per sample, no gradients) in images/s. Every case runs in a fresh process
 (``spawn``) so that its peak memory is its own: on the CPU the growth of the peak resident set
@@ -27,6 +31,7 @@ StyleGAN2, open_clip ViTs) do the same work as trained ones.
     python benchmarks/train_step.py                  # CPU: 256 and 1024 px, ViT-B/32 and ViT-B/32+ViT-B/16
     python benchmarks/train_step.py --device cuda    # one GPU: the same table
     python benchmarks/train_step.py --sizes 256 --clips B/32 --repeats 2   # a quick look
+    python benchmarks/train_step.py --sizes 256 --clips B/32 --kinds targets --targets 1 4 16 --repeats 2
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ CLIPS = {"B/32": "random:ViT-B-32:1.0", "B/32+B/16": "random:ViT-B-32:1.0,random
 class Case:
     """One measurement: ``kind`` step | hypernet | render, ``path`` reference | fast, config changes."""
 
-    kind: str
+    kind: str  # step | targets | hypernet | render
     size: int
     clip: str
     path: str
@@ -119,6 +124,42 @@ class Meter:
             torch.cuda.synchronize()
 
 
+def matmul_rate(device: torch.device, precision: str, n: int = 2048, repeats: int = 3) -> float:
+    """The best FLOP/s of an n×n×n matrix product in the step's precision (bf16/fp16 operands
+    under autocast, else fp32)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def op_breakdown(fn: Callable[[int], Any], top: int) -> str:
+    """The ``top`` operators of one call by self time (torch.profiler), as ``name share%`` items."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        fn(10**6 + 1)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in events[:top])
+
+
+def counted_flops(fn: Callable[[int], Any]) -> int:
+    """FLOPs of one call as torch's FlopCounterMode counts them (matrix products and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn(10**6)
+    return counter.get_total_flops()
+
+
 # ----- the measured work ------------------------------------------------------------------------
 def _text_config(case: Case, batch: int, device: str) -> Any:
     from hyperdomainnet.training.config import TextAdaptConfig
@@ -126,7 +167,7 @@ def _text_config(case: Case, batch: int, device: str) -> Any:
     return TextAdaptConfig(generator=f"random:{case.size}", clip=CLIPS[case.clip], source="Photo",
                            target="3D Render in the Style of Pixar", batch=batch, lr=0.1, mixing=0.9,
                            noise_mode="random", losses={"direction": 1.0}, device=device, grid_samples=1,
-                           **case.changes)
+                           **{"precision": "fp32", **case.changes})
 
 
 def _direction(clip: Any, text: dict, src: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
@@ -231,7 +272,8 @@ def _render(G: Any, batch: int, device: torch.device, fast: bool, compile: bool)
     return render
 
 
-def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, queue: Any) -> None:
+def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, queue: Any,
+              profile_top: int = 0) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(threads)
     import logging
@@ -239,6 +281,8 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
     logging.disable(logging.WARNING)  # open_clip: "No pretrained weights loaded" for random ViTs
     from hyperdomainnet import load_generator
     from hyperdomainnet.clip import ClipEnsemble
+    from hyperdomainnet.training.multi_target import MultiTargetTextTrainer
+    from hyperdomainnet.training.runtime import resolve_precision
     from hyperdomainnet.training.text import TextTrainer
 
     try:
@@ -253,24 +297,34 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
                 fn = _hypernet_trainer(cfg, G, clip)
             elif case.kind == "hypernet":
                 fn = _hypernet_step(cfg, G, clip, fast)
+            elif case.kind == "targets" and case.changes.get("targets"):
+                fn = MultiTargetTextTrainer(cfg, G=G, clip=clip).train_step
             elif fast:
                 fn = TextTrainer(cfg, G=G, clip=clip).train_step
             else:
                 fn = _reference_step(cfg, G, clip)
-        queue.put((*Meter(torch.device(device))(fn, repeats), None))
+        times, peak, total = Meter(torch.device(device))(fn, repeats)
+        extra = {}
+        if case.kind == "targets":
+            precision = resolve_precision(cfg.precision, torch.device(device))
+            extra = {"flops": counted_flops(fn), "rate": matmul_rate(torch.device(device), precision),
+                     "precision": precision}
+            if profile_top:
+                extra["ops"] = op_breakdown(fn, profile_top)
+        queue.put((times, peak, total, None, extra))
     except Exception as exc:  # report and go on with the other cases
-        queue.put(([], 0, 0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
+        queue.put(([], 0, 0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}", {}))
 
 
 def measure(case: Case, batch: int, device: str, repeats: int,
-            threads: int) -> tuple[list[float], int, int, str | None]:
+            threads: int, profile_top: int = 0) -> tuple[list[float], int, int, str | None, dict[str, Any]]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run_case, args=(case, batch, device, repeats, threads, queue))
+    proc = ctx.Process(target=_run_case, args=(case, batch, device, repeats, threads, queue, profile_top))
     proc.start()
     proc.join()
     if queue.empty():
-        return [], 0, 0, f"the process died (exit code {proc.exitcode}; out of memory?)"
+        return [], 0, 0, f"the process died (exit code {proc.exitcode}; out of memory?)", {}
     return queue.get()
 
 
@@ -291,13 +345,19 @@ def machine(device: str, threads: int) -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
     build = f"torch {torch.__version__}" + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else "")
+    from hyperdomainnet.training.runtime import native_bf16
+
     return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, {threads} torch threads{gpu}; {build}, "
-            f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}; "
-            f"device {device}")
+            f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}, "
+            f"CPU capability {torch.backends.cpu.get_cpu_capability()}, AMX "
+            f"{bool(getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)())}, "
+            f"native bf16 on {device}: {native_bf16(torch.device(device))}; device {device}")
 
 
-def cases(sizes: list[int], clips: list[str], device: str) -> list[Case]:
-    out: list[Case] = []
+def cases(sizes: list[int], clips: list[str], device: str, targets: list[int] = (1, 4, 16)) -> list[Case]:
+    out: list[Case] = [Case("targets", sizes[0], clips[0], "fast", f"K={k}",
+                            {"precision": "auto", **({"targets": [f"style number {i}" for i in range(k)]} if k > 1 else {})})
+                       for k in targets]
     for size in sizes:
         for clip in clips:
             out += [Case("step", size, clip, "reference", "reference"), Case("step", size, clip, "fast", "fast")]
@@ -326,7 +386,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case, after one warm-up")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (model set-up on CUDA)")
-    parser.add_argument("--kinds", nargs="+", choices=["step", "hypernet", "render"],
+    parser.add_argument("--targets", type=int, nargs="+", default=[1, 4, 16], help="K of the targets rows")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="targets rows: also print the N operators taking most time in one profiled step")
+    parser.add_argument("--kinds", nargs="+", choices=["step", "targets", "hypernet", "render"],
                         help="run only these kinds of case (default: all)")
     parser.add_argument("--labels", nargs="+", help="run only the cases with these path labels, e.g. reference fast")
     args = parser.parse_args()
@@ -342,16 +405,29 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     reference: dict[tuple[str, int, str], tuple[float, int]] = {}
-    for case in cases(args.sizes, args.clips, args.device):
+    single: float | None = None
+    for case in cases(args.sizes, args.clips, args.device, args.targets):
         if (args.kinds and case.kind not in args.kinds) or (args.labels and case.label not in args.labels):
             continue
-        times, peak, total, error = measure(case, args.batch, args.device, args.repeats, threads)
-        what = {"step": "text step", "hypernet": "HDN step", "render": "render"}[case.kind]
+        times, peak, total, error, extra = measure(case, args.batch, args.device, args.repeats, threads, args.profile)
+        what = {"step": "text step", "targets": "targets", "hypernet": "HDN step", "render": "render"}[case.kind]
         prefix = f"{what:<9} {case.size:>5} {case.clip:<10} {case.label:<16}"
         if error:
             print(f"{prefix} failed: {error}", flush=True)
             continue
         med = statistics.median(times)
+        if case.kind == "targets":
+            k = len(case.changes.get("targets", [])) or 1
+            single = med if k == 1 else single
+            floor = extra["flops"] / extra["rate"]
+            versus = f"{med / (k * single):.2f}× of {k} single steps" if single else "no K=1 row"
+            print(f"{prefix} {_seconds(med, min(times), max(times)):>18} {peak / 2**20:>9.0f} {total / 2**20:>9.0f} "
+                  f"{k / med:6.3f} domain-steps/s, {versus}; {extra['flops'] / 1e12:.2f} TFLOP counted, "
+                  f"{extra['precision']} matmul {extra['rate'] / 1e9:.0f} GFLOP/s, floor {floor:.2f} s, "
+                  f"{floor / med:.0%} of it reached", flush=True)
+            if extra.get("ops"):
+                print(f"{'':<9} top operators: {extra['ops']}", flush=True)
+            continue
         key = (case.kind, case.size, case.clip)
         if case.path == "reference":
             reference[key] = (med, peak)

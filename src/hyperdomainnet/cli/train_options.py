@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 from ..atomic import check_output_dir
 from ..errors import ConfigError
 from ..training.config import (CONFIG_NAME, TrainConfig, build_config, load_config_file, load_preset,
-                               option_name, preset_names)
+                               on_command_line, option_name, preset_names)
 
 OUT = typer.Option(..., "--out", help="Run directory (created).")
 CONFIG = typer.Option(None, "--config", help="YAML file of settings (over the preset's).")
@@ -137,7 +137,7 @@ def training_command(group: typer.Typer, name: str, model: type[TrainConfig],
         own_panel = re.split(r" \(|[:.]", inspect.getdoc(model) or name)[0]  # "Text-driven single-domain adaptation"
         params = _run_options(default_presets) + [
             setting_option(n, f, "Training (all trainers)" if n in TrainConfig.model_fields else own_panel)
-            for n, f in model.model_fields.items()]
+            for n, f in model.model_fields.items() if on_command_line(f)]
 
         def command(out: Path, preset: Optional[str], config: Optional[Path], resume: bool, force: bool,
                     progress: bool, **given: Any) -> Any:

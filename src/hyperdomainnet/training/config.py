@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 
 from ..errors import ConfigError
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 CONFIG_NAME = "config.yaml"
 
@@ -70,7 +70,9 @@ class TrainConfig(BaseModel):
                                      description=losses_help(TEXT_LOSSES), json_schema_extra=LOSS_OPTION)
     seed: int = Field(0, description="random seed")
     device: str = Field("auto", description="device: auto, cpu, cuda or cuda:N")
-    precision: Precision = Field("fp32", description="arithmetic precision (fp16 with loss scaling)")
+    precision: Precision = Field("auto", description="arithmetic precision: auto = bf16 autocast where the device "
+                                 "computes it natively (AMX CPUs, CUDA capability >= 8.0), else fp32; fp16 with "
+                                 "loss scaling; a run records the resolved value")
     log_every: int = Field(10, gt=0, description="steps between log lines")
     save_every: int = Field(50, gt=0, description="steps between checkpoints")
     grid_every: int = Field(50, gt=0, description="steps between preview grids")
@@ -95,11 +97,37 @@ class TrainConfig(BaseModel):
         return value
 
 
+def split_target(item: str, source: str) -> tuple[str, str]:
+    """``"Target - Source"`` → (Target, Source) at the last " - "; a plain prompt keeps ``source``."""
+    target, sep, given = item.rpartition(" - ")
+    return (target.strip(), given.strip()) if sep else (given.strip(), source)
+
+
+def read_targets_file(path: str | Path) -> list[str]:
+    """The targets a text file lists: one 'Target' or 'Target - Source' per line (blank lines and
+    lines starting with # skipped)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read --targets file {path} ({getattr(exc, 'strerror', None) or exc}); "
+                         "check the path") from None
+    targets = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not targets:
+        raise ConfigError(f"--targets file {path} lists no targets; write one 'Target' or 'Target - Source' per line")
+    return targets
+
+
 class TextAdaptConfig(TrainConfig):
     """Text-driven single-domain adaptation (StyleGAN-NADA loss + indomain regulariser)."""
 
     source: str = Field("Photo", description="text describing the generator's domain")
-    target: str = Field("", description="text describing the new domain")
+    target: str = Field("", description="text describing the new domain", json_schema_extra={"cli": False})
+    targets: list[str] = Field(default_factory=list, json_schema_extra={"option": "--target"},
+                               description="text describing the new domain; repeat to train several domains in one "
+                               "run ('Target - Source' gives a target its own source)")
+    targets_file: Path | None = Field(None, json_schema_extra={"option": "--targets"},
+                                      description="file of targets trained in one run: one 'Target' or "
+                                      "'Target - Source' per line (# comments)")
     parameterization: str = Field("domain_vector", description="what is trained: domain_vector, "
                                   "style_offset, full (with --phase), or an official ablation")
     placement: Literal["after_demod", "before_demod"] = Field(
@@ -113,14 +141,41 @@ class TextAdaptConfig(TrainConfig):
     micro_batch: int | None = Field(None, gt=0, description="render and encode at most this many samples at a "
                                     "time; the gradient is the full batch's")
 
+    def prompt_pairs(self) -> list[tuple[str, str]]:
+        """(target, source) of every target: ``targets`` (the last " - " separates a given
+        source) or the single ``target``."""
+        if not self.targets:
+            return [(self.target, self.source)]
+        return [split_target(item, self.source) for item in self.targets]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_targets(cls, data: Any) -> Any:
+        """--targets FILE joins the --target list (read once: the stored config lists the targets);
+        one target is a single-domain run; with several, the preset's single target is dropped."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        targets = list(data.get("targets") or [])
+        if data.get("targets_file") is not None:
+            targets, data["targets_file"] = [*targets, *read_targets_file(data["targets_file"])], None
+        if len(targets) == 1:
+            source = data.get("source", cls.model_fields["source"].default)
+            (data["target"], data["source"]), targets = split_target(str(targets[0]), source), []
+        elif targets:
+            data["target"] = ""
+        data["targets"] = targets
+        return data
+
     @model_validator(mode="after")
     def _check_prompts_and_losses(self) -> TextAdaptConfig:
-        if not self.target.strip():
-            raise ValueError("the target prompt is empty; give --target \"a description of the new domain\"")
-        if not self.source.strip():
-            raise ValueError("the source prompt is empty; give --source \"a description of the generator's domain\"")
-        if self.source.strip().lower() == self.target.strip().lower():
-            raise ValueError(f"source and target prompts are identical ({self.target!r}); the text direction would be zero")
+        for target, source in self.prompt_pairs():
+            if not target.strip():
+                raise ValueError("the target prompt is empty; give --target \"a description of the new domain\"")
+            if not source.strip():
+                raise ValueError("the source prompt is empty; give --source \"a description of the generator's domain\"")
+            if source.strip().lower() == target.strip().lower():
+                raise ValueError(f"source and target prompts are identical ({target!r}); the text direction would be zero")
         check_losses(self.losses, TEXT_LOSSES, self.batch)
         if self.auto_layer_iters > 0 and self.auto_layer_k == 0:
             raise ValueError("adaptive layer selection (auto_layer_iters > 0) needs auto_layer_k > 0 layers to keep")
@@ -232,6 +287,12 @@ def option_name(name: str, field: FieldInfo) -> str:
     """The command-line spelling of setting ``name``: ``--name-with-dashes`` unless the field names one."""
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     return str(extra.get("option") or "--" + name.replace("_", "-"))
+
+
+def on_command_line(field: FieldInfo) -> bool:
+    """Whether the setting has an option (``json_schema_extra={"cli": False}``: presets and files only)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return bool(extra.get("cli", True))
 
 
 def is_mapping(field: FieldInfo) -> bool:

@@ -25,6 +25,7 @@ How the parallel run stays equivalent to one process on the whole batch (``docs/
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import ConfigError, DeviceError, HDNError
-from .loop import NonFiniteLoss, Trainer, check_new_run, load_checkpoint, run_training
+from .loop import (NonFiniteLoss, Trainer, TrainingInterrupted, check_new_run, load_checkpoint, run_training,
+                   stop_signals)
 from .runtime import resolve_device
 
 
@@ -230,6 +232,13 @@ def data_parallel(module: nn.Module, context: DistContext) -> nn.Module:
     return DistributedDataParallel(module, device_ids=ids)
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (a stop signal reaches ranks at different steps)."""
+    value = torch.tensor(float(flag), device=_comm_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def run_distributed(trainer: Trainer, run_dir: str | Path, context: DistContext, resume: bool = False,
                     progress: bool = True) -> Path:
     """``run_training`` on rank 0; the other ranks take part in the same steps without writing.
@@ -259,11 +268,14 @@ def run_distributed(trainer: Trainer, run_dir: str | Path, context: DistContext,
         if not context.is_main:
             trainer.load_state_dict(state)
     if context.is_main:
-        return run_training(trainer, run_dir, resume=resume, progress=progress)
-    for step in range(start, trainer.config.steps):
-        try:
-            trainer.train_step(step)
-        except NonFiniteLoss as exc:
-            raise HDNError(f"loss became non-finite at step {step + 1} ({exc}); training stopped on every "
-                           "process; see rank 0's message") from None
+        return run_training(trainer, run_dir, resume=resume, progress=progress, agree=any_rank)
+    with stop_signals() as stop:
+        for step in range(start, trainer.config.steps):
+            try:
+                trainer.train_step(step)
+            except NonFiniteLoss as exc:
+                raise HDNError(f"loss became non-finite at step {step + 1} ({exc}); training stopped on every "
+                               "process; see rank 0's message") from None
+            if any_rank(stop.signum is not None) and step + 1 < trainer.config.steps:
+                raise TrainingInterrupted(stop.signum or signal.SIGTERM, step + 1)  # rank 0 writes and says so
     return run_dir / trainer.result_name

@@ -11,22 +11,34 @@ Run directory layout::
 A run resumed with ``resume=True`` continues from ``checkpoint.pt`` and, because the trainer's
 RNG, optimiser and trainable state are all checkpointed, ends with the same result as an
 uninterrupted run with the same configuration.
+
+SIGINT (Ctrl-C) and SIGTERM (pre-emption) stop a run cleanly: the current step finishes, the
+checkpoint of that step is written atomically, one line says how to continue, and
+``TrainingInterrupted`` (a ``SystemExit`` with status 128 + signal number: 130 / 143) ends the
+process. A second signal stops at once (``KeyboardInterrupt``; the last checkpoint stays).
 """
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_stale_temporaries
 from ..errors import HDNError
 from ..images import save_grid
-from .config import CONFIG_NAME, TrainConfig
+from ..progress import progress_bar
+from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
+from .runtime import resolve_device, resolve_precision
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -38,6 +50,56 @@ class NonFiniteLoss(Exception):
     def __init__(self, terms: dict[str, float]) -> None:
         super().__init__(", ".join(f"{k}={v:.4g}" for k, v in terms.items()))
         self.terms = terms
+
+
+class TrainingInterrupted(SystemExit):
+    """A run stopped by a signal after writing its checkpoint; the exit status is 128 + signal."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(128 + signum)
+        self.signum, self.step = signum, step
+
+
+class StopSignals:
+    """While active (``stop_signals()``), the first SIGINT/SIGTERM only records its number in
+    ``signum`` for the loop to act on between steps; a second one raises ``KeyboardInterrupt``."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_signals() -> Iterator[StopSignals]:
+    """Install ``StopSignals`` for SIGINT and SIGTERM (main thread only; elsewhere signals keep
+    their handlers and ``signum`` stays None); the previous handlers come back on exit."""
+    stop = StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, stop.handle) for sig in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+COMMANDS: dict[type[TrainConfig], tuple[str, str]] = {
+    TextAdaptConfig: ("hdn adapt text", "adapting"), ImageAdaptConfig: ("hdn adapt image", "adapting"),
+    HypernetConfig: ("hdn hypernet train", "training hypernetwork")}
+
+
+def command_and_label(config: TrainConfig) -> tuple[str, str]:
+    """The command that runs ``config``'s trainer and its progress label."""
+    return next((v for cls, v in COMMANDS.items() if isinstance(config, cls)), ("hdn", "training"))
 
 
 class Trainer(Protocol):
@@ -147,11 +209,15 @@ def save_preview(trainer: Trainer, run_dir: Path, step: int, logger: MetricLogge
     return path
 
 
-def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False,
-                 progress: bool = True) -> Path:
-    """Train to ``config.steps`` (continuing from ``checkpoint.pt`` when resuming); return the result path."""
+def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                 agree: Callable[[bool], bool] = bool) -> Path:
+    """Train to ``config.steps`` (continuing from ``checkpoint.pt`` when resuming); return the result path.
+
+    ``agree(stop)`` turns this process's stop request into the decision of every process of a
+    distributed run (one process: itself)."""
     run_dir = Path(run_dir)
     config = trainer.config
+    command, label = command_and_label(config)
     start = 0
     if resume:
         state = load_checkpoint(run_dir)
@@ -160,32 +226,44 @@ def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False,
     else:
         check_new_run(run_dir, trainer.result_name)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run_dir)
+    if config.precision == "auto":
+        device = getattr(trainer, "device", None) or resolve_device(config.device)
+        config.precision = resolve_precision("auto", device)
+        print(f"precision: {config.precision} ({'native' if config.precision == 'bf16' else 'no native bf16'} "
+              f"on {device.type})", file=sys.stderr, flush=True)
     with atomic_path(run_dir / CONFIG_NAME) as tmp:
         tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     logger = MetricLogger(run_dir, config, start)
-    if start == 0:
-        save_preview(trainer, run_dir, 0, logger)
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="adapting", unit="step",
-               dynamic_ncols=True)
+    bar = progress_bar(config.steps, label, unit="step", enabled=progress, initial=start)
     try:
-        for step in range(start, config.steps):
-            try:
-                terms = trainer.train_step(step)
-            except NonFiniteLoss as exc:
-                logger.log(step + 1, exc.terms)
-                last = load_checkpoint(run_dir)["step"] if (run_dir / CHECKPOINT).exists() else None
-                kept = (f"the last good checkpoint (step {last}) is kept in {run_dir}; resume with --resume "
-                        "and a lower learning rate" if last is not None else "no checkpoint was written yet")
-                raise HDNError(f"loss became non-finite at step {step + 1} ({exc}); training stopped; {kept}") from None
-            done = step + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{terms['total']:.4f}")
-            if done % config.log_every == 0 or done == config.steps:
-                logger.log(done, terms)
-            if done % config.grid_every == 0 and done != config.steps:
-                save_preview(trainer, run_dir, done, logger)
-            if done % config.save_every == 0 or done == config.steps:
-                save_checkpoint(run_dir, done, trainer)
+        with stop_signals() as stop:
+            if start == 0:
+                save_preview(trainer, run_dir, 0, logger)
+            for step in range(start, config.steps):
+                try:
+                    terms = trainer.train_step(step)
+                except NonFiniteLoss as exc:
+                    logger.log(step + 1, exc.terms)
+                    last = load_checkpoint(run_dir)["step"] if (run_dir / CHECKPOINT).exists() else None
+                    kept = (f"the last good checkpoint (step {last}) is kept in {run_dir}; resume with --resume "
+                            "and a lower learning rate" if last is not None else "no checkpoint was written yet")
+                    raise HDNError(f"loss became non-finite at step {step + 1} ({exc}); training stopped; {kept}") from None
+                done = step + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['total']:.4f}")
+                if done % config.log_every == 0 or done == config.steps:
+                    logger.log(done, terms)
+                stopping = agree(stop.signum is not None) and done < config.steps
+                if done % config.grid_every == 0 and done != config.steps and not stopping:
+                    save_preview(trainer, run_dir, done, logger)
+                if done % config.save_every == 0 or done == config.steps or stopping:
+                    save_checkpoint(run_dir, done, trainer)
+                if stopping:
+                    bar.close()
+                    print(f"interrupted at step {done}; continue with {command} --out {run_dir} --resume",
+                          file=sys.stderr, flush=True)
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, done)
         final = save_preview(trainer, run_dir, config.steps, logger)
         with atomic_path(run_dir / "grid.png") as tmp:
             tmp.write_bytes(final.read_bytes())
@@ -195,4 +273,3 @@ def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False,
     finally:
         bar.close()
         logger.close()
-

@@ -30,8 +30,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matrix products natively: CUDA compute capability ≥ 8.0,
+    or a CPU with AMX tiles (elsewhere bf16 is emulated and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(check()) if check is not None else "amx_bf16" in _cpu_flags()
+    return False
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return ""
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 autocast where ``device`` computes it natively (``native_bf16``), else fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """Mixed-precision context for the forward pass (fp32 = none)."""
+    """Mixed-precision context for the forward pass (fp32 = none; auto as ``resolve_precision``)."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return nullcontext()
     if precision == "fp16" and device.type != "cuda":

@@ -1,0 +1,243 @@
+"""Several text targets in one run: K independent domain vectors trained on one shared batch.
+
+The domain vector acts per sample, so one step trains K targets at once:
+
+- the step's B latents and noise are drawn once (as a single-target run draws them);
+- the source images G_A(w) do not depend on δ: rendered once, shared by every target;
+- G_B renders the K·B batch (the latents repeated K times) with per-sample domain vectors, rows
+  k·B … (k+1)·B using δ_k; CLIP encodes the source images once and each target's rows;
+- target k's loss terms use only its own rows and its own prompts; the total is Σ_k total_k,
+  so ∂total/∂δ_k = ∂total_k/∂δ_k;
+- one Adam steps the stacked (K, D) parameter: Adam is element-wise, so this equals K optimisers.
+
+With identical random draws each δ_k equals a single-target run's (up to float rounding of the
+larger batch). Results: ``targets/<slug>/domain.safetensors``, one per target, each with the
+metadata of the equivalent single-target run.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..clip import ClipEnsemble
+from ..domain.parameterizations import DomainVector, StyleOffset, build_parameterization
+from ..errors import ConfigError
+from ..loaders import load_generator
+from ..losses import direction_loss, global_loss, indomain_angle_loss
+from ..stylegan2.generator import Generator, StyleCache
+from .config import TextAdaptConfig
+from .loop import NonFiniteLoss
+from .memory import AdaptiveMicroBatch, MicroBatched, micro_slices, narrow_noise
+from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
+from .steps import load_step_state, optimisation, optimizer_step, regularization_terms, run_metadata, step_state
+
+RESULTS = "targets"
+CLIP_TERMS = ("direction", "global", "indomain")
+VECTOR_KINDS = (DomainVector.name, StyleOffset.name)
+
+
+def target_slugs(targets: list[str]) -> list[str]:
+    """Directory names for the targets: lower-case words joined by '-', numbered when repeated."""
+    slugs: list[str] = []
+    for target in targets:
+        base = re.sub(r"[^a-z0-9]+", "-", target.lower()).strip("-")[:60] or "target"
+        slug, n = base, 2
+        while slug in slugs:
+            slug, n = f"{base}-{n}", n + 1
+        slugs.append(slug)
+    return slugs
+
+
+def repeat_cache(cache: StyleCache, k: int) -> StyleCache:
+    """The style cache of the codes repeated ``k`` times along the batch (block-wise)."""
+    def rep(t: torch.Tensor) -> torch.Tensor:
+        return t.repeat(k, *([1] * (t.ndim - 1)))
+
+    return StyleCache(rep(cache.ws), tuple(map(rep, cache.conv_styles)), tuple(map(rep, cache.rgb_styles)),
+                      tuple(map(rep, cache.demod)), cache.generator, cache.grad)
+
+
+def repeat_noise(noise: list[torch.Tensor | None], k: int, batch: int) -> list[torch.Tensor | None]:
+    """Per-sample noise maps repeated ``k`` times; maps shared by the batch stay."""
+    return [n.repeat(k, *([1] * (n.ndim - 1))) if n is not None and n.shape[0] == batch else n for n in noise]
+
+
+class StackedVectors(nn.Module):
+    """The K domain vectors as one (K, D) parameter, initialised at 0."""
+
+    def __init__(self, k: int, size: int, device: torch.device) -> None:
+        super().__init__()
+        self.vectors = nn.Parameter(torch.zeros(k, size, device=device))
+
+    def per_sample(self, start: int, stop: int, batch: int) -> torch.Tensor:
+        """Rows [start, stop) of the K·B batch: sample i uses δ_{i // batch}."""
+        index = torch.arange(start, stop, device=self.vectors.device) // batch
+        return self.vectors.index_select(0, index)
+
+
+class MultiTargetTextTrainer:
+    """Adapts one generator to every target of ``config.prompt_pairs()`` at once (module docstring)."""
+
+    result_name = RESULTS
+
+    def __init__(self, config: TextAdaptConfig, G: Generator | None = None,
+                 clip: ClipEnsemble | None = None) -> None:
+        if config.parameterization not in VECTOR_KINDS:
+            raise ConfigError(f"several targets in one run need a per-sample parameterisation "
+                              f"({' or '.join(VECTOR_KINDS)}), not {config.parameterization!r}; train it with one --target")
+        if config.quirks == "official":
+            raise ConfigError("several targets share one source render per step, which the official quirks (a "
+                              "crossover and noise per generator call) do not allow; add --quirks corrected")
+        if config.auto_layer_iters > 0:
+            raise ConfigError("adaptive layer selection changes the trained layers per target; "
+                              "train it with one --target per run")
+        self.config = config
+        self.pairs = config.prompt_pairs()
+        self.slugs = target_slugs([t for t, _ in self.pairs])
+        self.device = resolve_device(config.device)
+        clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
+        self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
+                                   self.device, config.channels_last, config.compile, config.low_memory)
+        self.clip = prepare_clip(clip if clip is not None else
+                                 ClipEnsemble.from_spec(config.clip, device=clip_device)).set_precision(config.clip_precision)
+        options = {"placement": config.placement} if config.parameterization == DomainVector.name else {}
+        # Its vector kwargs (δ or Δs) and domain-file writer; the trained values live in ``stack``.
+        self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
+        self.stack = StackedVectors(len(self.pairs), self.G.domain_size, self.device)
+        self.optimizer, self.scaler, self.rng = optimisation([self.stack.vectors], config, self.device)
+        self.text = {enc.name: [(enc.template_embeddings(t)[None].to(enc.device),
+                                 enc.template_embeddings(s)[None].to(enc.device)) for t, s in self.pairs]
+                     for enc, _ in self.clip}
+        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
+                                        self.device)
+        self.micro_batch = AdaptiveMicroBatch(len(self.pairs) * config.batch, config.micro_batch,
+                                              adaptive=config.low_memory)
+
+    @property
+    def k(self) -> int:
+        return len(self.pairs)
+
+    def _adapted(self, cache: StyleCache, noise: list[torch.Tensor | None], part: slice, batch: int,
+                 checkpoint: bool = False) -> torch.Tensor:
+        """G_B of rows ``part`` of the repeated batch (``cache``/``noise`` of all K·``batch`` rows).
+
+        Style offsets change the styles, so the demodulation is recomputed from them with a
+        batch-size-dependent rounding: those renders go target by target (a batch of at most B,
+        as in a single-target run), or at Δs = 0 the rounding noise would set the first step.
+        """
+        if self.config.parameterization == StyleOffset.name and part.stop - part.start > batch:
+            edges = [part.start, *range((part.start // batch + 1) * batch, part.stop, batch), part.stop]
+            return torch.cat([self._adapted(cache, noise, slice(a, b), batch, checkpoint)
+                              for a, b in zip(edges, edges[1:])])
+        c = cache.narrow(part.start, part.stop - part.start)
+        vectors = self.stack.per_sample(part.start, part.stop, batch)
+        return self.G.synthesis(c.ws, **self.param._vector_kwargs(vectors), noise=narrow_noise(noise, part, self.k * batch),
+                                cache=c, checkpoint=checkpoint)
+
+    def _source(self, cache: StyleCache, noise: list[torch.Tensor | None], part: slice) -> torch.Tensor:
+        """G_A of rows ``part`` of the step's batch."""
+        c = cache.narrow(part.start, part.stop - part.start)
+        return self.G.synthesis(c.ws, noise=narrow_noise(noise, part, self.config.batch), cache=c)
+
+    def clip_losses(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``<slug>/<term>``: target k's CLIP terms, Σ over the ensemble of weight × term, on its
+        rows of ``trg`` against the source embeddings (encoded once), on ``trg``'s device.
+
+        Each target's B rows are encoded as a batch of B, as a single-target run encodes them:
+        at δ = 0 the adapted images equal the source images, b − a is exactly 0 there and the
+        first step's direction-loss gradient is the eps branch of the cosine; a batch of another
+        size would round b differently and let that noise set the first step's direction.
+        """
+        b_size = src.shape[0]
+        wanted = [name for name in CLIP_TERMS if self.config.losses.get(name)]
+        terms: dict[str, torch.Tensor] = {}
+        for encoder, weight in self.clip:
+            with torch.no_grad():
+                a = encoder.encode_images(src)
+            for k, slug in enumerate(self.slugs):
+                b = encoder.encode_images(trg[k * b_size:(k + 1) * b_size])
+                t_trg, t_src = self.text[encoder.name][k]
+                values: dict[str, Callable[[], torch.Tensor]] = {
+                    "direction": partial(direction_loss, b, a, t_trg, t_src),
+                    "global": partial(global_loss, b, t_trg),
+                    "indomain": partial(indomain_angle_loss, b, a)}
+                for name in wanted:
+                    key = f"{slug}/{name}"
+                    terms[key] = terms.get(key, 0) + weight * values[name]().to(trg.device)
+        return terms
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.config
+        ws = sample_ws(self.G, cfg.batch, cfg.mixing, self.rng, self.device)
+        noise = sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device)
+        cache = self.G.style_cache(ws)
+        return self.micro_batch.run(lambda _: self._step(cache, noise, self._parts()))
+
+    def _parts(self) -> list[slice]:
+        """Micro-batches of the K·B rows that never split a target's rows differently from a
+        single-target run: whole targets at a time when the micro-batch size s ≥ B, else each
+        target's rows in the single run's parts of s (so every adapted image is rendered in the
+        same batch as the single run renders it, bit for bit)."""
+        batch, size = self.config.batch, self.micro_batch.size
+        if size >= batch:
+            return micro_slices(self.k * batch, size // batch * batch)
+        return [slice(k * batch + p.start, k * batch + p.stop) for k in range(self.k)
+                for p in micro_slices(batch, size)]
+
+    def _step(self, cache: StyleCache, noise: list[torch.Tensor | None], parts: list[slice]) -> dict[str, float]:
+        cfg = self.config
+        batch = cfg.batch
+        precision = partial(autocast, self.device, cfg.precision)
+        with torch.no_grad(), precision():
+            src = torch.cat([self._source(cache, noise, part) for part in micro_slices(batch, min(self.micro_batch.size, batch))])
+        big_cache, big_noise = repeat_cache(cache, self.k), repeat_noise(noise, self.k, batch)
+        trg = MicroBatched(lambda part: self._adapted(big_cache, big_noise, part, batch, cfg.low_memory),
+                           parts, context=precision)
+        with precision():
+            terms = self.clip_losses(src, trg.outputs())
+        for slug, vector in zip(self.slugs, self.stack.vectors):
+            layers = list(torch.split(vector, self.G.domain_layout))
+            terms.update({f"{slug}/{name}": value for name, value in regularization_terms(cfg.losses, layers).items()})
+        total = sum(cfg.losses[key.rpartition("/")[2]] * value for key, value in terms.items())
+        report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        if not torch.isfinite(total.detach()):
+            raise NonFiniteLoss(report)
+        optimizer_step(self.optimizer, total, self.scaler, trg.backward)
+        return report
+
+    @torch.no_grad()
+    def preview(self) -> tuple[torch.Tensor, int]:
+        """The source row, then one adapted row per target, on fixed seeds with constant noise."""
+        n = self.preview_ws.shape[0]
+        cache = self.G.style_cache(self.preview_ws)
+        src = self.G.synthesis(self.preview_ws, cache=cache)
+        trg = self._adapted(repeat_cache(cache, self.k), [None] * self.G.num_layers, slice(0, self.k * n), n)
+        return torch.cat([src, trg]).float().cpu(), n
+
+    def state_dict(self) -> dict[str, Any]:
+        return step_state(self.stack, self.optimizer, self.scaler, self.rng)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_step_state(state, self.stack, self.optimizer, self.scaler, self.rng)
+
+    def single_config(self, k: int) -> TextAdaptConfig:
+        """The configuration of the single-target run equivalent to target ``k``."""
+        target, source = self.pairs[k]
+        return self.config.model_copy(update={"target": target, "source": source, "targets": []})
+
+    def save_result(self, path: Path) -> None:
+        """``path/<slug>/domain.safetensors`` for every target (each written atomically)."""
+        for k, slug in enumerate(self.slugs):
+            cfg = self.single_config(k)
+            self.param.load_vector(self.stack.vectors[k].detach())
+            metadata = run_metadata(cfg, self.clip.spec, "text", source=cfg.source, target=cfg.target,
+                                    parameterization=cfg.parameterization)
+            (path / slug).mkdir(parents=True, exist_ok=True)
+            self.param.to_domain_file(self.G, metadata).save(path / slug / "domain.safetensors")

@@ -1,0 +1,129 @@
+"""Several text targets in one run: equal to single-target runs, run directory, resume, CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperdomainnet.clip import ClipEnsemble
+from hyperdomainnet.domain import Domain
+from hyperdomainnet.errors import HDNError
+from hyperdomainnet.loaders import load_generator
+from hyperdomainnet.training.config import TextAdaptConfig
+from hyperdomainnet.training.loop import run_training
+from hyperdomainnet.training.config import read_targets_file
+from hyperdomainnet.training.multi_target import MultiTargetTextTrainer, target_slugs
+from hyperdomainnet.training.text import TextTrainer
+
+from conftest import perturb, run_cli
+
+GEN = "random:32:channel_max=16:n_mlp=2"
+TARGETS = ["Sketch", "Zombie - Human face", "Pixar"]
+
+
+@pytest.fixture(scope="module")
+def clip() -> ClipEnsemble:
+    return ClipEnsemble.from_spec("random:tiny")
+
+
+def make_config(**changes) -> TextAdaptConfig:
+    settings = dict(generator=GEN, clip="random:tiny", source="Photo", targets=TARGETS, steps=4, batch=2, precision="fp32",
+                    lr=0.05, device="cpu", save_every=2, grid_every=2, log_every=1, grid_samples=2,
+                    losses={"direction": 1.0, "indomain": 0.5, "offsets_l2": 0.5})
+    settings.update(changes)
+    return TextAdaptConfig(**settings)
+
+
+def multi_trainer(clip: ClipEnsemble, **changes) -> MultiTargetTextTrainer:
+    return MultiTargetTextTrainer(make_config(**changes), G=perturb(load_generator(GEN)), clip=clip)
+
+
+@pytest.mark.parametrize("changes", [{}, {"targets": TARGETS[:2], "batch": 4, "micro_batch": 3, "low_memory": True},
+                                     {"targets": TARGETS[1:], "parameterization": "style_offset", "noise_mode": "const"}])
+def test_each_target_equals_its_single_run(clip: ClipEnsemble, changes: dict) -> None:
+    multi = multi_trainer(clip, **changes)
+    for step in range(3):
+        terms = multi.train_step(step)
+    assert terms["total"] == pytest.approx(sum(v * make_config().losses[k.rpartition("/")[2]]
+                                               for k, v in terms.items() if k != "total"), rel=1e-5)
+    for k, (target, source) in enumerate(multi.pairs):
+        single = TextTrainer(multi.single_config(k), G=perturb(load_generator(GEN)), clip=clip)
+        assert (single.config.target, single.config.source) == (target, source)
+        for step in range(3):
+            single.train_step(step)
+        expected = torch.cat([p.detach() for p in single.param.layers])
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(multi.stack.vectors[k].detach(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_prompt_pairs_and_slugs() -> None:
+    cfg = make_config()
+    assert cfg.prompt_pairs() == [("Sketch", "Photo"), ("Zombie", "Human face"), ("Pixar", "Photo")]
+    assert target_slugs(["A Sketch!", "a sketch", "?"]) == ["a-sketch", "a-sketch-2", "target"]
+    with pytest.raises(ValueError, match="identical"):
+        make_config(targets=["Sketch", "Photo"])
+
+
+def test_run_directory_preview_and_resume(tmp_path: Path, clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = run_training(multi_trainer(clip), tmp_path / "a", progress=False)
+    assert straight == tmp_path / "a" / "targets"
+    assert sorted(p.name for p in straight.iterdir()) == ["pixar", "sketch", "zombie"]
+    zombie = Domain.load(straight / "zombie" / "domain.safetensors")
+    assert (zombie.metadata["target"], zombie.metadata["source"]) == ("Zombie", "Human face")
+    assert zombie.metadata["config"]["targets"] == [] and zombie.kind == "domain_vector"
+    assert (tmp_path / "a" / "grid.png").is_file()
+    images, per_row = multi_trainer(clip).preview()
+    assert images.shape[0] == (len(TARGETS) + 1) * per_row
+
+    interrupted = multi_trainer(clip)
+    original = interrupted.train_step
+
+    def crash_at_step_3(step: int) -> dict[str, float]:
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(step)
+
+    monkeypatch.setattr(interrupted, "train_step", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(interrupted, tmp_path / "b", progress=False)
+    resumed = run_training(multi_trainer(clip), tmp_path / "b", resume=True, progress=False)
+    for slug in ("sketch", "zombie", "pixar"):
+        a = Domain.load(straight / slug / "domain.safetensors").vector
+        b = Domain.load(resumed / slug / "domain.safetensors").vector
+        assert torch.equal(a, b)
+    with pytest.raises(HDNError, match="already exists"):
+        run_training(multi_trainer(clip), tmp_path / "a", progress=False)
+
+
+def test_per_sample_parameterisation_required(clip: ClipEnsemble) -> None:
+    with pytest.raises(HDNError, match="per-sample parameterisation"):
+        multi_trainer(clip, parameterization="full")
+
+
+def test_targets_file(tmp_path: Path) -> None:
+    path = tmp_path / "targets.txt"
+    path.write_text("# styles\nSketch\n\nZombie - Human\n")
+    assert read_targets_file(path) == ["Sketch", "Zombie - Human"]
+    path.write_text("# nothing\n")
+    with pytest.raises(HDNError, match="lists no targets"):
+        read_targets_file(path)
+    with pytest.raises(HDNError, match="cannot read"):
+        read_targets_file(tmp_path / "missing.txt")
+
+
+def test_cli_several_targets_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    listing = tmp_path / "targets.txt"
+    listing.write_text("Zombie - Human\n")
+    out = tmp_path / "run"
+    base = ["adapt", "text", "--generator", GEN, "--clip", "random:tiny", "--batch", "2", "--device", "cpu",
+            "--no-progress", "--out", str(out)]
+    code, stdout, err = run_cli(capsys, *base, "--target", "Sketch", "--target", "Pixar", "--targets", str(listing),
+                                "--steps", "2", "--save-every", "2")
+    assert code == 0, err
+    assert "3 targets" in stdout
+    for slug in ("sketch", "pixar", "zombie"):
+        assert (out / "targets" / slug / "domain.safetensors").is_file()
+    code, _, err = run_cli(capsys, "adapt", "text", "--out", str(out), "--resume", "--steps", "3", "--no-progress")
+    assert code == 0, err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
