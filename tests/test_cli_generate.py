@@ -255,3 +255,66 @@ def test_eval_without_a_target_says_what_to_pass(files, tmp_path, capsys):
     code, _, err = run(["eval", "--domain", bare, "--clip", "random:tiny", "--n", "2", "--lpips", "none",
                         "--device", "cpu", "--out", tmp_path / "m.json"], capsys)
     assert code == 1 and "--target TEXT or --reference IMAGE" in err
+
+
+# ----- existing outputs and unwritable destinations -------------------------------------------
+def _no_render(monkeypatch):
+    """Fail the test if any rendering starts (destinations must be checked before the work)."""
+    from hyperdomainnet import render
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rendered before checking the destination")
+
+    monkeypatch.setattr(render, "render_rows", refuse)
+    monkeypatch.setattr(render, "iter_render", refuse)
+
+
+def test_generate_never_replaces_earlier_results_without_force(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    common = ["generate", "--domain", files["a"], "--n", "1", "--device", "cpu", "--out", out]
+    assert run(common, capsys)[0] == 0
+    before = (out / "grid.png").read_bytes()
+    with monkeypatch.context() as m:
+        _no_render(m)
+        code, _, err = run([*common, "--seed", "5"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "--force" in err and str(out) in err
+    assert (out / "grid.png").read_bytes() == before
+    code, _, err = run([*common, "--seed", "5", "--force"], capsys)
+    assert code == 0, err
+    assert (out / "grid.png").read_bytes() != before
+
+
+@pytest.mark.parametrize("command", ["generate", "prune", "eval", "compare"])
+def test_out_under_a_regular_file_is_refused_before_the_work(command, files, tmp_path, capsys, monkeypatch):
+    _no_render(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = blocker / "sub" / ("m.json" if command in ("eval", "compare") else "o.safetensors")
+    args = {"generate": ["generate", "--domain", files["a"], "--n", "1", "--device", "cpu"],
+            "prune": ["prune", "--domain", files["a"]],
+            "eval": ["eval", "--domain", files["a"], "--clip", "random:tiny", "--n", "2", "--lpips", "none",
+                     "--device", "cpu"],
+            "compare": ["eval", "--compare", files["a"]]}[command]
+    code, _, err = run([*args, "--out", target], capsys)
+    assert code == 1 and err.count("\n") == 1 and "is a file" in err, err
+    assert blocker.read_text() == "x"
+
+
+def test_prune_and_eval_refuse_to_replace_without_force(files, tmp_path, capsys):
+    pruned = tmp_path / "p.safetensors"
+    pruned.write_bytes(b"earlier")
+    code, _, err = run(["prune", "--domain", files["a"], "--out", pruned], capsys)
+    assert code == 1 and "--force" in err and pruned.read_bytes() == b"earlier"
+    code, _, err = run(["prune", "--domain", files["a"], "--out", pruned, "--force"], capsys)
+    assert code == 0, err
+    assert pruned.read_bytes() != b"earlier"
+
+    report = tmp_path / "m.json"
+    (tmp_path / "m.md").write_text("earlier")
+    code, _, err = run(["eval", "--domain", files["a"], "--clip", "random:tiny", "--n", "2", "--lpips", "none",
+                        "--device", "cpu", "--out", report], capsys)
+    assert code == 1 and "m.md already exists" in err and "--force" in err and not report.exists()
+    table = tmp_path / "t.md"
+    table.write_text("earlier")
+    code, _, err = run(["eval", "--compare", files["a"], "--out", table], capsys)
+    assert code == 1 and "--force" in err and table.read_text() == "earlier"

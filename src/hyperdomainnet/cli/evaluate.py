@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import HDNError
+from ..atomic import atomic_path, check_output_file
+from ..errors import ConfigError, FileFormatError, HDNError
 from .app import app
 
 REPORT_VERSION = 1
@@ -21,13 +22,11 @@ def _templates(value: str) -> tuple[tuple[str, ...], str]:
     if value == "imagenet":
         return IMAGENET_TEMPLATES, f"imagenet ({len(IMAGENET_TEMPLATES)})"
     if value.count("{}") != 1:
-        raise HDNError(f"--templates {value!r}: use imagenet or one template with a single {{}}, e.g. 'A {{}}'")
+        raise ConfigError(f"--templates {value!r}: use imagenet or one template with a single {{}}, e.g. 'A {{}}'")
     return (value,), repr(value)
 
 
 def _write(path: Path, text: str) -> None:
-    from ..atomic import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -43,17 +42,18 @@ def _markdown(report: dict[str, Any], name: str) -> str:
     return "\n".join(lines)
 
 
-def _compare(runs: list[Path], out: Path) -> None:
+def _compare(runs: list[Path], out: Path, force: bool) -> None:
     from ..metrics import REPORT_FORMAT, markdown_table
 
+    check_output_file(out, force)
     reports = []
     for path in runs:
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise HDNError(f"cannot read metrics file {path} ({exc}); pass JSON files written by hdn eval") from None
+            raise FileFormatError(f"cannot read metrics file {path} ({exc}); pass JSON files written by hdn eval") from None
         if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
-            raise HDNError(f"{path} is not a metrics file written by hdn eval")
+            raise FileFormatError(f"{path} is not a metrics file written by hdn eval")
         reports.append(report)
     table = markdown_table(reports, [p.stem for p in runs])
     _write(out, table)
@@ -82,19 +82,22 @@ def evaluate(
     kid_subset_size: int = typer.Option(1000, help="KID subset size (capped by the image counts)."),
     lpips: str = typer.Option("vgg", help="LPIPS network for intra-cluster diversity: vgg | alex | squeeze | none."),
     lpips_samples: int = typer.Option(100, help="Samples whose pairwise LPIPS is averaged."),
+    force: bool = typer.Option(False, "--force", help="Replace existing output files."),
 ) -> None:
     """Measure a domain: CLIP Quality and Diversity (DESIGN §7), LPIPS diversity, FID/KID; JSON + Markdown."""
     if compare:
         if not runs or domain:
-            raise HDNError("--compare takes metrics JSON files as arguments and no --domain")
-        _compare(runs, out)
+            raise ConfigError("--compare takes metrics JSON files as arguments and no --domain")
+        _compare(runs, out, force)
         return
     if runs or not domain:
-        raise HDNError("pass --domain FILE to evaluate, or --compare a.json b.json … to tabulate runs")
+        raise ConfigError("pass --domain FILE to evaluate, or --compare a.json b.json … to tabulate runs")
     if out.suffix.lower() == ".md":
-        raise HDNError("--out names the JSON report, e.g. metrics.json; the Markdown table is written beside it")
+        raise ConfigError("--out names the JSON report, e.g. metrics.json; the Markdown table is written beside it")
     if n < 2:
-        raise HDNError(f"--n must be at least 2 (diversity compares pairs), got {n}")
+        raise ConfigError(f"--n must be at least 2 (diversity compares pairs), got {n}")
+    check_output_file(out, force)
+    check_output_file(out.with_suffix(".md"), force)
     report = _evaluate(domain, generator, clip, target, reference, templates, n, seed, truncation, noise_mode,
                        batch_size, device, reference_dir, kid_subset_size, lpips, lpips_samples)
     _write(out, json.dumps(report, indent=2) + "\n")
@@ -125,7 +128,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     target = None if reference is not None else (target or domain.metadata.get("target"))
     template_list, template_name = _templates(templates)
     if lpips != "none" and (lpips not in perceptual.NETS or min(lpips_samples, n) < 2):
-        raise HDNError(f"--lpips {lpips!r} --lpips-samples {lpips_samples}: use vgg, alex, squeeze or none, "
+        raise ConfigError(f"--lpips {lpips!r} --lpips-samples {lpips_samples}: use vgg, alex, squeeze or none, "
                        "with at least 2 samples")
     files = reference_images(reference_dir) if reference_dir is not None else []
     dev = resolve_device(device)
@@ -138,7 +141,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
         try:
             lpips_model = perceptual.load_lpips(lpips, dev)
         except HDNError as exc:
-            raise HDNError(f"{exc}; or skip LPIPS with --lpips none") from None
+            raise ConfigError(f"{exc}; or skip LPIPS with --lpips none") from None
     distribution = None
     if files:
         distribution = DistributionMetrics(kid_subset_size=kid_subset_size, device=dev, seed=seed)

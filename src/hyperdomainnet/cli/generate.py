@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import HDNError
+from ..errors import ConfigError, HDNError
 from .app import app
 
 
@@ -27,7 +27,7 @@ def _parse_range(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
-        raise HDNError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
+        raise ConfigError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
     return lo, hi
 
 
@@ -37,7 +37,7 @@ def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
     if seeds is not None:
         return parse_seeds(seeds)
     if n < 1 or seed < 0:
-        raise HDNError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
+        raise ConfigError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
     return list(range(seed, seed + n))
 
 
@@ -58,11 +58,11 @@ def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
         return load_generator(spec, device)
     named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
     if not named:
-        raise HDNError("no generator given and the domain files do not name one; pass --generator")
+        raise ConfigError("no generator given and the domain files do not name one; pass --generator")
     try:
         return load_generator(named, device)
     except HDNError as exc:
-        raise HDNError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
+        raise ConfigError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
 
 
 def _build_rows(loaded: list[tuple[Any, Any]], combine_all: bool) -> list[Any]:
@@ -100,23 +100,29 @@ def generate(
     frames: int = typer.Option(24, help="Frames of an interpolation."),
     fps: float = typer.Option(12.0, help="Frames per second of the video."),
     video: Optional[Path] = typer.Option(None, help="Video file (.gif or .mp4; default OUT/interpolation.gif)."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out folder that already holds files "
+                                                      "and replace an existing --video."),
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
+    from ..atomic import check_output_dir, check_output_file
     from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
     from ..training.runtime import resolve_device
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
     if interpolate is not None and (domain or text or alpha_sweep is not None):
-        raise HDNError("--interpolate A B renders between two domains: leave out --domain, --text and --alpha-sweep")
+        raise ConfigError("--interpolate A B renders between two domains: leave out --domain, --text and --alpha-sweep")
     if bool(text) != (hypernet is not None):
-        raise HDNError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
+        raise ConfigError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
     if video is not None and not animated:
-        raise HDNError("--video needs --interpolate A B or --alpha-sweep START:END")
+        raise ConfigError("--video needs --interpolate A B or --alpha-sweep START:END")
     grid = (not animated) if grid is None else grid
     if not (grid or individual or animated):
-        raise HDNError("nothing to write: keep --grid or add --individual")
+        raise ConfigError("nothing to write: keep --grid or add --individual")
     seed_list = _choose_seeds(seeds, seed, n)
+    check_output_dir(out, force)
+    if video is not None:
+        check_output_file(video, force, "--video")
     dev = resolve_device(device)
 
     if interpolate is not None:
@@ -126,7 +132,7 @@ def generate(
         rows = _build_rows(_load_specs(domain), combine_all)
         if alpha_sweep is not None:
             if len(rows) != 1 or text:
-                raise HDNError("--alpha-sweep sweeps one domain: give one --domain (or several with --combine)")
+                raise ConfigError("--alpha-sweep sweeps one domain: give one --domain (or several with --combine)")
             lo, hi = _parse_range(alpha_sweep)
             rows = alpha_sweep_rows(rows[0], frames, lo, hi)
         else:
@@ -173,11 +179,14 @@ def prune(
     domain: Path = typer.Option(..., "--domain", help="Domain file to sparsify."),
     keep: float = typer.Option(0.2, help="Fraction of entries kept (largest |value|)."),
     out: Path = typer.Option(..., "--out", help="Output domain file."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
+    from ..atomic import check_output_file
     from ..domain.arithmetic import prune as prune_domain
     from ..domain.files import load_domain_file, save_domain_file
 
+    check_output_file(out, force)
     result = prune_domain(load_domain_file(domain), keep)
     save_domain_file(out, result)
     info = result.metadata["sparsify"]
