@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from conftest import perturb
-from hyperdomainnet import perceptual
 from hyperdomainnet.cli import main
 from hyperdomainnet.domain.files import save_domain_file
 from hyperdomainnet.domain.parameterizations import build_parameterization
@@ -196,21 +195,19 @@ def test_eval_writes_json_and_markdown_with_the_protocol(files, tmp_path, capsys
     from hyperdomainnet import metrics
 
     monkeypatch.setattr(metrics, "_inception", ChannelMeans)
-    load = perceptual.load_lpips
-    monkeypatch.setattr(perceptual, "load_lpips", lambda net, device="cpu": load(net, device, random_backbone=True))
     refs = tmp_path / "refs"
     for k in range(3):
         save_image(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(k)) * 2 - 1, refs / f"{k}.png")
     out = tmp_path / "m.json"
     code, stdout, err = run(["eval", "--domain", f"{files['a']}*0.8", "--clip", "random:tiny", "--n", "4",
-                             "--seed", "2", "--truncation", "0.7", "--lpips", "alex", "--lpips-samples", "3",
+                             "--seed", "2", "--truncation", "0.7", "--lpips", "alex", "--lpips-samples", "3", "--lpips-random-backbone",
                              "--reference-dir", refs, "--device", "cpu", "--out", out], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
     p, m = report["protocol"], report["metrics"]
     assert p["clip_model"] == "random:tiny" and p["templates"] == "imagenet (79)" and p["target"] == "style a"
     assert p["samples"] == 4 and p["seeds"] == "2-5" and p["truncation"] == 0.7 and p["noise_mode"] == "random"
-    assert p["lpips"] == {"net": "alex", "samples": 3, "max_size": 256}
+    assert p["lpips"] == {"net": "alex", "samples": 3, "max_size": 256, "random_backbone": True}
     assert report["domain"]["scale"] == 0.8 and report["domain"]["kind"] == "domain_vector"
     assert -1 <= m["quality"] <= 1 and 0 <= m["diversity"] <= 2 and m["lpips_diversity"] > 0
     assert m["fid"] > 0 and m["n_reference"] == 3 and m["kid_subset_size"] == 3

@@ -82,6 +82,9 @@ def evaluate(
     kid_subset_size: int = typer.Option(1000, help="KID subset size (capped by the image counts)."),
     lpips: str = typer.Option("vgg", help="LPIPS network for intra-cluster diversity: vgg | alex | squeeze | none."),
     lpips_samples: int = typer.Option(100, help="Samples whose pairwise LPIPS is averaged."),
+    lpips_random_backbone: bool = typer.Option(False, "--lpips-random-backbone",
+                                               help="LPIPS on a randomly initialised backbone: runs offline, "
+                                                    "but its distances are not perceptual (trials only)."),
     force: bool = typer.Option(False, "--force", help="Replace existing output files."),
 ) -> None:
     """Measure a domain: CLIP Quality and Diversity (DESIGN §7), LPIPS diversity, FID/KID; JSON + Markdown."""
@@ -99,7 +102,8 @@ def evaluate(
     check_output_file(out, force)
     check_output_file(out.with_suffix(".md"), force)
     report = _evaluate(domain, generator, clip, target, reference, templates, n, seed, truncation, noise_mode,
-                       batch_size, device, reference_dir, kid_subset_size, lpips, lpips_samples)
+                       batch_size, device, reference_dir, kid_subset_size, lpips, lpips_samples,
+                       lpips_random_backbone)
     _write(out, json.dumps(report, indent=2) + "\n")
     markdown = _markdown(report, Path(report["domain"]["file"]).stem)
     _write(out.with_suffix(".md"), markdown)
@@ -109,7 +113,7 @@ def evaluate(
 def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Optional[str],
               reference: Optional[Path], templates: str, n: int, seed: int, truncation: float, noise_mode: str,
               batch_size: int, device: str, reference_dir: Optional[Path], kid_subset_size: int, lpips: str,
-              lpips_samples: int) -> dict[str, Any]:
+              lpips_samples: int, lpips_random_backbone: bool) -> dict[str, Any]:
     import torch
 
     from .. import __version__, perceptual
@@ -139,7 +143,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     lpips_model = None
     if lpips != "none":
         try:
-            lpips_model = perceptual.load_lpips(lpips, dev)
+            lpips_model = perceptual.load_lpips(lpips, dev, lpips_random_backbone)
         except HDNError as exc:
             raise ConfigError(f"{exc}; or skip LPIPS with --lpips none") from None
     distribution = None
@@ -156,7 +160,8 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
                 "seeds": f"{seed}-{seed + n - 1}", "truncation": truncation, "noise_mode": noise_mode,
                 "style_mixing": 0.0, "generator": G.identity.get("name"),
                 "lpips": None if lpips_model is None else {"net": lpips, "samples": min(lpips_samples, n),
-                                                          "max_size": LPIPS_SIZE},
+                                                          "max_size": LPIPS_SIZE,
+                                                          "random_backbone": lpips_random_backbone},
                 "reference_dir": None if reference_dir is None else str(reference_dir)}
     return {"format": REPORT_FORMAT, "version": REPORT_VERSION,
             "domain": {"file": str(spec.path), "scale": spec.scale, "kind": domain.kind,
