@@ -178,10 +178,11 @@ def reference_images(folder: Path) -> list[Path]:
 def evaluate_samples(G: Generator, row: Row, encoder: ClipEncoder, target_emb: torch.Tensor,
                      seeds: Sequence[int], truncation: float = 1.0, noise_mode: str = "random",
                      batch_size: int = 16, lpips: nn.Module | None = None, lpips_samples: int = 100,
-                     distribution: DistributionMetrics | None = None) -> dict[str, float]:
+                     distribution: DistributionMetrics | None = None, bar: Any = None) -> dict[str, float]:
     """Render ``row`` on ``seeds`` in batches and measure it: quality, diversity, and when given,
     LPIPS diversity over the first ``lpips_samples`` images (at ≤ 256 px) and FID/KID (the caller
-    has fed the reference images to ``distribution``)."""
+    has fed the reference images to ``distribution``). ``bar`` (a progress bar) advances by the
+    images of each batch."""
     embeddings: list[torch.Tensor] = []
     kept: list[torch.Tensor] = []
     for _, images in iter_render(G, [row], seeds, truncation, noise_mode, batch_size):
@@ -191,6 +192,8 @@ def evaluate_samples(G: Generator, row: Row, encoder: ClipEncoder, target_emb: t
             kept.append(small.float().cpu())
         if distribution is not None:
             distribution.update(images, real=False)
+        if bar is not None:
+            bar.update(images.shape[0])
     emb = torch.cat(embeddings)
     result = {"quality": clip_quality(emb, target_emb), "diversity": clip_diversity(emb)}
     if lpips is not None:

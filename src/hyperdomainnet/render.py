@@ -27,6 +27,7 @@ from .domain.files import KINDS, DomainFile
 from .domain.parameterizations import Parameterization
 from .errors import HDNError
 from .images import image_grid, to_pil
+from .progress import progress_bar
 from .stylegan2.generator import NOISE_MODES, Generator
 
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
@@ -152,12 +153,15 @@ def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[st
 
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
-                noise_mode: str = "const", batch_size: int = 16) -> torch.Tensor:
-    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``)."""
+                noise_mode: str = "const", batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``);
+    ``progress`` draws a bar of rendered images on a terminal."""
     out = torch.empty(len(rows), len(seeds), 3, G.size, G.size)
-    for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
-        for (r, i), image in zip(pairs, images):
-            out[r, i] = image.float().cpu()
+    with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar:
+        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
+            for (r, i), image in zip(pairs, images):
+                out[r, i] = image.float().cpu()
+            bar.update(len(pairs))
     return out
 
 

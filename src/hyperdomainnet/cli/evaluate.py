@@ -123,6 +123,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     from ..images import load_image
     from ..metrics import (LPIPS_SIZE, REPORT_FORMAT, DistributionMetrics, evaluate_samples, reference_images,
                            target_embeddings)
+    from ..progress import progress_bar
     from ..render import Row
     from ..training.runtime import resolve_device
     from .generate import generator_for
@@ -149,12 +150,15 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     distribution = None
     if files:
         distribution = DistributionMetrics(kid_subset_size=kid_subset_size, device=dev, seed=seed)
-        for start in range(0, len(files), batch_size):
-            batch = [load_image(f, G.size) for f in files[start:start + batch_size]]
-            distribution.update(torch.cat(batch), real=True)
+        with progress_bar(len(files), "reading references", "img") as bar:
+            for start in range(0, len(files), batch_size):
+                batch = [load_image(f, G.size) for f in files[start:start + batch_size]]
+                distribution.update(torch.cat(batch), real=True)
+                bar.update(len(batch))
     seeds = list(range(seed, seed + n))
-    metrics = evaluate_samples(G, row, encoder, target_emb, seeds, truncation, noise_mode, batch_size,
-                               lpips_model, lpips_samples, distribution)
+    with progress_bar(n, "evaluating", "img") as bar:
+        metrics = evaluate_samples(G, row, encoder, target_emb, seeds, truncation, noise_mode, batch_size,
+                                   lpips_model, lpips_samples, distribution, bar)
     protocol = {"clip_model": clip, "templates": template_name, "target": target,
                 "reference": None if reference is None else str(reference), "samples": n,
                 "seeds": f"{seed}-{seed + n - 1}", "truncation": truncation, "noise_mode": noise_mode,

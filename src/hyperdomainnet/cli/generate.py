@@ -139,7 +139,7 @@ def generate(
             prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size)
+    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True)
     _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
                     "noise_mode": noise_mode})
