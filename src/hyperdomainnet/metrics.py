@@ -1,4 +1,4 @@
-"""Evaluation metrics of an adapted generator (DESIGN §7) and their reports.
+"""Evaluation metrics of an adapted generator and their reports.
 
 CLIP metrics, on L2-normalised embeddings (the official evaluation notebook, ``Evaluator``):
 

@@ -62,15 +62,20 @@ def _compare(runs: list[Path], out: Path, force: bool) -> None:
 
 @app.command("eval")
 def evaluate(
-    runs: Optional[list[Path]] = typer.Argument(None, help="With --compare: metrics JSON files to tabulate."),
+    runs: Optional[list[Path]] = typer.Argument(None, show_default=False,
+                                                help="With --compare: metrics JSON files to tabulate."),
     out: Path = typer.Option(..., "--out", help="metrics.json (a .md table is written beside it); "
                                                 "with --compare the Markdown table."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Domain file to evaluate, optionally FILE*STRENGTH."),
-    compare: bool = typer.Option(False, "--compare", help="Tabulate the metrics JSON files given as arguments."),
-    generator: Optional[str] = typer.Option(None, help="Generator (default: the one the domain file names)."),
+    domain: Optional[str] = typer.Option(None, "--domain", show_default="none: needed unless --compare",
+                                         help="Domain file to evaluate, optionally FILE*STRENGTH."),
+    compare: bool = typer.Option(False, "--compare", show_default="off",
+                                 help="Tabulate the metrics JSON files given as arguments."),
+    generator: Optional[str] = typer.Option(None, show_default="the one the domain file names",
+                                            help="Zoo name, checkpoint or random:<size> spec."),
     clip: str = typer.Option("ViT-B/16", help="CLIP encoder for Quality/Diversity (the official notebook: ViT-B/16)."),
-    target: Optional[str] = typer.Option(None, help="Target text (default: the domain file's target)."),
-    reference: Optional[Path] = typer.Option(None, help="Reference image of an image domain (instead of a text)."),
+    target: Optional[str] = typer.Option(None, show_default="the domain file's target", help="Target text."),
+    reference: Optional[Path] = typer.Option(None, show_default="none",
+                                             help="Reference image of an image domain (instead of a text)."),
     templates: str = typer.Option("imagenet", help="imagenet (79 templates) or one template such as 'A {}'."),
     n: int = typer.Option(500, "--n", help="Number of generated samples (seeds SEED … SEED+N−1)."),
     seed: int = typer.Option(0, help="First seed."),
@@ -78,16 +83,17 @@ def evaluate(
     noise_mode: str = typer.Option("random", help="random (seeded, as the official evaluation) | const | none."),
     batch_size: int = typer.Option(16, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    reference_dir: Optional[Path] = typer.Option(None, help="Folder of real target-domain images for FID/KID."),
+    reference_dir: Optional[Path] = typer.Option(None, show_default="none: no FID/KID",
+                                                 help="Folder of real target-domain images for FID/KID."),
     kid_subset_size: int = typer.Option(1000, help="KID subset size (capped by the image counts)."),
     lpips: str = typer.Option("vgg", help="LPIPS network for intra-cluster diversity: vgg | alex | squeeze | none."),
     lpips_samples: int = typer.Option(100, help="Samples whose pairwise LPIPS is averaged."),
-    lpips_random_backbone: bool = typer.Option(False, "--lpips-random-backbone",
+    lpips_random_backbone: bool = typer.Option(False, "--lpips-random-backbone", show_default="off",
                                                help="LPIPS on a randomly initialised backbone: runs offline, "
                                                     "but its distances are not perceptual (trials only)."),
-    force: bool = typer.Option(False, "--force", help="Replace existing output files."),
+    force: bool = typer.Option(False, "--force", show_default="off", help="Replace existing output files."),
 ) -> None:
-    """Measure a domain: CLIP Quality and Diversity (DESIGN §7), LPIPS diversity, FID/KID; JSON + Markdown."""
+    """Measure a domain: CLIP Quality (mean cosine to the target) and Diversity (mean 1 − cosine between samples), LPIPS diversity, FID/KID; JSON + Markdown."""
     if compare:
         if not runs or domain:
             raise ConfigError("--compare takes metrics JSON files as arguments and no --domain")

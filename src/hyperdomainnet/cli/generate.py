@@ -78,30 +78,36 @@ def _build_rows(loaded: list[tuple[Any, Any]], combine_all: bool) -> list[Any]:
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
-    generator: Optional[str] = typer.Option(None, help="Zoo name, checkpoint or random:<size> spec "
-                                                        "(default: the one the first domain names)."),
-    domain: Optional[list[str]] = typer.Option(None, "--domain",
+    generator: Optional[str] = typer.Option(None, show_default="the one the first domain names",
+                                            help="Zoo name, checkpoint or random:<size> spec."),
+    domain: Optional[list[str]] = typer.Option(None, "--domain", show_default="none: the source generator only",
                                                help="Domain file, optionally FILE*STRENGTH; repeatable."),
-    combine_all: bool = typer.Option(False, "--combine", help="Sum the --domain files into one domain (arithmetic)."),
-    hypernet: Optional[Path] = typer.Option(None, help="HyperDomainNet file for --text prompts."),
-    text: Optional[list[str]] = typer.Option(None, "--text", help="Prompt for --hypernet; repeatable."),
+    combine_all: bool = typer.Option(False, "--combine", show_default="off",
+                                     help="Sum the --domain files into one domain (arithmetic)."),
+    hypernet: Optional[Path] = typer.Option(None, show_default="none", help="HyperDomainNet file for --text prompts."),
+    text: Optional[list[str]] = typer.Option(None, "--text", show_default="none",
+                                             help="Prompt for --hypernet; repeatable."),
     n: int = typer.Option(8, "--n", help="Number of seeds (from --seed)."),
-    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
+    seeds: Optional[str] = typer.Option(None, show_default="--n seeds from --seed",
+                                        help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
     seed: int = typer.Option(0, help="First seed."),
     truncation: float = typer.Option(1.0, help="Truncation ψ."),
     noise_mode: str = typer.Option("const", help="const | random (seeded) | none."),
     batch_size: int = typer.Option(16, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    grid: Optional[bool] = typer.Option(None, "--grid/--no-grid",
-                                        help="Write grid.png (default: yes, no for interpolations)."),
+    grid: Optional[bool] = typer.Option(None, "--grid/--no-grid", show_default="grid, no-grid for animations",
+                                        help="Write grid.png."),
     individual: bool = typer.Option(False, "--individual/--no-individual", help="Write one PNG per row and seed."),
-    interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", help="Two domain files A B."),
-    alpha_sweep: Optional[str] = typer.Option(None, help="Sweep the strength of one --domain, e.g. 0:1."),
+    interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", show_default="none",
+                                                          help="Render frames between two domain files A B."),
+    alpha_sweep: Optional[str] = typer.Option(None, show_default="none",
+                                              help="Sweep the strength of one --domain, e.g. 0:1."),
     frames: int = typer.Option(24, help="Frames of an interpolation."),
     fps: float = typer.Option(12.0, help="Frames per second of the video."),
-    video: Optional[Path] = typer.Option(None, help="Video file (.gif or .mp4; default OUT/interpolation.gif)."),
-    force: bool = typer.Option(False, "--force", help="Write into an --out folder that already holds files "
-                                                      "and replace an existing --video."),
+    video: Optional[Path] = typer.Option(None, show_default="OUT/interpolation.gif",
+                                         help="Video file of an animation (.gif or .mp4)."),
+    force: bool = typer.Option(False, "--force", show_default="off",
+                               help="Write into an --out folder that already holds files and replace an existing --video."),
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
@@ -179,7 +185,7 @@ def prune(
     domain: Path = typer.Option(..., "--domain", help="Domain file to sparsify."),
     keep: float = typer.Option(0.2, help="Fraction of entries kept (largest |value|)."),
     out: Path = typer.Option(..., "--out", help="Output domain file."),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    force: bool = typer.Option(False, "--force", show_default="off", help="Replace --out if it exists."),
 ) -> None:
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
     from ..atomic import check_output_file

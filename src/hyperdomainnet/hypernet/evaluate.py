@@ -1,4 +1,4 @@
-"""Quality and Diversity of a HyperDomainNet on seen and unseen domains (DESIGN §7).
+"""Quality and Diversity of a HyperDomainNet on seen and unseen domains.
 
 For every domain of every list: δ = HyperDomainNet(input) — a prompt through the file's own CLIP
 encoder (template "{}"), or that encoder's embedding of a reference image — then N images
