@@ -80,7 +80,7 @@ def test_grid_rows_are_source_then_domains_on_the_same_seeds(files, tmp_path, ca
             assert np.abs(grid_cell(out / "grid.png", r, i) - pixels(expected[r, i])).max() <= 1
     assert np.abs(pixels(expected[1, 0]) - pixels(expected[0, 0])).max() > 10
     manifest = json.loads((out / "generate.json").read_text())
-    assert [r["label"] for r in manifest["rows"]] == ["source", "a", "b*0.5", "d"]
+    assert [r["label"] for r in manifest["rows"]] == ["source", "style a", "style b*0.5", "style d"]
     assert manifest["seeds"] == [3, 4, 5] and manifest["rows"][3]["kind"] == "cout_mult"
     assert manifest["rows"][1]["target"] == "style a"
 
@@ -93,7 +93,7 @@ def test_individual_images_and_combined_domains(files, tmp_path, capsys):
     assert code == 0, err
     assert not (out / "grid.png").exists()
     assert sorted(p.name for p in (out / "source").iterdir()) == ["seed0010.png", "seed0011.png"]
-    folder = out / "a_x0.6+b_x0.6"
+    folder = out / "style_a_x0.6+style_b_x0.6"
     from hyperdomainnet.domain.files import load_domain_file
 
     a, b = load_domain_file(files["a"]), load_domain_file(files["b"])
@@ -213,7 +213,7 @@ def test_eval_writes_json_and_markdown_with_the_protocol(files, tmp_path, capsys
     assert m["fid"] > 0 and m["n_reference"] == 3 and m["kid_subset_size"] == 3
     markdown = (tmp_path / "m.md").read_text()
     assert "CLIP random:tiny, templates imagenet (79), 4 samples (seeds 2-5), truncation ψ = 0.7" in markdown
-    assert "| a*0.8 |" not in markdown and "| a |" in markdown
+    assert "# Evaluation of style a*0.8" in markdown and "| style a*0.8 | style a |" in markdown
 
     second = tmp_path / "n.json"
     code, _, err = run(["eval", "--domain", files["d"], "--clip", "random:tiny", "--n", "3", "--lpips", "none",
@@ -225,7 +225,8 @@ def test_eval_writes_json_and_markdown_with_the_protocol(files, tmp_path, capsys
     code, stdout, err = run(["eval", "--compare", out, second, "--out", table], capsys)
     assert code == 0, err
     lines = table.read_text().splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| m | style a |") and lines[3].startswith("| n | Lion |")
+    assert len(lines) == 4 and lines[2].startswith("| style a*0.8 | style a |")
+    assert lines[3].startswith("| style d | Lion |")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -315,3 +316,30 @@ def test_prune_and_eval_refuse_to_replace_without_force(files, tmp_path, capsys)
     table.write_text("earlier")
     code, _, err = run(["eval", "--compare", files["a"], "--out", table], capsys)
     assert code == 1 and "--force" in err and table.read_text() == "earlier"
+
+
+def test_rows_are_labelled_by_the_domains_metadata_not_the_file_name(files, tmp_path, capsys):
+    G = files["G"]
+    paths = []
+    for run_name, meta in (("run1", {"target": "Pixar"}), ("run2", {"reference": {"file": "joker.png"}}),
+                           ("run3", {"name": "my mix", "target": "Sketch"}), ("run4", {})):
+        P = build_parameterization("domain_vector", G)
+        paths.append(save_domain_file(tmp_path / run_name / "domain.safetensors", P.to_domain_file(G, meta)))
+    out = tmp_path / "out"
+    code, _, err = run(["generate", "--generator", files["pt"], *sum((["--domain", p] for p in paths), []),
+                        "--n", "1", "--individual", "--device", "cpu", "--out", out], capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "generate.json").read_text())
+    assert [r["label"] for r in manifest["rows"]] == ["source", "Pixar", "joker.png", "my mix", "domain"]
+    assert (out / "Pixar" / "seed0000.png").is_file() and (out / "my_mix" / "seed0000.png").is_file()
+
+    reports = []
+    for k, path in enumerate(paths[:2]):
+        reports.append(tmp_path / f"metrics{k}.json")
+        code, _, err = run(["eval", "--generator", files["pt"], "--domain", path, "--clip", "random:tiny", "--n", "2",
+                            "--target", "Lion", "--lpips", "none", "--device", "cpu", "--out", reports[-1]], capsys)
+        assert code == 0, err
+    code, stdout, err = run(["eval", "--compare", *reports, "--out", tmp_path / "t.md"], capsys)
+    assert code == 0, err
+    rows = (tmp_path / "t.md").read_text().splitlines()[2:]
+    assert rows[0].startswith("| Pixar |") and rows[1].startswith("| joker.png |")

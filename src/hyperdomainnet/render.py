@@ -33,7 +33,7 @@ from .stylegan2.generator import NOISE_MODES, Generator
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
 VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
 
-__all__ = ["Row", "parse_seeds", "seed_latents", "iter_render", "render_rows", "interpolation_rows",
+__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "iter_render", "render_rows", "interpolation_rows",
            "alpha_sweep_rows", "frames_from_rows", "write_video", "hypernet_rows"]
 
 
@@ -44,6 +44,23 @@ class Row:
     label: str
     domain: DomainFile | None = None
     scale: float = 1.0
+
+
+def domain_name(domain: DomainFile, path: str | Path) -> str:
+    """What a domain is called: its metadata's ``name``, else its prompt (``target``), else its
+    reference image's file name, else the file's stem (every run writes ``domain.safetensors``)."""
+    meta = domain.metadata
+    reference = meta.get("reference")
+    for value in (meta.get("name"), meta.get("target"),
+                  reference.get("file") if isinstance(reference, dict) else reference):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return Path(path).stem
+
+
+def row_label(name: str, scale: float = 1.0) -> str:
+    """``name`` at strength 1, else ``name*α``."""
+    return name if scale == 1 else f"{name}*{scale:g}"
 
 
 def parse_seeds(text: str) -> list[int]:

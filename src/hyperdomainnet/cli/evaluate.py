@@ -55,7 +55,7 @@ def _compare(runs: list[Path], out: Path, force: bool) -> None:
         if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
             raise FileFormatError(f"{path} is not a metrics file written by hdn eval")
         reports.append(report)
-    table = markdown_table(reports, [p.stem for p in runs])
+    table = markdown_table(reports, [report["domain"].get("name") or p.stem for report, p in zip(reports, runs)])
     _write(out, table)
     typer.echo(table + f"\nwritten to {out}")
 
@@ -111,7 +111,7 @@ def evaluate(
                        batch_size, device, reference_dir, kid_subset_size, lpips, lpips_samples,
                        lpips_random_backbone)
     _write(out, json.dumps(report, indent=2) + "\n")
-    markdown = _markdown(report, Path(report["domain"]["file"]).stem)
+    markdown = _markdown(report, report["domain"]["name"])
     _write(out.with_suffix(".md"), markdown)
     typer.echo(markdown + f"\nwritten to {out} and {out.with_suffix('.md')}")
 
@@ -130,7 +130,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     from ..metrics import (LPIPS_SIZE, REPORT_FORMAT, DistributionMetrics, evaluate_samples, reference_images,
                            target_embeddings)
     from ..progress import progress_bar
-    from ..render import Row
+    from ..render import Row, domain_name, row_label
     from ..training.runtime import resolve_device
     from .generate import generator_for
 
@@ -143,7 +143,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
                        "with at least 2 samples")
     files = reference_images(reference_dir) if reference_dir is not None else []
     dev = resolve_device(device)
-    row = Row(spec.label, domain, spec.scale)
+    row = Row(row_label(domain_name(domain, spec.path), spec.scale), domain, spec.scale)
     G = generator_for(generator, [row], dev)
     encoder = load_clip(clip, dev)
     target_emb = target_embeddings(encoder, target, reference, template_list)
@@ -174,7 +174,8 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
                                                           "random_backbone": lpips_random_backbone},
                 "reference_dir": None if reference_dir is None else str(reference_dir)}
     return {"format": REPORT_FORMAT, "version": REPORT_VERSION,
-            "domain": {"file": str(spec.path), "scale": spec.scale, "kind": domain.kind,
+            "domain": {"file": str(spec.path), "name": row.label,
+                       "scale": spec.scale, "kind": domain.kind,
                        "generator": domain.generator.get("name"), "target": domain.metadata.get("target")},
             "protocol": protocol, "metrics": metrics, "library_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -41,13 +41,15 @@ def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
     return list(range(seed, seed + n))
 
 
-def _load_specs(texts: list[str]) -> list[tuple[Any, Any]]:
-    """``FILE[*α]`` texts → [(DomainSpec, DomainFile)]."""
+def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
+    """``FILE[*α]`` texts → [(row label, α, DomainFile)]; labels name the domain (``domain_name``)."""
     from ..domain.arithmetic import parse_domain_spec
     from ..domain.files import load_domain_file
+    from ..render import domain_name, row_label
 
     specs = [parse_domain_spec(t) for t in texts]
-    return [(spec, load_domain_file(spec.path)) for spec in specs]
+    loaded = [(spec, load_domain_file(spec.path)) for spec in specs]
+    return [(row_label(domain_name(d, spec.path), spec.scale), spec.scale, d) for spec, d in loaded]
 
 
 def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
@@ -65,14 +67,14 @@ def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
         raise ConfigError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
 
 
-def _build_rows(loaded: list[tuple[Any, Any]], combine_all: bool) -> list[Any]:
+def _build_rows(loaded: list[tuple[str, float, Any]], combine_all: bool) -> list[Any]:
     from ..domain.arithmetic import combine
     from ..render import Row
 
     if combine_all and loaded:
-        labels = [spec.label for spec, _ in loaded]
-        return [Row("+".join(labels), combine([(d, spec.scale) for spec, d in loaded], labels))]
-    return [Row(spec.label, d, spec.scale) for spec, d in loaded]
+        labels = [label for label, _, _ in loaded]
+        return [Row("+".join(labels), combine([(d, scale) for _, scale, d in loaded], labels))]
+    return [Row(label, d, scale) for label, scale, d in loaded]
 
 
 @app.command()
@@ -132,8 +134,8 @@ def generate(
     dev = resolve_device(device)
 
     if interpolate is not None:
-        (sa, da), (sb, db) = _load_specs(list(interpolate))
-        rows = interpolation_rows(da, db, frames, (sa.label, sb.label), (sa.scale, sb.scale))
+        (la, sa, da), (lb, sb, db) = _load_specs(list(interpolate))
+        rows = interpolation_rows(da, db, frames, (la, lb), (sa, sb))
     else:
         rows = _build_rows(_load_specs(domain), combine_all)
         if alpha_sweep is not None:
