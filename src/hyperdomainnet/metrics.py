@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip import IMAGENET_TEMPLATES, ClipEncoder, fill_templates
-from .errors import HDNError
+from .errors import ConfigError, HDNError
 from .images import load_image
 from .render import Row, iter_render
 from .stylegan2.generator import Generator
@@ -102,8 +102,9 @@ def target_embeddings(encoder: ClipEncoder, target: str | None = None, reference
     if reference is not None:
         with torch.no_grad():
             return encoder.encode_images(load_image(reference, encoder.input_size))
-    if not target:
-        raise HDNError("no target to evaluate against: pass --target TEXT or --reference IMAGE")
+    if not target or not target.strip():
+        raise ConfigError("no target to evaluate against (none given or empty): pass --target TEXT or "
+                          "--reference IMAGE")
     return encoder.encode_text(fill_templates(target, tuple(templates)))
 
 

@@ -13,6 +13,7 @@ row by row through their ``Parameterization``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from .atomic import atomic_path
 from .domain.arithmetic import combine
 from .domain.files import KINDS, DomainFile
 from .domain.parameterizations import Parameterization
-from .errors import HDNError
+from .errors import ConfigError, HDNError
 from .images import image_grid, to_pil
 from .progress import progress_bar
 from .stylegan2.generator import NOISE_MODES, Generator
@@ -122,7 +123,9 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     if noise_mode not in NOISE_MODES:
         raise HDNError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
     if batch_size < 1:
-        raise HDNError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if not math.isfinite(truncation):
+        raise ConfigError(f"--truncation must be a finite number (1 = none, 0.7 = typical), got {truncation}")
     for row in rows:
         if row.domain is not None:
             row.domain.check_generator(G)
@@ -225,8 +228,8 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
     suffix = target.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise HDNError(f"cannot write video {target}: use a .gif or .mp4 file name")
-    if fps <= 0:
-        raise HDNError(f"--fps must be positive, got {fps}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ConfigError(f"--fps must be a positive finite number, e.g. 12, got {fps}")
     if suffix == ".mp4":
         _check_ffmpeg()
     with atomic_path(target) as tmp:
@@ -243,6 +246,8 @@ def hypernet_rows(path: Path, prompts: Sequence[str], device: torch.device | str
     prompt (template "{}", as the official inference) with the encoder named in the file."""
     from .hypernet import HyperDomainNet
 
+    if not prompts or any(not p.strip() for p in prompts):
+        raise ConfigError("a --text prompt is empty; describe the domain, e.g. --text \"Pixar\"")
     net = HyperDomainNet.load(path, device)
     vectors = net.domain_vectors(list(prompts)).cpu()
     meta = net.metadata
