@@ -45,3 +45,14 @@ def test_clip_error_lists_every_missing_model_and_its_file(monkeypatch):
         assert f"{spec}: download open_clip_pytorch_model.bin from https://huggingface.co/{repo}" in message
         assert f"file:{arch}:/path/to/open_clip_pytorch_model.bin" in message
     assert "random:tiny" not in message
+
+
+@pytest.mark.parametrize("package", ["torchmetrics", "torch_fidelity"])
+def test_fid_without_the_eval_extra_names_the_install_command(package, monkeypatch):
+    import sys
+
+    from hyperdomainnet.metrics import DistributionMetrics
+
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed
+    with pytest.raises(HDNError, match=r"^FID/KID need .*pip install 'hyperdomainnet\[eval\]'"):
+        DistributionMetrics()

@@ -13,13 +13,15 @@ clusters; without centers, all images form one cluster (the one-shot case).
 
 FID and KID against reference images use torchmetrics (``FrechetInceptionDistance``,
 ``KernelInceptionDistance``) on uint8 images, sharing one feature extractor: the standard
-Inception-v3 (weights fetched by torch-fidelity on first use) unless a module is given.
+Inception-v3 (weights fetched by torch-fidelity on first use) unless a module is given. Both
+packages come with the ``eval`` extra (``pip install 'hyperdomainnet[eval]'``).
 
 Reports (``hdn eval``'s JSON) are dicts ``{"format": REPORT_FORMAT, "version", "domain": {...},
 "protocol": {...}, "metrics": {...}}``; :func:`markdown_table` lays out one or many side by side.
 """
 from __future__ import annotations
 
+import importlib.util
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ from .images import load_image
 from .render import Row, iter_render
 from .stylegan2.generator import Generator
 
+EVAL_EXTRA_HINT = "pip install 'hyperdomainnet[eval]'"
 REPORT_FORMAT = "hyperdomainnet.metrics"
 LPIPS_SIZE = 256
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -43,6 +46,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("fid", "FID ↓"), ("kid", "KID ↓"))
 
 __all__ = ["clip_quality", "clip_diversity", "lpips_diversity", "target_embeddings", "DistributionMetrics",
+           "require_distribution_metrics",
            "reference_images", "evaluate_samples", "markdown_table"]
 
 
@@ -127,6 +131,16 @@ def _inception() -> nn.Module:
     return net
 
 
+def require_distribution_metrics(inception: bool = True) -> None:
+    """One-line error unless the packages FID/KID need are installed: torchmetrics, and torch-fidelity
+    for the standard Inception-v3 (``inception``)."""
+    needed = ("torchmetrics", "torch_fidelity") if inception else ("torchmetrics",)
+    missing = [name.replace("_", "-") for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise HDNError(f"FID/KID need {' and '.join(missing)}, which are not installed: {EVAL_EXTRA_HINT}, "
+                       "or leave out --reference-dir")
+
+
 class DistributionMetrics:
     """FID and KID between generated and reference images fed in batches (images in [−1, 1]).
 
@@ -135,6 +149,7 @@ class DistributionMetrics:
 
     def __init__(self, feature: nn.Module | None = None, kid_subset_size: int = 1000, kid_subsets: int = 100,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
+        require_distribution_metrics(inception=feature is None)
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 

@@ -27,7 +27,7 @@ from .domain.arithmetic import combine
 from .domain.files import KINDS, DomainFile
 from .domain.parameterizations import Parameterization
 from .errors import ConfigError, HDNError
-from .images import image_grid, to_pil
+from .images import to_pil
 from .progress import progress_bar
 from .stylegan2.generator import NOISE_MODES, Generator
 
@@ -208,7 +208,10 @@ def alpha_sweep_rows(row: Row, frames: int, lo: float, hi: float) -> list[Row]:
 
 def frames_from_rows(images: torch.Tensor, padding: int = 2) -> np.ndarray:
     """(R, N, 3, H, W) in [−1, 1] → (R, H', W', 3) uint8: each row's seeds side by side, one frame per row."""
-    return np.stack([np.asarray(to_pil(image_grid(row, nrow=row.shape[0], padding=padding))) for row in images])
+    from torchvision.utils import make_grid
+
+    return np.stack([np.asarray(to_pil(make_grid(row.float().clamp(-1, 1), nrow=row.shape[0], padding=padding,
+                                                 pad_value=1.0))) for row in images])
 
 
 def _check_ffmpeg() -> None:
@@ -235,7 +238,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
     with atomic_path(target) as tmp:
         if suffix == ".gif":
             iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
-        else:  # even frame sides (image_grid gives them) keep ffmpeg from rescaling
+        else:  # even frame sides (generator sizes and the padding are even) keep ffmpeg from rescaling
             iio.imwrite(tmp, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
                         output_params=["-f", "mp4"])
     return target

@@ -128,7 +128,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     from ..domain.files import load_domain_file
     from ..images import load_image
     from ..metrics import (LPIPS_SIZE, REPORT_FORMAT, DistributionMetrics, evaluate_samples, reference_images,
-                           target_embeddings)
+                           require_distribution_metrics, target_embeddings)
     from ..progress import progress_bar
     from ..render import Row, domain_name, row_label
     from ..training.runtime import resolve_device
@@ -142,6 +142,8 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
         raise ConfigError(f"--lpips {lpips!r} --lpips-samples {lpips_samples}: use vgg, alex, squeeze or none, "
                        "with at least 2 samples")
     files = reference_images(reference_dir) if reference_dir is not None else []
+    if files:
+        require_distribution_metrics()
     dev = resolve_device(device)
     row = Row(row_label(domain_name(domain, spec.path), spec.scale), domain, spec.scale)
     G = generator_for(generator, [row], dev)
