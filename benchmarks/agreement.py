@@ -9,6 +9,7 @@ relative to the reference's largest entry; fp32 with TF32 off. Autocast rows giv
 similarity of the gradient with the fp32 reference instead.
 
     python benchmarks/agreement.py --device cuda --sizes 256 1024
+    python benchmarks/agreement.py --sizes 32 --channel-max 16   # smoke run
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 
 import torch
 
+from generator import generator_spec
 from train_step import machine
 
 
@@ -30,6 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256])
+    parser.add_argument("--channel-max", type=int, default=None,
+                        help="cap the generator's channels (default: config-f's 512), for quick runs")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -40,7 +44,7 @@ def main() -> None:
     print(machine(args.device, torch.get_num_threads()))
     print(f"{'size':>5} {'path':<22} {'image |Δ|/max':>14} {'∂δ |Δ|/max':>12} {'∂δ cosine':>10}")
     for size in args.sizes:
-        G = load_generator(f"random:{size}", device=device)
+        G = load_generator(generator_spec(size, args.channel_max), device=device)
         gen = torch.Generator().manual_seed(size)
         ws = G.ws(torch.randn(4, G.style_dim, generator=gen).to(device),
                   z2=torch.randn(4, G.style_dim, generator=gen).to(device), crossover=5)

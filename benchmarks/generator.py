@@ -9,6 +9,7 @@ memory are measured as in ``train_step.py`` (whose ``Meter`` this reuses).
 
     python benchmarks/generator.py                 # 256 px, batch 4, CPU
     python benchmarks/generator.py --sizes 256 1024 --device cuda
+    python benchmarks/generator.py --sizes 32 --channel-max 16 --batch 1 --repeats 1 --same-process  # smoke run
 
 The whole training step (CLIP included) is measured by benchmarks/train_step.py.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue
 import statistics
 from typing import Any
 
@@ -24,13 +26,18 @@ import torch
 from train_step import Meter, machine
 
 
-def _run_case(size: int, batch: int, impl: str, mode: str, device: str, repeats: int, threads: int,
-              queue: Any) -> None:
+def generator_spec(size: int, channel_max: int | None) -> str:
+    """The random generator measured: config-f at ``size`` px, channels capped at ``channel_max``."""
+    return f"random:{size}" if channel_max is None else f"random:{size}:channel_max={channel_max}"
+
+
+def _run_case(spec: str, batch: int, impl: str, mode: str, device: str, repeats: int, threads: int,
+              results: Any) -> None:
     torch.set_num_threads(threads)
     from hyperdomainnet import load_generator
     from hyperdomainnet.training.runtime import prepare_generator
 
-    G = load_generator(f"random:{size}", device=device)
+    G = load_generator(spec, device=device)
     if impl == "fast":
         prepare_generator(G, torch.device(device))
     ws = G.ws(torch.randn(batch, G.style_dim, device=device))
@@ -44,18 +51,27 @@ def _run_case(size: int, batch: int, impl: str, mode: str, device: str, repeats:
             G.synthesis(ws, domain=delta, impl=impl).square().mean().backward()
             delta.grad = None
 
-    queue.put(Meter(torch.device(device))(step, repeats))
+    times, added_peak, _process_peak = Meter(torch.device(device))(step, repeats)
+    results.put((times, added_peak))
 
 
-def measure(size: int, batch: int, impl: str, mode: str, device: str, repeats: int,
-            threads: int) -> tuple[list[float], int]:
+def measure(spec: str, batch: int, impl: str, mode: str, device: str, repeats: int,
+            threads: int, same_process: bool = False) -> tuple[list[float], int]:
+    """(times of the timed calls, peak memory added over the loaded generator), in a fresh process
+    (``same_process``: in this one, quicker to start but with peaks shared between cases)."""
+    if same_process:
+        local: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        _run_case(spec, batch, impl, mode, device, repeats, threads, local)
+        return local.get()
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_run_case, args=(size, batch, impl, mode, device, repeats, threads, queue))
+    results = ctx.Queue()
+    proc = ctx.Process(target=_run_case, args=(spec, batch, impl, mode, device, repeats, threads, results))
     proc.start()
-    result = queue.get()
     proc.join()
-    return result
+    try:
+        return results.get(timeout=10)
+    except queue.Empty:
+        raise SystemExit(f"the {impl} {mode} case of {spec} failed (exit {proc.exitcode}); see the error above") from None
 
 
 def main() -> None:
@@ -65,6 +81,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channel-max", type=int, default=None,
+                        help="cap the generator's channels (default: config-f's 512), for quick runs")
+    parser.add_argument("--same-process", action="store_true",
+                        help="run every case in this process (quick start; memory peaks are not per case)")
     args = parser.parse_args()
 
     print(machine(args.device, args.threads))
@@ -72,8 +92,11 @@ def main() -> None:
     print(f"{'size':>5} {'mode':>8} {'fast s':>9} {'ref s':>9} {'speed-up':>9} {'fast MiB':>9} {'ref MiB':>9} {'mem ratio':>9}")
     for size in args.sizes:
         for mode in ("fwd", "fwd+bwd"):
-            fast_t, fast_m = measure(size, args.batch, "fast", mode, args.device, args.repeats, args.threads)
-            ref_t, ref_m = measure(size, args.batch, "reference", mode, args.device, args.repeats, args.threads)
+            spec = generator_spec(size, args.channel_max)
+            fast_t, fast_m = measure(spec, args.batch, "fast", mode, args.device, args.repeats, args.threads,
+                                     args.same_process)
+            ref_t, ref_m = measure(spec, args.batch, "reference", mode, args.device, args.repeats, args.threads,
+                                   args.same_process)
             fast_s, ref_s = statistics.median(fast_t), statistics.median(ref_t)
             print(f"{size:>5} {mode:>8} {fast_s:>9.3f} {ref_s:>9.3f} {ref_s / fast_s:>8.2f}x "
                   f"{fast_m / 2**20:>9.0f} {ref_m / 2**20:>9.0f} {fast_m / max(ref_m, 1):>9.2f}", flush=True)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import perturb
-from hyperdomainnet import load_generator, perceptual
+from hyperdomainnet import load_generator
 from hyperdomainnet.cli import main
 from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.domain.parameterizations import build_parameterization
@@ -79,7 +79,7 @@ def test_grid_rows_are_source_then_domains_on_the_same_seeds(files, tmp_path, ca
             assert np.abs(grid_cell(out / "grid.png", r, i) - pixels(expected[r, i])).max() <= 1
     assert np.abs(pixels(expected[1, 0]) - pixels(expected[0, 0])).max() > 10
     manifest = json.loads((out / "generate.json").read_text())
-    assert [r["label"] for r in manifest["rows"]] == ["source", "a", "b*0.5", "d"]
+    assert [r["label"] for r in manifest["rows"]] == ["source", "style a", "style b*0.5", "style d"]
     assert manifest["seeds"] == [3, 4, 5] and manifest["rows"][3]["kind"] == "cout_mult"
     assert manifest["rows"][1]["target"] == "style a"
 
@@ -92,9 +92,7 @@ def test_individual_images_and_combined_domains(files, tmp_path, capsys):
     assert code == 0, err
     assert not (out / "grid.png").exists()
     assert sorted(p.name for p in (out / "source").iterdir()) == ["seed0010.png", "seed0011.png"]
-    folder = out / "a_x0.6+b_x0.6"
-    from hyperdomainnet.domain.files import Domain
-
+    folder = out / "style_a_x0.6+style_b_x0.6"
     a, b = Domain.load(files["a"]), Domain.load(files["b"])
     G = files["G"]
     ws = torch.cat([torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(s)) for s in (10, 11)])
@@ -194,27 +192,25 @@ def test_eval_writes_json_and_markdown_with_the_protocol(files, tmp_path, capsys
     from hyperdomainnet import metrics
 
     monkeypatch.setattr(metrics, "_inception", ChannelMeans)
-    load = perceptual.load_lpips
-    monkeypatch.setattr(perceptual, "load_lpips", lambda net, device="cpu": load(net, device, random_backbone=True))
     refs = tmp_path / "refs"
     for k in range(3):
         save_image(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(k)) * 2 - 1, refs / f"{k}.png")
     out = tmp_path / "m.json"
     code, stdout, err = run(["eval", "--domain", f"{files['a']}*0.8", "--clip", "random:tiny", "--n", "4",
-                             "--seed", "2", "--truncation", "0.7", "--lpips", "alex", "--lpips-samples", "3",
+                             "--seed", "2", "--truncation", "0.7", "--lpips", "alex", "--lpips-samples", "3", "--lpips-random-backbone",
                              "--reference-dir", refs, "--device", "cpu", "--out", out], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
     p, m = report["protocol"], report["metrics"]
     assert p["clip_model"] == "random:tiny" and p["templates"] == "imagenet (79)" and p["target"] == "style a"
     assert p["samples"] == 4 and p["seeds"] == "2-5" and p["truncation"] == 0.7 and p["noise_mode"] == "random"
-    assert p["lpips"] == {"net": "alex", "samples": 3, "max_size": 256}
+    assert p["lpips"] == {"net": "alex", "samples": 3, "max_size": 256, "random_backbone": True}
     assert report["domain"]["scale"] == 0.8 and report["domain"]["kind"] == "domain_vector"
     assert -1 <= m["quality"] <= 1 and 0 <= m["diversity"] <= 2 and m["lpips_diversity"] > 0
     assert m["fid"] > 0 and m["n_reference"] == 3 and m["kid_subset_size"] == 3
     markdown = (tmp_path / "m.md").read_text()
     assert "CLIP random:tiny, templates imagenet (79), 4 samples (seeds 2-5), truncation ψ = 0.7" in markdown
-    assert "| a*0.8 |" not in markdown and "| a |" in markdown
+    assert "# Evaluation of style a*0.8" in markdown and "| style a*0.8 | style a |" in markdown
 
     second = tmp_path / "n.json"
     code, _, err = run(["eval", "--domain", files["d"], "--clip", "random:tiny", "--n", "3", "--lpips", "none",
@@ -226,7 +222,8 @@ def test_eval_writes_json_and_markdown_with_the_protocol(files, tmp_path, capsys
     code, stdout, err = run(["eval", "--compare", out, second, "--out", table], capsys)
     assert code == 0, err
     lines = table.read_text().splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| m | style a |") and lines[3].startswith("| n | Lion |")
+    assert len(lines) == 4 and lines[2].startswith("| style a*0.8 | style a |")
+    assert lines[3].startswith("| style d | Lion |")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -252,3 +249,93 @@ def test_eval_without_a_target_says_what_to_pass(files, tmp_path, capsys):
     code, _, err = run(["eval", "--domain", bare, "--clip", "random:tiny", "--n", "2", "--lpips", "none",
                         "--device", "cpu", "--out", tmp_path / "m.json"], capsys)
     assert code == 1 and "--target TEXT or --reference IMAGE" in err
+
+
+# ----- existing outputs and unwritable destinations -------------------------------------------
+def _no_render(monkeypatch):
+    """Fail the test if any rendering starts (destinations must be checked before the work)."""
+    from hyperdomainnet import render
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rendered before checking the destination")
+
+    monkeypatch.setattr(render, "render_rows", refuse)
+    monkeypatch.setattr(render, "iter_render", refuse)
+
+
+def test_generate_never_replaces_earlier_results_without_force(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    common = ["generate", "--domain", files["a"], "--n", "1", "--device", "cpu", "--out", out]
+    assert run(common, capsys)[0] == 0
+    before = (out / "grid.png").read_bytes()
+    with monkeypatch.context() as m:
+        _no_render(m)
+        code, _, err = run([*common, "--seed", "5"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "--force" in err and str(out) in err
+    assert (out / "grid.png").read_bytes() == before
+    code, _, err = run([*common, "--seed", "5", "--force"], capsys)
+    assert code == 0, err
+    assert (out / "grid.png").read_bytes() != before
+
+
+@pytest.mark.parametrize("command", ["generate", "prune", "eval", "compare"])
+def test_out_under_a_regular_file_is_refused_before_the_work(command, files, tmp_path, capsys, monkeypatch):
+    _no_render(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    target = blocker / "sub" / ("m.json" if command in ("eval", "compare") else "o.safetensors")
+    args = {"generate": ["generate", "--domain", files["a"], "--n", "1", "--device", "cpu"],
+            "prune": ["prune", "--domain", files["a"]],
+            "eval": ["eval", "--domain", files["a"], "--clip", "random:tiny", "--n", "2", "--lpips", "none",
+                     "--device", "cpu"],
+            "compare": ["eval", "--compare", files["a"]]}[command]
+    code, _, err = run([*args, "--out", target], capsys)
+    assert code == 1 and err.count("\n") == 1 and "is a file" in err, err
+    assert blocker.read_text() == "x"
+
+
+def test_prune_and_eval_refuse_to_replace_without_force(files, tmp_path, capsys):
+    pruned = tmp_path / "p.safetensors"
+    pruned.write_bytes(b"earlier")
+    code, _, err = run(["prune", "--domain", files["a"], "--out", pruned], capsys)
+    assert code == 1 and "--force" in err and pruned.read_bytes() == b"earlier"
+    code, _, err = run(["prune", "--domain", files["a"], "--out", pruned, "--force"], capsys)
+    assert code == 0, err
+    assert pruned.read_bytes() != b"earlier"
+
+    report = tmp_path / "m.json"
+    (tmp_path / "m.md").write_text("earlier")
+    code, _, err = run(["eval", "--domain", files["a"], "--clip", "random:tiny", "--n", "2", "--lpips", "none",
+                        "--device", "cpu", "--out", report], capsys)
+    assert code == 1 and "m.md already exists" in err and "--force" in err and not report.exists()
+    table = tmp_path / "t.md"
+    table.write_text("earlier")
+    code, _, err = run(["eval", "--compare", files["a"], "--out", table], capsys)
+    assert code == 1 and "--force" in err and table.read_text() == "earlier"
+
+
+def test_rows_are_labelled_by_the_domains_metadata_not_the_file_name(files, tmp_path, capsys):
+    G = files["G"]
+    paths = []
+    for run_name, meta in (("run1", {"target": "Pixar"}), ("run2", {"reference": {"file": "joker.png"}}),
+                           ("run3", {"name": "my mix", "target": "Sketch"}), ("run4", {})):
+        P = build_parameterization("domain_vector", G)
+        paths.append((P.to_domain_file(G, meta)).save(tmp_path / run_name / "domain.safetensors"))
+    out = tmp_path / "out"
+    code, _, err = run(["generate", "--generator", files["pt"], *sum((["--domain", p] for p in paths), []),
+                        "--n", "1", "--individual", "--device", "cpu", "--out", out], capsys)
+    assert code == 0, err
+    manifest = json.loads((out / "generate.json").read_text())
+    assert [r["label"] for r in manifest["rows"]] == ["source", "Pixar", "joker.png", "my mix", "domain"]
+    assert (out / "Pixar" / "seed0000.png").is_file() and (out / "my_mix" / "seed0000.png").is_file()
+
+    reports = []
+    for k, path in enumerate(paths[:2]):
+        reports.append(tmp_path / f"metrics{k}.json")
+        code, _, err = run(["eval", "--generator", files["pt"], "--domain", path, "--clip", "random:tiny", "--n", "2",
+                            "--target", "Lion", "--lpips", "none", "--device", "cpu", "--out", reports[-1]], capsys)
+        assert code == 0, err
+    code, stdout, err = run(["eval", "--compare", *reports, "--out", tmp_path / "t.md"], capsys)
+    assert code == 0, err
+    rows = (tmp_path / "t.md").read_text().splitlines()[2:]
+    assert rows[0].startswith("| Pixar |") and rows[1].startswith("| joker.png |")

@@ -138,9 +138,9 @@ def test_hdn_download_tries_every_name_then_summarises(server: Served, capsys: p
     code, out, err = run_cli(capsys, "download", "broken-generator", "nope", "tiny-generator")
     assert code == 1 and out == f"tiny-generator: {good.path()}\n"
     lines = err.splitlines()
-    assert lines[0].startswith("broken-generator: failed: could not download broken-generator (")
+    assert lines[0].startswith("error: broken-generator: could not download broken-generator (")
     assert lines[0].endswith(f"download it yourself from {server.url}/absent.pt and place it at {broken.path()}")
-    assert lines[1] == "nope: failed: unknown zoo name 'nope'; `hdn models` lists the known names"
+    assert lines[1] == "error: nope: unknown zoo name 'nope'; `hdn models` lists the known names"
     assert lines[2:] == ["1 of 3 downloaded; failed: broken-generator, nope"]
     assert not broken.path().exists()
 

@@ -36,7 +36,7 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 FACE_EXTRA_HINT = "pip install face-alignment (the optional face-alignment extra)"
 
-__all__ = ["load_image", "open_image", "to_tensor", "to_pil", "save_image", "image_grid", "save_grid",
+__all__ = ["load_image", "open_image", "to_tensor", "to_pil", "save_image", "save_grid",
            "image_sha256", "ffhq_quad", "align_with_landmarks", "detect_landmarks", "align_face"]
 
 
@@ -177,28 +177,16 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     return target
 
 
-def image_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
-    """Tile (N, 3, H, W) images, ``nrow`` per row, into (3, H', W') with ``padding`` px of
-    ``pad_value`` (white) between and around them: H' = r·(H+p)+p, W' = c·(W+p)+p with
-    c = min(nrow, N) columns and r = ⌈N/c⌉ rows."""
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 2) -> Path:
+    """Tile (N, 3, H, W) images in [−1, 1], ``nrow`` per row, with ``padding`` white pixels between
+    and around them (``torchvision.utils.make_grid``; a single image is written unpadded), and
+    write the grid atomically (``save_image``)."""
+    from torchvision.utils import make_grid
+
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
-    if nrow < 1 or padding < 0:
-        raise ValueError("nrow must be ≥ 1 and padding ≥ 0")
-    n, _, h, w = images.shape
-    cols = min(nrow, n)
-    rows = -(-n // cols)
-    grid = images.new_full((3, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value,
-                           dtype=torch.float32)
-    for i, img in enumerate(images.detach().float().clamp(-1, 1)):
-        y, x = (padding + k * (size + padding) for k, size in zip(divmod(i, cols), (h, w)))
-        grid[:, y:y + h, x:x + w] = img
-    return grid
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 2) -> Path:
-    """``save_image(image_grid(images, nrow, padding), path)``."""
-    return save_image(image_grid(images, nrow, padding), path)
+    return save_image(make_grid(images.detach().float().clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0),
+                      path)
 
 
 # ----- FFHQ face alignment -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Evaluation metrics of an adapted generator (DESIGN §7) and their reports.
+"""Evaluation metrics of an adapted generator and their reports.
 
 CLIP metrics, on L2-normalised embeddings (the official evaluation notebook, ``Evaluator``):
 
@@ -13,13 +13,15 @@ clusters; without centers, all images form one cluster (the one-shot case).
 
 FID and KID against reference images use torchmetrics (``FrechetInceptionDistance``,
 ``KernelInceptionDistance``) on uint8 images, sharing one feature extractor: the standard
-Inception-v3 (weights fetched by torch-fidelity on first use) unless a module is given.
+Inception-v3 (weights fetched by torch-fidelity on first use) unless a module is given. Both
+packages come with the ``eval`` extra (``pip install 'hyperdomainnet[eval]'``).
 
 Reports (``hdn eval``'s JSON) are dicts ``{"format": REPORT_FORMAT, "version", "domain": {...},
 "protocol": {...}, "metrics": {...}}``; :func:`markdown_table` lays out one or many side by side.
 """
 from __future__ import annotations
 
+import importlib.util
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,11 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip import IMAGENET_TEMPLATES, ClipEncoder, fill_templates
-from .errors import HDNError
+from .errors import ConfigError, HDNError
 from .images import load_image
 from .render import Row, iter_render
 from .stylegan2.generator import Generator
 
+EVAL_EXTRA_HINT = "pip install 'hyperdomainnet[eval]'"
 REPORT_FORMAT = "hyperdomainnet.metrics"
 LPIPS_SIZE = 256
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -43,6 +46,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("fid", "FID ↓"), ("kid", "KID ↓"))
 
 __all__ = ["clip_quality", "clip_diversity", "lpips_diversity", "target_embeddings", "DistributionMetrics",
+           "require_distribution_metrics",
            "reference_images", "evaluate_samples", "markdown_table"]
 
 
@@ -102,8 +106,9 @@ def target_embeddings(encoder: ClipEncoder, target: str | None = None, reference
     if reference is not None:
         with torch.no_grad():
             return encoder.encode_images(load_image(reference, encoder.input_size))
-    if not target:
-        raise HDNError("no target to evaluate against: pass --target TEXT or --reference IMAGE")
+    if not target or not target.strip():
+        raise ConfigError("no target to evaluate against (none given or empty): pass --target TEXT or "
+                          "--reference IMAGE")
     return encoder.encode_text(fill_templates(target, tuple(templates)))
 
 
@@ -126,6 +131,16 @@ def _inception() -> nn.Module:
     return net
 
 
+def require_distribution_metrics(inception: bool = True) -> None:
+    """One-line error unless the packages FID/KID need are installed: torchmetrics, and torch-fidelity
+    for the standard Inception-v3 (``inception``)."""
+    needed = ("torchmetrics", "torch_fidelity") if inception else ("torchmetrics",)
+    missing = [name.replace("_", "-") for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise HDNError(f"FID/KID need {' and '.join(missing)}, which are not installed: {EVAL_EXTRA_HINT}, "
+                       "or leave out --reference-dir")
+
+
 class DistributionMetrics:
     """FID and KID between generated and reference images fed in batches (images in [−1, 1]).
 
@@ -134,6 +149,7 @@ class DistributionMetrics:
 
     def __init__(self, feature: nn.Module | None = None, kid_subset_size: int = 1000, kid_subsets: int = 100,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
+        require_distribution_metrics(inception=feature is None)
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -178,10 +194,11 @@ def reference_images(folder: Path) -> list[Path]:
 def evaluate_samples(G: Generator, row: Row, encoder: ClipEncoder, target_emb: torch.Tensor,
                      seeds: Sequence[int], truncation: float = 1.0, noise_mode: str = "random",
                      batch_size: int = 16, lpips: nn.Module | None = None, lpips_samples: int = 100,
-                     distribution: DistributionMetrics | None = None) -> dict[str, float]:
+                     distribution: DistributionMetrics | None = None, bar: Any = None) -> dict[str, float]:
     """Render ``row`` on ``seeds`` in batches and measure it: quality, diversity, and when given,
     LPIPS diversity over the first ``lpips_samples`` images (at ≤ 256 px) and FID/KID (the caller
-    has fed the reference images to ``distribution``)."""
+    has fed the reference images to ``distribution``). ``bar`` (a progress bar) advances by the
+    images of each batch."""
     embeddings: list[torch.Tensor] = []
     kept: list[torch.Tensor] = []
     for _, images in iter_render(G, [row], seeds, truncation, noise_mode, batch_size):
@@ -191,6 +208,8 @@ def evaluate_samples(G: Generator, row: Row, encoder: ClipEncoder, target_emb: t
             kept.append(small.float().cpu())
         if distribution is not None:
             distribution.update(images, real=False)
+        if bar is not None:
+            bar.update(images.shape[0])
     emb = torch.cat(embeddings)
     result = {"quality": clip_quality(emb, target_emb), "diversity": clip_diversity(emb)}
     if lpips is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import HDNError
+from .errors import ConfigError, DownloadError, FileFormatError
 
 NETS: tuple[str, ...] = ("vgg", "alex", "squeeze")
 LPIPS_VERSION = "0.1"
@@ -27,10 +27,10 @@ def load_lpips(net: str = "vgg", device: str | torch.device = "cpu",
                random_backbone: bool = False) -> torch.nn.Module:
     """A frozen, eval-mode ``lpips.LPIPS`` (v0.1 linear weights); cached per (net, device, backbone).
 
-    Raises :class:`HDNError` when the pretrained backbone cannot be downloaded (offline).
+    Raises :class:`DownloadError` when the pretrained backbone cannot be downloaded (offline).
     """
     if net not in NETS:
-        raise ValueError(f"LPIPS net must be one of {NETS}, got {net!r}")
+        raise ConfigError(f"LPIPS net must be one of {', '.join(NETS)}, got {net!r}")
     key = (net, str(torch.device(device)), bool(random_backbone))
     if key not in _CACHE:
         _CACHE[key] = _build(net, random_backbone).requires_grad_(False).eval().to(device)
@@ -47,11 +47,13 @@ def _build(net: str, random_backbone: bool) -> torch.nn.Module:
             model = lpips.LPIPS(pretrained=False, net=net, version=LPIPS_VERSION,
                                 pnet_rand=random_backbone, verbose=False)
     except (OSError, RuntimeError) as exc:
-        raise HDNError(f"could not get torchvision's pretrained {net} weights for LPIPS ({exc}); "
-                       "connect to the internet once (they are cached in ~/.cache/torch/hub) or copy "
-                       "the file there by hand") from None
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DownloadError(f"could not get torchvision's pretrained {net} weights for LPIPS ({reason}); "
+                            f"connect to the internet once (they are cached in {torch.hub.get_dir()}), or "
+                            "pass --lpips-random-backbone to run offline with a random backbone "
+                            "(its distances are not perceptual: for trials only)") from None
     weights = Path(lpips.__file__).parent / "weights" / f"v{LPIPS_VERSION}" / f"{net}.pth"
     result = model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=False)
     if result.unexpected_keys or any(re.fullmatch(r"lin\d+", k.split(".")[0]) for k in result.missing_keys):
-        raise HDNError(f"{weights} does not match lpips.LPIPS(net={net!r}); reinstall the lpips package")
+        raise FileFormatError(f"{weights} does not match lpips.LPIPS(net={net!r}); reinstall the lpips package")
     return model

@@ -13,6 +13,7 @@ row by row through their ``Parameterization``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +26,15 @@ from .atomic import atomic_path
 from .domain.arithmetic import combine
 from .domain.files import KINDS, Domain
 from .domain.parameterizations import Parameterization
-from .errors import HDNError
-from .images import image_grid, to_pil
+from .errors import ConfigError, HDNError
+from .images import to_pil
+from .progress import progress_bar
 from .stylegan2.generator import NOISE_MODES, Generator
 
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
 VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
 
-__all__ = ["Row", "parse_seeds", "seed_latents", "iter_render", "render_rows", "interpolation_rows",
+__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "iter_render", "render_rows", "interpolation_rows",
            "alpha_sweep_rows", "frames_from_rows", "write_video", "hypernet_rows"]
 
 
@@ -43,6 +45,23 @@ class Row:
     label: str
     domain: Domain | None = None
     scale: float = 1.0
+
+
+def domain_name(domain: Domain, path: str | Path) -> str:
+    """What a domain is called: its metadata's ``name``, else its prompt (``target``), else its
+    reference image's file name, else the file's stem (every run writes ``domain.safetensors``)."""
+    meta = domain.metadata
+    reference = meta.get("reference")
+    for value in (meta.get("name"), meta.get("target"),
+                  reference.get("file") if isinstance(reference, dict) else reference):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return Path(path).stem
+
+
+def row_label(name: str, scale: float = 1.0) -> str:
+    """``name`` at strength 1, else ``name*α``."""
+    return name if scale == 1 else f"{name}*{scale:g}"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -104,7 +123,9 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     if noise_mode not in NOISE_MODES:
         raise HDNError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
     if batch_size < 1:
-        raise HDNError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if not math.isfinite(truncation):
+        raise ConfigError(f"--truncation must be a finite number (1 = none, 0.7 = typical), got {truncation}")
     for row in rows:
         if row.domain is not None:
             row.domain.check_generator(G)
@@ -152,12 +173,15 @@ def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[st
 
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
-                noise_mode: str = "const", batch_size: int = 16) -> torch.Tensor:
-    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``)."""
+                noise_mode: str = "const", batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``);
+    ``progress`` draws a bar of rendered images on a terminal."""
     out = torch.empty(len(rows), len(seeds), 3, G.size, G.size)
-    for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
-        for (r, i), image in zip(pairs, images):
-            out[r, i] = image.float().cpu()
+    with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar:
+        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
+            for (r, i), image in zip(pairs, images):
+                out[r, i] = image.float().cpu()
+            bar.update(len(pairs))
     return out
 
 
@@ -184,7 +208,10 @@ def alpha_sweep_rows(row: Row, frames: int, lo: float, hi: float) -> list[Row]:
 
 def frames_from_rows(images: torch.Tensor, padding: int = 2) -> np.ndarray:
     """(R, N, 3, H, W) in [−1, 1] → (R, H', W', 3) uint8: each row's seeds side by side, one frame per row."""
-    return np.stack([np.asarray(to_pil(image_grid(row, nrow=row.shape[0], padding=padding))) for row in images])
+    from torchvision.utils import make_grid
+
+    return np.stack([np.asarray(to_pil(make_grid(row.float().clamp(-1, 1), nrow=row.shape[0], padding=padding,
+                                                 pad_value=1.0))) for row in images])
 
 
 def _check_ffmpeg() -> None:
@@ -204,14 +231,14 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
     suffix = target.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise HDNError(f"cannot write video {target}: use a .gif or .mp4 file name")
-    if fps <= 0:
-        raise HDNError(f"--fps must be positive, got {fps}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ConfigError(f"--fps must be a positive finite number, e.g. 12, got {fps}")
     if suffix == ".mp4":
         _check_ffmpeg()
     with atomic_path(target) as tmp:
         if suffix == ".gif":
             iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
-        else:  # even frame sides (image_grid gives them) keep ffmpeg from rescaling
+        else:  # even frame sides (generator sizes and the padding are even) keep ffmpeg from rescaling
             iio.imwrite(tmp, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
                         output_params=["-f", "mp4"])
     return target
@@ -222,6 +249,8 @@ def hypernet_rows(path: Path, prompts: Sequence[str], device: torch.device | str
     prompt (template "{}", as the official inference) with the encoder named in the file."""
     from .hypernet import HyperDomainNet
 
+    if not prompts or any(not p.strip() for p in prompts):
+        raise ConfigError("a --text prompt is empty; describe the domain, e.g. --text \"Pixar\"")
     net = HyperDomainNet.load(path, device)
     vectors = net.domain_vectors(list(prompts)).cpu()
     meta = net.metadata

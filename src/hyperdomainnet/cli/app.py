@@ -1,10 +1,15 @@
-"""The ``hdn`` Typer application and its entry point. Every user error ends as one line on
-stderr and exit status 1; usage errors are printed by click with exit status 2."""
+"""The ``hdn`` Typer application and its entry point. Every error ends as one line on stderr:
+user errors with exit status 1, usage errors (unknown option, bad number, …) with 2."""
 from __future__ import annotations
 
 from typing import Optional
 
 import typer
+
+try:  # typer ≥ 0.20 carries its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
 
 from .. import __version__
 from ..errors import HDNError
@@ -27,14 +32,33 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """hdn: adapt StyleGAN2 generators to new domains by text or image."""
 
 
+def _usage_line(exc: click_exceptions.UsageError) -> str:
+    """A click usage error as one line naming the command's --help."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+    return f"error: {message}{where}"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point: usage errors as click prints them (exit 2); user errors as one line (exit 1)."""
+    """Entry point: every error is one line on stderr — user errors exit 1, usage errors 2, an
+    interrupt 130; a command group called without a command prints its help."""
     try:
-        app(args=argv)
+        result = app(args=argv, prog_name="hdn", standalone_mode=False)
     except HDNError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
+    except click_exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message())
+        return 2
+    except click_exceptions.UsageError as exc:
+        typer.echo(_usage_line(exc), err=True)
+        return exc.exit_code
+    except click_exceptions.ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
-
+    return result if isinstance(result, int) else 0

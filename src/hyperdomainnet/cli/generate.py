@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import HDNError
+from ..errors import ConfigError, HDNError
 from .app import app
 
 
@@ -27,7 +27,7 @@ def _parse_range(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
-        raise HDNError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
+        raise ConfigError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
     return lo, hi
 
 
@@ -37,17 +37,19 @@ def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
     if seeds is not None:
         return parse_seeds(seeds)
     if n < 1 or seed < 0:
-        raise HDNError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
+        raise ConfigError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
     return list(range(seed, seed + n))
 
 
-def _load_specs(texts: list[str]) -> list[tuple[Any, Any]]:
-    """``FILE[*α]`` texts → [(DomainSpec, Domain)]."""
+def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
+    """``FILE[*α]`` texts → [(row label, α, Domain)]; labels name the domain (``domain_name``)."""
     from ..domain.arithmetic import parse_domain_spec
     from ..domain.files import Domain
+    from ..render import domain_name, row_label
 
     specs = [parse_domain_spec(t) for t in texts]
-    return [(spec, Domain.load(spec.path)) for spec in specs]
+    loaded = [(spec, Domain.load(spec.path)) for spec in specs]
+    return [(row_label(domain_name(d, spec.path), spec.scale), spec.scale, d) for spec, d in loaded]
 
 
 def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
@@ -58,82 +60,94 @@ def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
         return load_generator(spec, device)
     named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
     if not named:
-        raise HDNError("no generator given and the domain files do not name one; pass --generator")
+        raise ConfigError("no generator given and the domain files do not name one; pass --generator")
     try:
         return load_generator(named, device)
     except HDNError as exc:
-        raise HDNError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
+        raise ConfigError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
 
 
-def _build_rows(loaded: list[tuple[Any, Any]], combine_all: bool) -> list[Any]:
+def _build_rows(loaded: list[tuple[str, float, Any]], combine_all: bool) -> list[Any]:
     from ..domain.arithmetic import combine
     from ..render import Row
 
     if combine_all and loaded:
-        labels = [spec.label for spec, _ in loaded]
-        return [Row("+".join(labels), combine([(d, spec.scale) for spec, d in loaded], labels))]
-    return [Row(spec.label, d, spec.scale) for spec, d in loaded]
+        labels = [label for label, _, _ in loaded]
+        return [Row("+".join(labels), combine([(d, scale) for _, scale, d in loaded], labels))]
+    return [Row(label, d, scale) for label, scale, d in loaded]
 
 
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
-    generator: Optional[str] = typer.Option(None, help="Zoo name, checkpoint or random:<size> spec "
-                                                        "(default: the one the first domain names)."),
-    domain: Optional[list[str]] = typer.Option(None, "--domain",
+    generator: Optional[str] = typer.Option(None, show_default="the one the first domain names",
+                                            help="Zoo name, checkpoint or random:<size> spec."),
+    domain: Optional[list[str]] = typer.Option(None, "--domain", show_default="none: the source generator only",
                                                help="Domain file, optionally FILE*STRENGTH; repeatable."),
-    combine_all: bool = typer.Option(False, "--combine", help="Sum the --domain files into one domain (arithmetic)."),
-    hypernet: Optional[Path] = typer.Option(None, help="HyperDomainNet file for --text prompts."),
-    text: Optional[list[str]] = typer.Option(None, "--text", help="Prompt for --hypernet; repeatable."),
+    combine_all: bool = typer.Option(False, "--combine", show_default="off",
+                                     help="Sum the --domain files into one domain (arithmetic)."),
+    hypernet: Optional[Path] = typer.Option(None, show_default="none", help="HyperDomainNet file for --text prompts."),
+    text: Optional[list[str]] = typer.Option(None, "--text", show_default="none",
+                                             help="Prompt for --hypernet; repeatable."),
     n: int = typer.Option(8, "--n", help="Number of seeds (from --seed)."),
-    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
+    seeds: Optional[str] = typer.Option(None, show_default="--n seeds from --seed",
+                                        help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
     seed: int = typer.Option(0, help="First seed."),
     truncation: float = typer.Option(1.0, help="Truncation ψ."),
     noise_mode: str = typer.Option("const", help="const | random (seeded) | none."),
     batch_size: int = typer.Option(16, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    grid: Optional[bool] = typer.Option(None, "--grid/--no-grid",
-                                        help="Write grid.png (default: yes, no for interpolations)."),
+    grid: Optional[bool] = typer.Option(None, "--grid/--no-grid", show_default="grid, no-grid for animations",
+                                        help="Write grid.png."),
     individual: bool = typer.Option(False, "--individual/--no-individual", help="Write one PNG per row and seed."),
-    interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", help="Two domain files A B."),
-    alpha_sweep: Optional[str] = typer.Option(None, help="Sweep the strength of one --domain, e.g. 0:1."),
+    interpolate: Optional[tuple[str, str]] = typer.Option(None, "--interpolate", show_default="none",
+                                                          help="Render frames between two domain files A B."),
+    alpha_sweep: Optional[str] = typer.Option(None, show_default="none",
+                                              help="Sweep the strength of one --domain, e.g. 0:1."),
     frames: int = typer.Option(24, help="Frames of an interpolation."),
     fps: float = typer.Option(12.0, help="Frames per second of the video."),
-    video: Optional[Path] = typer.Option(None, help="Video file (.gif or .mp4; default OUT/interpolation.gif)."),
+    video: Optional[Path] = typer.Option(None, show_default="OUT/interpolation.gif",
+                                         help="Video file of an animation (.gif or .mp4)."),
+    force: bool = typer.Option(False, "--force", show_default="off",
+                               help="Write into an --out folder that already holds files and replace an existing --video."),
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
+    from ..atomic import check_output_dir, check_output_file
     from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
     from ..training.runtime import resolve_device
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
     if interpolate is not None and (domain or text or alpha_sweep is not None):
-        raise HDNError("--interpolate A B renders between two domains: leave out --domain, --text and --alpha-sweep")
+        raise ConfigError("--interpolate A B renders between two domains: leave out --domain, --text and --alpha-sweep")
     if bool(text) != (hypernet is not None):
-        raise HDNError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
+        raise ConfigError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
     if video is not None and not animated:
-        raise HDNError("--video needs --interpolate A B or --alpha-sweep START:END")
+        raise ConfigError("--video needs --interpolate A B or --alpha-sweep START:END")
     grid = (not animated) if grid is None else grid
     if not (grid or individual or animated):
-        raise HDNError("nothing to write: keep --grid or add --individual")
+        raise ConfigError("nothing to write: keep --grid or add --individual")
     seed_list = _choose_seeds(seeds, seed, n)
+    check_output_dir(out, force)
+    if video is not None:
+        check_output_file(video, force, "--video")
     dev = resolve_device(device)
 
     if interpolate is not None:
-        (sa, da), (sb, db) = _load_specs(list(interpolate))
-        rows = interpolation_rows(da, db, frames, (sa.label, sb.label), (sa.scale, sb.scale))
+        (la, sa, da), (lb, sb, db) = _load_specs(list(interpolate))
+        rows = interpolation_rows(da, db, frames, (la, lb), (sa, sb))
     else:
         rows = _build_rows(_load_specs(domain), combine_all)
         if alpha_sweep is not None:
             if len(rows) != 1 or text:
-                raise HDNError("--alpha-sweep sweeps one domain: give one --domain (or several with --combine)")
+                raise ConfigError("--alpha-sweep sweeps one domain: give one --domain (or several with --combine)")
             lo, hi = _parse_range(alpha_sweep)
             rows = alpha_sweep_rows(rows[0], frames, lo, hi)
         else:
             prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size)
+    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True)
     _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
                     "noise_mode": noise_mode})
@@ -173,11 +187,14 @@ def prune(
     domain: Path = typer.Option(..., "--domain", help="Domain file to sparsify."),
     keep: float = typer.Option(0.2, help="Fraction of entries kept (largest |value|)."),
     out: Path = typer.Option(..., "--out", help="Output domain file."),
+    force: bool = typer.Option(False, "--force", show_default="off", help="Replace --out if it exists."),
 ) -> None:
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
+    from ..atomic import check_output_file
     from ..domain.arithmetic import prune as prune_domain
     from ..domain.files import Domain
 
+    check_output_file(out, force)
     result = prune_domain(Domain.load(domain), keep)
     result.save(out)
     info = result.metadata["sparsify"]

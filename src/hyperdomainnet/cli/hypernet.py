@@ -90,12 +90,14 @@ def evaluate(
     noise_mode: str = typer.Option("random", help="random (seeded) | const | none."),
     batch_size: int = typer.Option(16, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out folder that already holds files."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Quality (mean CLIP cosine of images to their domain's text) and Diversity (mean 1 − cosine over
     image pairs) on seen and unseen domains, as JSON and a Markdown table."""
     import json
 
-    from ..atomic import atomic_path
+    from ..atomic import atomic_path, check_output_dir
     from ..clip import load_clip
     from ..hypernet import HyperDomainNet
     from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
@@ -104,6 +106,7 @@ def evaluate(
 
     if samples < 2:
         raise ConfigError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")
+    check_output_dir(out, force)
     dev = resolve_device(device)
     net = HyperDomainNet.load(hypernet, dev)
     meta = net.metadata
@@ -121,7 +124,7 @@ def evaluate(
         trained = frozenset(label.lower() for label in seen_list.labels)
         lists = [seen_list, *(text_list(net, encoder, "unseen", u, trained) for u in unseen or ["test-close", "test-far"])]
     report = evaluate_lists(net, G, encoder, lists, list(range(seed, seed + samples)), truncation, noise_mode,
-                            batch_size)
+                            batch_size, progress=progress)
     report["hypernet"]["file"] = str(hypernet)
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(report, hypernet.name)

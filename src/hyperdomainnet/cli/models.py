@@ -33,8 +33,10 @@ def download(names: list[str] = typer.Argument(..., help="Zoo names or aliases, 
         try:
             typer.echo(f"{name}: {zoo.fetch(name)}")
         except HDNError as exc:
-            typer.echo(f"{name}: failed: {exc}", err=True)
+            typer.echo(f"error: {name}: {exc}", err=True)
             failed.append(name)
     if failed:
-        typer.echo(f"{len(names) - len(failed)} of {len(names)} downloaded; failed: {', '.join(failed)}", err=True)
+        if len(names) > 1:
+            typer.echo(f"{len(names) - len(failed)} of {len(names)} downloaded; failed: {', '.join(failed)}",
+                       err=True)
         raise typer.Exit(1)

@@ -18,13 +18,14 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from hyperdomainnet.clip.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess
 from hyperdomainnet.clip.templates import IMAGENET_TEMPLATES, fill_templates
-from hyperdomainnet.errors import HDNError
+from hyperdomainnet.errors import DownloadError, HDNError
 
 OPENAI_NAMES: dict[str, str] = {
     "ViT-B/32": "ViT-B-32-quickgelu",
@@ -226,11 +227,51 @@ def _build_open_clip(spec: str, arch: str, kind: str, source: str | None) -> tor
             raise HDNError(_file_error(spec, str(source), exc)) from exc
         reason = _one_line(exc)
         if "download" in reason.lower():
-            reason = "the weights are not cached here and could not be downloaded"
+            raise MissingClipWeights(spec, _how_to_supply(arch, str(source))) from exc
         raise HDNError(
             f"cannot load CLIP '{spec}': {reason}; connect once so open_clip can cache the "
             "weights, or pass local weights as 'file:<arch>:<path>'"
         ) from exc
+
+
+class MissingClipWeights(DownloadError):
+    """Pretrained CLIP weights neither cached nor downloadable; ``how`` says how to supply them."""
+
+    def __init__(self, spec: str, how: str) -> None:
+        self.spec, self.how = spec, how
+        super().__init__(f"cannot load CLIP '{spec}': the weights are not cached here and could not be "
+                         f"downloaded; connect once so open_clip can cache them, or {how}")
+
+
+def _how_to_supply(arch: str, tag: str) -> str:
+    """Where the weights of ``arch``/``tag`` live and the ``file:`` spec that loads them once saved."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, name = os.path.split(hub)  # "org/model/" names open_clip's default file
+        name = name or "open_clip_pytorch_model.bin"
+        where = f"download {name} from https://huggingface.co/{repo}"
+    else:
+        name = Path(cfg.get("url", "weights.pt")).name
+        where = f"download {name} from {cfg.get('url', 'the tag’s published location')}"
+    return f"{where} and pass it as file:<arch>:<path>, here file:{arch}:/path/to/{name}"
+
+
+def _load_all(names: Sequence[str], device: Device, antialias: bool) -> list[ClipEncoder]:
+    """Every encoder of an ensemble; missing weights are reported together, one line for all."""
+    encoders, missing = [], []
+    for name in names:
+        try:
+            encoders.append(load_clip(name, device, antialias))
+        except MissingClipWeights as exc:
+            missing.append(exc)
+    if missing:
+        raise DownloadError(f"{len(missing)} CLIP model(s) are not cached here and could not be downloaded: "
+                            + "; ".join(f"{m.spec}: {m.how}" for m in missing)
+                            + " — or connect once so open_clip can cache them")
+    return encoders
 
 
 def _tokenizer_for(spec: str, arch: str) -> Callable[[list[str]], torch.Tensor]:
@@ -313,7 +354,9 @@ class ClipEnsemble:
         cls, spec: str = DEFAULT_ENSEMBLE_SPEC, device: Device = "cpu", antialias: bool = False
     ) -> ClipEnsemble:
         """Load every encoder of a spec such as ``ViT-B/32:1.0,ViT-B/16:1.0`` or ``random:tiny``."""
-        return cls([(load_clip(name, device, antialias), w) for name, w in parse_ensemble_spec(spec)])
+        entries = parse_ensemble_spec(spec)
+        encoders = _load_all([name for name, _ in entries], device, antialias)
+        return cls([(encoder, w) for encoder, (_, w) in zip(encoders, entries)])
 
     @property
     def names(self) -> list[str]:

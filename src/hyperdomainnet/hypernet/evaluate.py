@@ -1,4 +1,4 @@
-"""Quality and Diversity of a HyperDomainNet on seen and unseen domains (DESIGN §7).
+"""Quality and Diversity of a HyperDomainNet on seen and unseen domains.
 
 For every domain of every list: δ = HyperDomainNet(input) — a prompt through the file's own CLIP
 encoder (template "{}"), or that encoder's embedding of a reference image — then N images
@@ -27,6 +27,7 @@ from ..clip import IMAGENET_TEMPLATES, ClipEncoder
 from ..domain.files import Domain
 from ..images import image_sha256, load_image
 from ..metrics import evaluate_samples, target_embeddings
+from ..progress import progress_bar
 from ..render import Row
 from ..stylegan2.generator import Generator
 from .domains import list_sha256, load_domain_list, load_image_list
@@ -75,23 +76,16 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def evaluate_lists(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, lists: list[EvalList],
                    seeds: list[int], truncation: float = 1.0, noise_mode: str = "random",
-                   batch_size: int = 16) -> dict[str, Any]:
-    """The report (module docstring) for ``lists``; ``len(seeds)`` ≥ 2 samples per domain."""
+                   batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
+    """The report (module docstring) for ``lists``; ``len(seeds)`` ≥ 2 samples per domain.
+    ``progress`` draws a bar of rendered images on a terminal."""
     generator = dict(net.metadata.get("generator") or {"name": None})
     results = []
-    for item in lists:
-        vectors = net.domain_vectors(item.inputs.to(next(net.parameters()).device)).float().cpu() \
-            if item.labels else []
-        domains = []
-        for label, vector, target in zip(item.labels, vectors, item.targets):
-            row = Row(label, Domain(vector, "domain_vector", list(net.domain_layout), generator,
-                                    net.metadata.get("placement", "after_demod"), {"target": label}))
-            metrics = evaluate_samples(G, row, encoder, target, seeds, truncation, noise_mode, batch_size)
-            domains.append({"domain": label, **metrics})
-        results.append({"role": item.role, "name": item.name, "sha256": item.sha256, "count": len(domains),
-                        "quality": _summary([d["quality"] for d in domains]) if domains else None,
-                        "diversity": _summary([d["diversity"] for d in domains]) if domains else None,
-                        "domains": domains})
+    total = sum(len(item.labels) for item in lists) * len(seeds)
+    with progress_bar(total, "evaluating domains", "img", enabled=progress) as bar:
+        for item in lists:
+            results.append(_evaluate_list(net, G, encoder, item, generator, seeds, truncation, noise_mode,
+                                          batch_size, bar))
     return {"format": REPORT_FORMAT, "version": REPORT_VERSION,
             "hypernet": {"input": net.metadata.get("input"), "clip_model": net.metadata.get("clip_model"),
                          "generator": generator.get("name"),
@@ -103,6 +97,25 @@ def evaluate_lists(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, list
                          "noise_mode": noise_mode, "style_mixing": 0.0, "generator": G.identity.get("name")},
             "lists": results, "library_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _evaluate_list(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, item: EvalList,
+                   generator: dict[str, Any], seeds: list[int], truncation: float, noise_mode: str,
+                   batch_size: int, bar: Any) -> dict[str, Any]:
+    """One list's entry of the report: every domain's metrics, their mean and standard deviation."""
+    vectors = net.domain_vectors(item.inputs.to(next(net.parameters()).device)).float().cpu() \
+        if item.labels else []
+    domains = []
+    for label, vector, target in zip(item.labels, vectors, item.targets):
+        row = Row(label, Domain(vector, "domain_vector", list(net.domain_layout), generator,
+                                net.metadata.get("placement", "after_demod"), {"target": label}))
+        bar.set_postfix_str(label[:40], refresh=False)
+        metrics = evaluate_samples(G, row, encoder, target, seeds, truncation, noise_mode, batch_size, bar=bar)
+        domains.append({"domain": label, **metrics})
+    return {"role": item.role, "name": item.name, "sha256": item.sha256, "count": len(domains),
+            "quality": _summary([d["quality"] for d in domains]) if domains else None,
+            "diversity": _summary([d["diversity"] for d in domains]) if domains else None,
+            "domains": domains}
 
 
 def _mean_std(summary: dict[str, float] | None) -> str:

@@ -1,0 +1,65 @@
+"""Every benchmark script runs once at a tiny size, so none can rot unnoticed (speed is not checked)."""
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run benchmarks/<name> as ``__main__`` in this process; its exit status (0 when it returns)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    try:
+        runpy.run_path(str(BENCHMARKS / name), run_name="__main__")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def test_every_benchmark_script_is_covered():
+    assert {p.name for p in BENCHMARKS.glob("*.py")} == {"generator.py", "agreement.py", "memory_cap.py",
+                                                         "train_step.py"}
+
+
+def test_generator_benchmark(monkeypatch, capsys):
+    code = run_script("generator.py", "--sizes", "32", "--channel-max", "16", "--batch", "1", "--repeats", "1",
+                      "--threads", "1", "--same-process", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.lstrip().startswith("32 ")]
+    assert [r[1] for r in rows] == ["fwd", "fwd+bwd"] and all(float(r[2]) > 0 for r in rows)
+
+
+def test_agreement_benchmark(monkeypatch, capsys):
+    code = run_script("agreement.py", "--sizes", "32", "--channel-max", "16", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.lstrip().startswith("32 ")]
+    assert len(rows) >= 3 and all(float(r.split()[-1]) > 0.99 for r in rows[:2])  # fp32 paths agree
+
+
+def test_memory_cap_benchmark(monkeypatch, capsys, tmp_path):
+    args = ["0.5", "--", "generate", "--generator", "random:32:channel_max=16:n_mlp=2", "--n", "1",
+            "--device", "cuda", "--out", str(tmp_path / "g")]
+    if torch.cuda.is_available():
+        assert run_script("memory_cap.py", *args, monkeypatch=monkeypatch) == 0
+        assert "peak allocated" in capsys.readouterr().out
+    else:  # the cap is a CUDA allocator setting: off a GPU the script says so and stops
+        code = run_script("memory_cap.py", *args, monkeypatch=monkeypatch)
+        assert code == 1 and (tmp_path / "g").exists() is False
+
+
+def test_train_step_benchmark():
+    """A subprocess: the script spawns its cases (render kind only: no CLIP at this size)."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "train_step.py"), "--sizes", "32", "--kinds", "render",
+                             "--labels", "fast", "--batch", "1", "--repeats", "1", "--threads", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stderr
+    assert "failed" not in result.stdout and "img/s" in result.stdout
