@@ -68,6 +68,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ii2s-steps", type=int, default=II2S_STEPS,
                         help="II2S steps to time; fewer than 1000 are scaled to 1000")
+    parser.add_argument("--encoder-width", type=int, default=None,
+                        help="narrower IR-SE50 stages (widths scaled to this last width; tests only)")
+    parser.add_argument("--clip", default="random:ViT-B-32", help="CLIP spec of the hypernetwork's input")
+    parser.add_argument("--hyper-width", type=int, default=512, help="HyperDomainNet width (released: 512)")
+    parser.add_argument("--pnorm-samples", type=int, default=4096)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -88,10 +93,15 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU when it exceeds the cores)")
     set_up = time.perf_counter()
     G = prepare_generator(load_generator(f"random:{args.size}", device), device)
-    net = ReStyleNet(EncoderArch("psp", G.n_latent)).eval().requires_grad_(False).to(device)
+    arch = EncoderArch("psp", G.n_latent)
+    if args.encoder_width:
+        scale = args.encoder_width / arch.widths[-1]
+        arch = EncoderArch("psp", G.n_latent, widths=tuple(max(2, round(w * scale)) for w in arch.widths),
+                           stem_width=max(2, round(arch.stem_width * scale)))
+    net = ReStyleNet(arch).eval().requires_grad_(False).to(device)
     E = ReStyleEncoder(net, G, G.mean_latent()[None].repeat(G.n_latent, 1), "random pSp").to(device)
-    clip = load_clip("random:ViT-B-32", device)
-    hyper = HyperDomainNet(G.domain_layout, embed_dim=clip.embed_dim).eval().to(device)
+    clip = load_clip(args.clip, device)
+    hyper = HyperDomainNet(G.domain_layout, embed_dim=clip.embed_dim, width=args.hyper_width).eval().to(device)
     folder = Path(tempfile.mkdtemp(prefix="hdn-bench-"))
     photos = [write_photo(folder / f"photo{i}.png", args.size) for i in range(args.batch)]
     E.average_image()
@@ -117,7 +127,7 @@ def main() -> None:
     styl = statistics.median(timed(stylize_one, args.repeats, device))
 
     lpips = load_lpips("vgg", device, random_backbone=True)
-    pnorm = PNormStats.compute(G, n_samples=4096)  # the statistics' cost is a one-off per generator
+    pnorm = PNormStats.compute(G, n_samples=args.pnorm_samples)  # the statistics' cost is a one-off per generator
     target = load_image(photos[0], G.size).to(device)
     steps = max(1, min(args.ii2s_steps, II2S_STEPS))
     invert(G, target, steps=1, lpips_net=lpips, pnorm=pnorm, progress=False)  # warm-up

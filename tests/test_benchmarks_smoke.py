@@ -25,7 +25,19 @@ def run_script(name: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
 
 def test_every_benchmark_script_is_covered():
     assert {p.name for p in BENCHMARKS.glob("*.py")} == {"generator.py", "agreement.py", "memory_cap.py",
-                                                         "train_step.py"}
+                                                         "train_step.py", "encoder_inversion.py"}
+
+
+def test_encoder_inversion_benchmark(monkeypatch, capsys):
+    code = run_script("encoder_inversion.py", "--size", "32", "--encoder-width", "16", "--clip", "random:tiny",
+                      "--hyper-width", "16", "--iterations", "2", "--batch", "2", "--repeats", "1",
+                      "--ii2s-steps", "2", "--pnorm-samples", "64", "--threads", "1", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
+    assert code == 0
+    figures = {line.split(":")[0].strip(): float(line.split(":")[1].split()[0])
+               for line in out.splitlines() if line.startswith(("encoder inversion", "hdn stylize", "II2S"))}
+    assert len(figures) == 4 and all(v > 0 for v in figures.values())
+    assert "scaled from 2 timed steps" in out
 
 
 def test_generator_benchmark(monkeypatch, capsys):

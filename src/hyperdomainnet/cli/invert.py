@@ -45,8 +45,10 @@ ALIGN = typer.Option(None, "--align/--no-align",
                      help="FFHQ-align faces first (default: with an encoder, when the faces extra is installed).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
 FORCE = typer.Option(False, "--force", help="Write into a non-empty --out directory.")
-LPIPS_RANDOM = typer.Option(False, "--lpips-random-backbone", hidden=True)
-PNORM_SAMPLES = typer.Option(None, "--pnorm-samples", min=2, hidden=True)
+LPIPS_RANDOM = typer.Option(False, "--lpips-random-backbone",
+                            help="II2S: LPIPS with a random backbone (offline use and tests; no real quality).")
+PNORM_SAMPLES = typer.Option(None, "--pnorm-samples", min=2,
+                             help="II2S: mapped latents for the P-norm statistics (default 1,000,000).")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 
