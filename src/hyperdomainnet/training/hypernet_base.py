@@ -20,12 +20,11 @@ from ..errors import ConfigError
 from ..hypernet.model import HyperDomainNet
 from ..losses import offsets_l1, offsets_l2
 from ..stylegan2.generator import Generator
-from ..loaders import load_generator
 from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
-from .runtime import prepare_clip, prepare_generator
 from .sampling import PREVIEW_SEED, fixed_latents, sample_ws_per_call
-from .steps import apply_update, load_step_state, optimisation, run_metadata, step_state
+from .steps import (apply_update, load_step_state, optimisation, run_metadata, step_state, training_clip,
+                    training_generator)
 
 SEED_RANGE = 2**62
 RESULT_NAME = "hypernet.safetensors"
@@ -53,10 +52,8 @@ class HypernetTrainerBase:
         if config.batch // self.dist.world_size < 2:
             raise ConfigError(f"batch {config.batch} leaves fewer than 2 samples per process "
                               f"({self.dist.world_size} processes); use --batch {2 * self.dist.world_size} or more")
-        self.G = prepare_generator(G.to(self.device) if G is not None else load_generator(config.generator, self.device),
-                                   self.device, config.channels_last, config.compile, config.low_memory)
-        self.clip = prepare_clip(clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device))
-        self.clip.set_precision(config.clip_precision)
+        self.G = training_generator(config, G, self.device)
+        self.clip = training_clip(config, clip, self.device)
         self.mapper_encoder = self.encoder(config.mapper_clip).set_precision(config.clip_precision)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)

@@ -33,18 +33,15 @@ from ..clip import ClipEncoder, ClipEnsemble
 from ..domain.parameterizations import build_parameterization
 from ..errors import ConfigError
 from ..inversion import LPIPS_SIZE, downsample
-from ..losses import (clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss,
-                      l2_rec_loss)
+from ..losses import clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss, l2_rec_loss
 from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
-from ..loaders import load_generator
-from ..stylize import (MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference,
-                       style_mix)
+from ..stylize import MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference, style_mix
 from .config import ImageAdaptConfig
-from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
+from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms,
-                    run_metadata, step_state)
+from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms, run_metadata,
+                    step_state, training_clip, training_generator)
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
@@ -64,13 +61,11 @@ class ImageTrainer:
                  clip: ClipEnsemble | None = None, progress: bool = True) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
-                                   self.device, config.channels_last, config.compile, config.low_memory)
+        self.G = training_generator(config, G, self.device)
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
         self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
-        self.clip = prepare_clip(clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=self.device))
-        self.clip.set_precision(config.clip_precision)
+        self.clip = training_clip(config, clip, self.device)
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "domain.safetensors"

@@ -28,15 +28,15 @@ from torch import nn
 from ..clip import ClipEnsemble
 from ..domain.parameterizations import DomainVector, StyleOffset, build_parameterization
 from ..errors import ConfigError
-from ..loaders import load_generator
 from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..stylegan2.generator import Generator, StyleCache
 from .config import TextAdaptConfig
 from .loop import NonFiniteLoss
 from .memory import AdaptiveMicroBatch, MicroBatched, micro_slices, narrow_noise
-from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
+from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import load_step_state, optimisation, optimizer_step, regularization_terms, run_metadata, step_state
+from .steps import (load_step_state, optimisation, optimizer_step, regularization_terms, run_metadata, step_state,
+                    training_clip, training_generator)
 
 RESULTS = "targets"
 CLIP_TERMS = ("direction", "global", "indomain")
@@ -103,10 +103,8 @@ class MultiTargetTextTrainer:
         self.slugs = target_slugs([t for t, _ in self.pairs])
         self.device = resolve_device(config.device)
         clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
-        self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
-                                   self.device, config.channels_last, config.compile, config.low_memory)
-        self.clip = prepare_clip(clip if clip is not None else
-                                 ClipEnsemble.from_spec(config.clip, device=clip_device)).set_precision(config.clip_precision)
+        self.G = training_generator(config, G, self.device)
+        self.clip = training_clip(config, clip, clip_device)
         options = {"placement": config.placement} if config.parameterization == DomainVector.name else {}
         # Its vector kwargs (δ or Δs) and domain-file writer; the trained values live in ``stack``.
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)

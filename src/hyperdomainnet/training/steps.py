@@ -11,9 +11,12 @@ import torch
 from .. import __version__
 from ..clip import ClipEncoder, ClipEnsemble
 from ..errors import ConfigError
+from ..loaders import load_generator
 from ..losses import offsets_l1, offsets_l2
+from ..stylegan2.generator import Generator
 from .config import TrainConfig
 from .loop import NonFiniteLoss
+from .runtime import prepare_clip, prepare_generator
 
 REGULARIZERS = {"offsets_l2": offsets_l2, "offsets_l1": offsets_l1}
 
@@ -45,6 +48,20 @@ def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 autocast (gradients below fp16's range would flush to zero);
     a disabled, pass-through scaler for fp32 and bf16."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def training_generator(config: TrainConfig, G: Generator | None, device: torch.device) -> Generator:
+    """The frozen generator a trainer renders with: ``G`` (moved to ``device``) or ``config.generator``
+    loaded, prepared for the step (channels-last, compile, low-memory recomputation)."""
+    G = G.to(device) if G is not None else load_generator(config.generator, device)
+    return prepare_generator(G, device, config.channels_last, config.compile, config.low_memory)
+
+
+def training_clip(config: TrainConfig, clip: ClipEnsemble | None, device: torch.device) -> ClipEnsemble:
+    """The loss's CLIP ensemble: ``clip`` or ``config.clip`` built on ``device``, with the fast
+    attention path and the weights' precision of ``config.clip_precision``."""
+    ensemble = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=device)
+    return prepare_clip(ensemble).set_precision(config.clip_precision)
 
 
 def optimisation(params: Iterable[torch.nn.Parameter], config: TrainConfig, device: torch.device,

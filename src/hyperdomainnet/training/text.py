@@ -25,13 +25,12 @@ from ..domain.parameterizations import build_parameterization
 from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..stylegan2.formats.rosinality import write_rosinality
 from ..stylegan2.generator import Generator, StyleCache
-from ..loaders import load_generator
 from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
-from .runtime import autocast, prepare_clip, prepare_generator, resolve_device
+from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms,
-                    run_metadata, step_state)
+from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms, run_metadata,
+                    step_state, training_clip, training_generator)
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
 
@@ -44,10 +43,8 @@ class TextTrainer:
         self.config = config
         self.device = resolve_device(config.device)
         clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
-        self.G = prepare_generator(G if G is not None else load_generator(config.generator, self.device),
-                                   self.device, config.channels_last, config.compile, config.low_memory)
-        self.clip = prepare_clip(clip if clip is not None else
-                                 ClipEnsemble.from_spec(config.clip, device=clip_device)).set_precision(config.clip_precision)
+        self.G = training_generator(config, G, self.device)
+        self.clip = training_clip(config, clip, clip_device)
         options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         if config.phase is not None:
             options["phase"] = config.phase
