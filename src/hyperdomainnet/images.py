@@ -6,7 +6,8 @@ transparency composited on white, greyscale / palette / CMYK / 16-bit converted 
 or pad with white — and resized (Lanczos down, bicubic up, with a warning when upscaling).
 Memory stays bounded for huge files: Pillow's decompression-bomb limit
 (``PIL.Image.MAX_IMAGE_PIXELS``) is enforced, JPEGs are decoded at reduced scale (``draft``) and
-the resize uses ``reduce`` first. Every bad input raises a one-line :class:`HDNError`.
+the resize uses ``reduce`` first. Every bad image raises a one-line
+:class:`~hyperdomainnet.errors.FileFormatError`.
 
 ``align_face`` implements the FFHQ alignment recipe (eye/mouth landmarks → oriented square →
 quad transform); landmark detection needs the optional ``face-alignment`` package.
@@ -24,7 +25,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
-from .errors import HDNError
+from .errors import ConfigError, DownloadError, FileFormatError
 from .hashing import sha256_file as file_sha256
 
 log = logging.getLogger(__name__)
@@ -45,19 +46,19 @@ def _check_file(path: str | Path) -> Path:
     """The path as a ``Path``, or a one-line error if it is missing, a directory or empty."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise HDNError(f"image {p} does not exist; check the path")
+        raise FileFormatError(f"image {p} does not exist; check the path")
     if p.is_dir():
-        raise HDNError(f"{p} is a directory; pass an image file (PNG, JPEG, WebP, …)")
+        raise FileFormatError(f"{p} is a directory; pass an image file (PNG, JPEG, WebP, …)")
     if p.stat().st_size == 0:
-        raise HDNError(f"{p} is empty (0 bytes); re-export or re-download the image")
+        raise FileFormatError(f"{p} is empty (0 bytes); re-export or re-download the image")
     return p
 
 
-def _bomb_error(p: Path, pixels: int | None = None) -> HDNError:
+def _bomb_error(p: Path, pixels: int | None = None) -> FileFormatError:
     limit = Image.MAX_IMAGE_PIXELS
     size = f"{pixels:,} pixels, " if pixels else ""
-    return HDNError(f"{p} is too large ({size}over the decompression-bomb limit of {limit:,} pixels); "
-                    "downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
+    return FileFormatError(f"{p} is too large ({size}over the decompression-bomb limit of {limit:,} pixels); "
+                           "downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
 
 
 def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
@@ -74,9 +75,9 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
         except Image.DecompressionBombError:
             raise _bomb_error(p) from None
         except UnidentifiedImageError:
-            raise HDNError(f"{p} is not an image format Pillow can read; convert it to PNG or JPEG") from None
+            raise FileFormatError(f"{p} is not an image format Pillow can read; convert it to PNG or JPEG") from None
         except OSError as exc:
-            raise HDNError(f"cannot read {p} ({exc.strerror or exc}); check the file's permissions") from None
+            raise FileFormatError(f"cannot read {p} ({exc.strerror or exc}); check the file's permissions") from None
         with img:
             pixels = img.size[0] * img.size[1]
             if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
@@ -89,7 +90,7 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
             except Image.DecompressionBombError:
                 raise _bomb_error(p) from None
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
-                raise HDNError(f"{p} is truncated or corrupt ({exc}); re-export or re-download it") from None
+                raise FileFormatError(f"{p} is truncated or corrupt ({exc}); re-export or re-download it") from None
 
 
 def _to_rgb(img: Image.Image, p: Path) -> Image.Image:
@@ -105,8 +106,8 @@ def _to_rgb(img: Image.Image, p: Path) -> Image.Image:
     try:
         return img.convert("RGB")
     except ValueError:
-        raise HDNError(f"{p} uses the colour mode {img.mode!r}, which cannot be converted to RGB; "
-                       "save it as an RGB PNG or JPEG") from None
+        raise FileFormatError(f"{p} uses the colour mode {img.mode!r}, which cannot be converted to RGB; "
+                              "save it as an RGB PNG or JPEG") from None
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -271,21 +272,21 @@ def _landmark_model(device: str) -> Any:
     try:
         import face_alignment
     except ImportError:
-        raise HDNError(f"face alignment needs the face-alignment package; {FACE_EXTRA_HINT}") from None
+        raise ConfigError(f"face alignment needs the face-alignment package; {FACE_EXTRA_HINT}") from None
     try:
         return face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, flip_input=False,
                                             device=device)
     except (OSError, RuntimeError) as exc:
-        raise HDNError(f"could not load the face-alignment landmark model ({exc}); it is downloaded "
-                       "on first use, so run once with internet access") from None
+        raise DownloadError(f"could not load the face-alignment landmark model ({exc}); it is downloaded "
+                            "on first use, so run once with internet access") from None
 
 
 def detect_landmarks(img: Image.Image, device: str = "cpu") -> np.ndarray:
     """68 iBUG landmarks (68, 2) of the largest face found by ``face-alignment``."""
     found = _landmark_model(device).get_landmarks_from_image(np.asarray(img.convert("RGB")))
     if not found:
-        raise HDNError("no face found in the image; pass a photo with a clearly visible, roughly "
-                       "frontal face, or skip alignment")
+        raise FileFormatError("no face found in the image; pass a photo with a clearly visible, roughly "
+                              "frontal face, or skip alignment")
     return max(found, key=lambda lm: float(np.ptp(lm[:, 0]) * np.ptp(lm[:, 1])))[:, :2]
 
 

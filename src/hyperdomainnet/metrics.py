@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip import IMAGENET_TEMPLATES, ClipEncoder, fill_templates
-from .errors import ConfigError, HDNError
+from .errors import ConfigError, DownloadError, FileFormatError
 from .images import load_image
 from .render import Row, iter_render
 from .stylegan2.generator import Generator
@@ -124,9 +124,9 @@ def _inception() -> nn.Module:
     try:
         net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise HDNError(f"could not get the Inception-v3 weights for FID/KID ({str(exc).splitlines()[0][:120]}); "
-                       "connect to the internet once (torch-fidelity caches them in ~/.cache/torch/hub) "
-                       "or leave out --reference-dir") from None
+        raise DownloadError(f"could not get the Inception-v3 weights for FID/KID ({str(exc).splitlines()[0][:120]}); "
+                            "connect to the internet once (torch-fidelity caches them in ~/.cache/torch/hub) "
+                            "or leave out --reference-dir") from None
     net.num_features = 2048
     return net
 
@@ -137,8 +137,8 @@ def require_distribution_metrics(inception: bool = True) -> None:
     needed = ("torchmetrics", "torch_fidelity") if inception else ("torchmetrics",)
     missing = [name.replace("_", "-") for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise HDNError(f"FID/KID need {' and '.join(missing)}, which are not installed: {EVAL_EXTRA_HINT}, "
-                       "or leave out --reference-dir")
+        raise ConfigError(f"FID/KID need {' and '.join(missing)}, which are not installed: {EVAL_EXTRA_HINT}, "
+                          "or leave out --reference-dir")
 
 
 class DistributionMetrics:
@@ -170,8 +170,8 @@ class DistributionMetrics:
     def compute(self) -> dict[str, float]:
         """{"fid", "kid", "kid_std", "n_reference"}; needs ≥ 2 images on each side."""
         if min(self.counts.values()) < 2:
-            raise HDNError(f"FID/KID need at least 2 generated and 2 reference images, got "
-                           f"{self.counts[False]} and {self.counts[True]}; add images or raise --n")
+            raise ConfigError(f"FID/KID need at least 2 generated and 2 reference images, got "
+                              f"{self.counts[False]} and {self.counts[True]}; add images or raise --n")
         self.kid.subset_size = min(self.kid_subset_size, *self.counts.values())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -183,10 +183,10 @@ class DistributionMetrics:
 def reference_images(folder: Path) -> list[Path]:
     """The image files directly in ``folder``, sorted by name; one-line error if there are none."""
     if not folder.is_dir():
-        raise HDNError(f"reference folder {folder} does not exist; pass a folder of images")
+        raise FileFormatError(f"reference folder {folder} does not exist; pass a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise HDNError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise FileFormatError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files
 
 

@@ -26,7 +26,7 @@ from .atomic import atomic_path
 from .domain.arithmetic import combine
 from .domain.files import KINDS, Domain
 from .domain.parameterizations import Parameterization
-from .errors import ConfigError, HDNError
+from .errors import ConfigError
 from .images import to_pil
 from .progress import progress_bar
 from .stylegan2.generator import NOISE_MODES, Generator
@@ -75,7 +75,7 @@ def parse_seeds(text: str) -> list[int]:
                 raise ValueError
             seeds.extend(range(first, last + 1))
     except ValueError:
-        raise HDNError(f"bad seeds {text!r}: give non-negative integers and ranges, e.g. 0-7 or 1,5,9-11") from None
+        raise ConfigError(f"bad seeds {text!r}: give non-negative integers and ranges, e.g. 0-7 or 1,5,9-11") from None
     return seeds
 
 
@@ -121,7 +121,7 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     G's device, in [−1, 1]. Domain files are checked against G.
     """
     if noise_mode not in NOISE_MODES:
-        raise HDNError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
+        raise ConfigError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if not math.isfinite(truncation):
@@ -187,7 +187,7 @@ def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
 
 def _frame_positions(frames: int, lo: float = 0.0, hi: float = 1.0) -> list[float]:
     if frames < 2:
-        raise HDNError(f"--frames must be at least 2, got {frames}")
+        raise ConfigError(f"--frames must be at least 2, got {frames}")
     return torch.linspace(lo, hi, frames, dtype=torch.float64).tolist()
 
 
@@ -201,7 +201,7 @@ def interpolation_rows(a: Domain, b: Domain, frames: int, labels: Sequence[str] 
 def alpha_sweep_rows(row: Row, frames: int, lo: float, hi: float) -> list[Row]:
     """Frames α = lo … hi of a domain row: its strength times α, one row each."""
     if row.domain is None:
-        raise HDNError("an α sweep needs a domain, not the source generator")
+        raise ConfigError("an α sweep needs a domain, not the source generator")
     return [Row(f"{row.label}*{alpha:.3f}", row.domain, row.scale * alpha)
             for alpha in _frame_positions(frames, lo, hi)]
 
@@ -220,7 +220,7 @@ def _check_ffmpeg() -> None:
 
         imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
-        raise HDNError(f"writing MP4 needs the ffmpeg codec: {VIDEO_HINT}; or write a .gif") from None
+        raise ConfigError(f"writing MP4 needs the ffmpeg codec: {VIDEO_HINT}; or write a .gif") from None
 
 
 def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path:
@@ -230,7 +230,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise HDNError(f"cannot write video {target}: use a .gif or .mp4 file name")
+        raise ConfigError(f"cannot write video {target}: use a .gif or .mp4 file name")
     if not (math.isfinite(fps) and fps > 0):
         raise ConfigError(f"--fps must be a positive finite number, e.g. 12, got {fps}")
     if suffix == ".mp4":

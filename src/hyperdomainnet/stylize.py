@@ -212,8 +212,8 @@ def save_latent(path: str | Path, inverted: Inverted, G: Generator,
 def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) -> torch.Tensor:
     """W+ codes (B, L, D) with layers ≥ ``start`` replaced by the reference's (1, L, D)."""
     if reference.shape[1:] != ws.shape[1:]:
-        raise HDNError(f"the reference latent has shape {tuple(reference.shape[1:])} but the generator's W+ "
-                       f"codes are {tuple(ws.shape[1:])}; use the generator the domain was trained on")
+        raise ConfigError(f"the reference latent has shape {tuple(reference.shape[1:])} but the generator's W+ "
+                          f"codes are {tuple(ws.shape[1:])}; use the generator the domain was trained on")
     mixed = ws.clone()
     mixed[:, start:] = reference[:, start:].to(ws)
     return mixed
@@ -227,7 +227,8 @@ def reference_latent(domain: Domain) -> torch.Tensor | None:
 def save_domain_with_reference(path: str | Path, domain: Domain, latent: torch.Tensor) -> Path:
     """``Domain.save`` with the extra tensor ``reference_latent`` (vector kinds only)."""
     if domain.vector is None:
-        raise ValueError("a reference latent can only be stored next to a domain vector")
+        raise ConfigError(f"a reference latent can only be stored next to a domain vector, not a {domain.kind} "
+                          "domain; save that domain without one (Domain.save)")
     with_latent = replace(domain, tensors={**domain.tensors, REFERENCE_LATENT: latent})
     return with_latent.save(path)
 
@@ -258,8 +259,8 @@ def check_domain(G: Generator, domain: Domain, mix: bool | None) -> None:
     """Raise a one-line error unless ``domain`` fits ``G`` (and has a reference latent if ``mix``)."""
     domain.check_generator(G)
     if mix and reference_latent(domain) is None:
-        raise HDNError("the domain file has no reference latent (it was not trained from an image); "
-                       "drop --mix")
+        raise ConfigError("the domain file has no reference latent (it was not trained from an image); "
+                          "drop --mix")
 
 
 @torch.no_grad()

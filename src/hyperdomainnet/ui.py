@@ -50,7 +50,7 @@ from PIL import Image
 from .domain.files import FORMAT as DOMAIN_FORMAT
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
-from .errors import HDNError
+from .errors import ConfigError, FileFormatError, HDNError
 from .fileformat import read_metadata
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .images import to_pil
@@ -105,7 +105,7 @@ class Allowlist:
         for given in paths:
             path = Path(given).expanduser()
             if not path.exists():
-                raise HDNError(f"{what} path {given} does not exist; pass an existing file or directory")
+                raise FileFormatError(f"{what} path {given} does not exist; pass an existing file or directory")
             roots.append(path.resolve())
         allowlist = cls(tuple(roots), file_format, what)
         allowlist.scan()
@@ -155,7 +155,8 @@ class Allowlist:
         """The real path of a listed label; a one-line error for anything else."""
         path = self.files.get(label) if isinstance(label, str) else None
         if path is None or not self.contains(path) or not path.is_file():
-            raise HDNError(f"unknown {self.what} {label!r}; pick one from the list (press Rescan after adding files)")
+            raise ConfigError(f"unknown {self.what} {label!r}; pick one from the list "
+                              "(press Rescan after adding files)")
         return path
 
 
@@ -176,14 +177,14 @@ def _checked(value: Any, name: str, lo: float, hi: float) -> float:
     except (TypeError, ValueError):
         number = math.nan
     if not (math.isfinite(number) and lo <= number <= hi):
-        raise HDNError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        raise ConfigError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
     return number
 
 
 def _integer(value: Any, name: str, hi: int) -> int:
     number = _checked(value, name, 0, hi)
     if number != int(number):
-        raise HDNError(f"{name} must be a whole number, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
     return int(number)
 
 
@@ -197,8 +198,8 @@ class Studio:
         self.generators = self._generator_specs(generators, include_zoo)
         self.encoders = self._zoo_specs(encoders, include_zoo, "encoder")
         if not self.generators:
-            raise HDNError("no generator to show: pass --generator NAME|FILE|random:<size>, or download one "
-                           "with hdn download NAME")
+            raise ConfigError("no generator to show: pass --generator NAME|FILE|random:<size>, or download one "
+                              "with hdn download NAME")
         self.domains, self.hypernets = domains, hypernets
         self._generator = lru_cache(maxsize=GENERATOR_CACHE)(self._load_generator)
         self._domain = lru_cache(maxsize=FILE_CACHE)(self._load_domain)
@@ -267,15 +268,15 @@ class Studio:
         """The (cached) encoder of a listed label."""
         spec = self.encoders.get(label) if isinstance(label, str) else None
         if spec is None:
-            raise HDNError(f"unknown encoder {label!r}; pick one from the list (start hdn ui with --encoder "
-                           "NAME|FILE, e.g. restyle-psp-ffhq)")
+            raise ConfigError(f"unknown encoder {label!r}; pick one from the list (start hdn ui with --encoder "
+                              "NAME|FILE, e.g. restyle-psp-ffhq)")
         return self._encoder(spec)
 
     def generator(self, label: str) -> Generator:
         """The (cached) generator of a listed label."""
         spec = self.generators.get(label) if isinstance(label, str) else None
         if spec is None:
-            raise HDNError(f"unknown generator {label!r}; pick one from the list")
+            raise ConfigError(f"unknown generator {label!r}; pick one from the list")
         return self._generator(spec)
 
     def domain(self, source: str, domain: str | None, hypernet: str | None, prompt: str | None
@@ -291,10 +292,10 @@ class Studio:
             if not text:
                 return None
             if not hypernet:
-                raise HDNError("no hypernetwork chosen; start hdn ui with --hypernet FILE and pick it")
+                raise ConfigError("no hypernetwork chosen; start hdn ui with --hypernet FILE and pick it")
             path = self.hypernets.path(hypernet)
             return repr(text), self._prompt(path, _stamp(path), text)
-        raise HDNError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        raise ConfigError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
 
     # ----- rendering -----------------------------------------------------------------------------
     def latents(self, G: Generator, seed: int, truncation: float, mix_seed: int, crossover: int) -> torch.Tensor:
@@ -336,7 +337,7 @@ class Studio:
         scale = _checked(alpha, "strength", *ALPHA_RANGE)
         steps = _integer(iterations, "iterations", ITERATIONS_RANGE[1])
         if steps < ITERATIONS_RANGE[0]:
-            raise HDNError(f"iterations must be at least {ITERATIONS_RANGE[0]}")
+            raise ConfigError(f"iterations must be at least {ITERATIONS_RANGE[0]}")
         if photo is None:
             return None, None, "upload a photo"
         E = self.encoder(encoder)
@@ -492,5 +493,5 @@ def serve(studio: Studio, host: str = "127.0.0.1", port: int = 7860) -> tuple[An
                     pwa=False, run_history=False, footer_links=[], show_error=False, inbrowser=False,
                     quiet=True, prevent_thread_lock=True, css=CSS)
     except OSError as exc:
-        raise HDNError(f"cannot serve on {host}:{port} ({exc}); pass a free --port") from None
+        raise ConfigError(f"cannot serve on {host}:{port} ({exc}); pass a free --port") from None
     return demo, demo.local_url

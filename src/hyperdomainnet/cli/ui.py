@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import HDNError
+from ..errors import ConfigError
 from .app import app
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -34,12 +34,12 @@ def ui(
     strength and style-mixing sliders, and see source and adapted renders side by side; or upload
     your photo and see it in the domain."""
     if importlib.util.find_spec("gradio") is None:
-        raise HDNError(f"hdn ui needs Gradio: {GRADIO_HINT}")
+        raise ConfigError(f"hdn ui needs Gradio: {GRADIO_HINT}")
     from ..training.runtime import resolve_device
     from ..ui import Studio, domain_files, hypernet_files, serve
 
     if not 0 < port < 65536:
-        raise HDNError(f"--port must be in 1…65535, got {port}")
+        raise ConfigError(f"--port must be in 1…65535, got {port}")
     studio = Studio(generator or [], domain_files(domain or []), hypernet_files(hypernet or []),
                     resolve_device(device), encoders=encoder or [])
     demo, url = serve(studio, host, port)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from hyperdomainnet.clip.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess
 from hyperdomainnet.clip.templates import IMAGENET_TEMPLATES, fill_templates
-from hyperdomainnet.errors import DownloadError, HDNError
+from hyperdomainnet.errors import ConfigError, DownloadError, FileFormatError
 
 OPENAI_NAMES: dict[str, str] = {
     "ViT-B/32": "ViT-B-32-quickgelu",
@@ -174,7 +174,7 @@ def _parse_spec(spec: str) -> tuple[str, str, str | None]:
             return arch, "tag" if kind == "open_clip" else "file", source
     if kind == "random" and rest:
         return rest, "random", None
-    raise HDNError(
+    raise ConfigError(
         f"unknown CLIP encoder '{spec}'; use ViT-B/32, ViT-B/16, open_clip:<arch>:<tag>, "
         "file:<arch>:<path>, random:<arch> or random:tiny"
     )
@@ -193,7 +193,7 @@ def _build_tiny(spec: str, weights: str | None) -> torch.nn.Module:
         try:
             open_clip.load_checkpoint(model, weights, weights_only=True)
         except Exception as exc:
-            raise HDNError(_file_error(spec, weights, exc)) from exc
+            raise FileFormatError(_file_error(spec, weights, exc)) from exc
     return model
 
 
@@ -201,7 +201,7 @@ def _build_open_clip(spec: str, arch: str, kind: str, source: str | None) -> tor
     import open_clip
 
     if arch not in open_clip.list_models():
-        raise HDNError(
+        raise ConfigError(
             f"unknown CLIP architecture '{arch}' in '{spec}'; "
             "use one of open_clip.list_models() (e.g. ViT-B-32) or 'tiny'"
         )
@@ -210,7 +210,7 @@ def _build_open_clip(spec: str, arch: str, kind: str, source: str | None) -> tor
         tag_cfg = open_clip.get_pretrained_cfg(arch, source)
         if not tag_cfg:
             known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)[:4]) or "none"
-            raise HDNError(
+            raise ConfigError(
                 f"unknown pretrained tag '{source}' in '{spec}'; tags for {arch} include {known}"
             )
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
@@ -224,11 +224,11 @@ def _build_open_clip(spec: str, arch: str, kind: str, source: str | None) -> tor
         )
     except Exception as exc:  # open_clip raises RuntimeError/OSError/KeyError variants
         if kind == "file":
-            raise HDNError(_file_error(spec, str(source), exc)) from exc
+            raise FileFormatError(_file_error(spec, str(source), exc)) from exc
         reason = _one_line(exc)
         if "download" in reason.lower():
             raise MissingClipWeights(spec, _how_to_supply(arch, str(source))) from exc
-        raise HDNError(
+        raise DownloadError(
             f"cannot load CLIP '{spec}': {reason}; connect once so open_clip can cache the "
             "weights, or pass local weights as 'file:<arch>:<path>'"
         ) from exc
@@ -282,7 +282,7 @@ def _tokenizer_for(spec: str, arch: str) -> Callable[[list[str]], torch.Tensor]:
     try:
         return open_clip.get_tokenizer(arch)
     except Exception as exc:
-        raise HDNError(
+        raise DownloadError(
             f"cannot build the tokenizer for CLIP '{spec}': {_one_line(exc)}; "
             "connect once so it can be cached, or use a ViT-* architecture"
         ) from exc
@@ -299,15 +299,16 @@ def load_clip(spec: str, device: Device = "cpu", antialias: bool = False) -> Cli
     """Build a frozen (eval, requires_grad False) :class:`ClipEncoder` from an encoder spec.
 
     ``antialias`` switches on antialiased bicubic downsampling in preprocessing (off in the
-    official code). Raises :class:`HDNError` for unknown names or weights that cannot be had.
+    official code). Raises ConfigError for unknown names, FileFormatError for unreadable weight
+    files and DownloadError for weights that cannot be had.
     """
     spec = spec.strip()
     arch, kind, source = _parse_spec(spec)
     if kind == "file" and not os.path.isfile(str(source)):
-        raise HDNError(f"CLIP weights file not found: '{source}'; check the path in '{spec}'")
+        raise FileFormatError(f"CLIP weights file not found: '{source}'; check the path in '{spec}'")
     if arch == TINY:
         if kind == "tag":
-            raise HDNError(
+            raise ConfigError(
                 f"'{spec}': the tiny CLIP has no published weights; use random:tiny or file:tiny:<path>"
             )
         model = _build_tiny(spec, source)
@@ -334,12 +335,12 @@ def parse_ensemble_spec(spec: str) -> list[tuple[str, float]]:
             except ValueError:
                 pass
         if not math.isfinite(weight) or weight < 0:
-            raise HDNError(f"CLIP weight must be a finite number >= 0, got '{part}'; e.g. ViT-B/32:1.0")
+            raise ConfigError(f"CLIP weight must be a finite number >= 0, got '{part}'; e.g. ViT-B/32:1.0")
         if any(name == n for n, _ in entries):
-            raise HDNError(f"CLIP encoder '{name}' is listed twice in '{spec}'; list each encoder once")
+            raise ConfigError(f"CLIP encoder '{name}' is listed twice in '{spec}'; list each encoder once")
         entries.append((name, weight))
     if not entries:
-        raise HDNError(f"no CLIP encoder in '{spec}'; give e.g. '{DEFAULT_ENSEMBLE_SPEC}'")
+        raise ConfigError(f"no CLIP encoder in '{spec}'; give e.g. '{DEFAULT_ENSEMBLE_SPEC}'")
     return entries
 
 

@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_path, remove_stale_temporaries
-from ..errors import HDNError
+from ..errors import ConfigError, FileFormatError, HDNError
 from ..images import save_grid
 from ..progress import progress_bar
 from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
@@ -134,13 +134,14 @@ class MetricLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise HDNError("TensorBoard logging needs the tensorboard package: pip install tensorboard") from None
+                raise ConfigError("TensorBoard logging needs the tensorboard package: "
+                                  "pip install tensorboard") from None
             self.tb = SummaryWriter(str(run_dir / "tensorboard"))
         if config.wandb:
             try:
                 import wandb
             except ImportError:
-                raise HDNError("W&B logging needs the wandb package: pip install wandb") from None
+                raise ConfigError("W&B logging needs the wandb package: pip install wandb") from None
             self.wandb = wandb.init(project="hyperdomainnet", name=run_dir.name, config=config.model_dump(),
                                     resume="allow")
 
@@ -185,20 +186,20 @@ def save_checkpoint(run_dir: Path, step: int, trainer: Trainer) -> None:
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise HDNError(f"nothing to resume: {path} does not exist; start the run without --resume")
+        raise FileFormatError(f"nothing to resume: {path} does not exist; start the run without --resume")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise HDNError(f"cannot read checkpoint {path} ({type(exc).__name__}); it is corrupt — "
-                       "start a new run in another directory") from None
+        raise FileFormatError(f"cannot read checkpoint {path} ({type(exc).__name__}); it is corrupt — "
+                              "start a new run in another directory") from None
 
 
 def check_new_run(run_dir: Path, result_name: str) -> None:
     """Refuse to overwrite an existing run by accident."""
     for name in (CHECKPOINT, result_name):
         if (run_dir / name).exists():
-            raise HDNError(f"{run_dir / name} already exists; pass --resume to continue that run "
-                           "or choose another --out directory")
+            raise ConfigError(f"{run_dir / name} already exists; pass --resume to continue that run "
+                              "or choose another --out directory")
 
 
 def save_preview(trainer: Trainer, run_dir: Path, step: int, logger: MetricLogger) -> Path:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip import ClipEnsemble
-from ..errors import HDNError
+from ..errors import DeviceError
 from ..stylegan2.generator import Generator
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -24,9 +24,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise HDNError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise HDNError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        raise DeviceError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
 
 
@@ -62,7 +62,7 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     if precision == "fp32":
         return nullcontext()
     if precision == "fp16" and device.type != "cuda":
-        raise HDNError("fp16 autocast needs a CUDA device; use --precision bf16 on the CPU")
+        raise DeviceError("fp16 autocast needs a CUDA device; use --precision bf16 on the CPU")
     return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
