@@ -15,6 +15,7 @@ from hyperdomainnet.clip import load_clip
 from hyperdomainnet.encoders import load_encoder
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import load_image
+from hyperdomainnet.latent import Latent
 from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 from test_encoders import TINY_G, tiny_encoder_file
@@ -69,6 +70,9 @@ def test_invert_photos_and_a_folder_in_batches(tmp_path: Path, capsys, encoder_f
         assert Image.open(out / f"{stem}-reconstruction.png").size == (2 * 34 + 2, 34 + 2)
     with safe_open(str(out / "a-latent.safetensors"), framework="pt") as fh:
         assert '"iterations": 3' in fh.metadata()["hyperdomainnet"]
+    written = Latent.load(out / "a-latent.safetensors")
+    assert (written.image, written.image_sha256) == ("a.png", images.image_sha256(a))
+    assert written.settings["iterations"] == 3 and written.generator["name"] == "psp.pt"
 
 
 def test_invert_refine_continues_from_the_encoder_code(tmp_path: Path, capsys, encoder_file: Path) -> None:

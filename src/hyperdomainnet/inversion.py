@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 from . import fileformat, paths
 from .images import Fit, image_sha256, load_image
+from .latent import FORMAT as LATENT_FORMAT
+from .latent import FORMAT_VERSION as LATENT_VERSION
 from .perceptual import load_lpips
 from .progress import progress_bar
 
@@ -44,8 +46,7 @@ PNORM_SLOPE = 5.0
 PNORM_CHUNK = 10_000
 PNORM_DIR = "pnorm"
 PNORM_FORMAT = "hyperdomainnet.pnorm"
-LATENT_FORMAT = "hyperdomainnet.latent"
-FORMAT_VERSION = 1
+PNORM_VERSION = 1
 LPIPS_SIZE = 256
 LOSS_KEYS: tuple[str, ...] = ("total", "mse", "lpips", "p_norm")
 
@@ -144,7 +145,7 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
     path, mapping_sha = _pnorm_path(G, n_samples, seed)
     if cache and path.is_file():
         try:
-            tensors, meta = fileformat.load(path, file_format=PNORM_FORMAT, max_version=FORMAT_VERSION,
+            tensors, meta = fileformat.load(path, file_format=PNORM_FORMAT, max_version=PNORM_VERSION,
                                             what="P-norm cache file", required=("mapping_sha256",))
             if meta["mapping_sha256"] == mapping_sha:
                 return PNormStats(tensors["mean"], tensors["components"], tensors["std"],
@@ -157,7 +158,7 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
         meta = {"n_samples": n_samples, "seed": seed, "negative_slope": PNORM_SLOPE, "mapping_sha256": mapping_sha,
                 "generator": getattr(G, "identity", None)}
         fileformat.save(path, {"mean": stats.mean, "components": stats.components, "std": stats.std}, meta,
-                        file_format=PNORM_FORMAT, version=FORMAT_VERSION)
+                        file_format=PNORM_FORMAT, version=PNORM_VERSION)
     return stats
 
 
@@ -257,7 +258,7 @@ def _latent_cache_path(G: torch.nn.Module, image_path: str | Path, image_sha: st
                        settings: dict[str, Any]) -> Path:
     """Cache file for (image bytes, generator weights, settings): ``HDN_HOME/latents/<stem>-<key>``."""
     G.mean_latent()
-    key = {"format": LATENT_FORMAT, "version": FORMAT_VERSION, "image_sha256": image_sha,
+    key = {"format": LATENT_FORMAT, "version": LATENT_VERSION, "image_sha256": image_sha,
            "generator_sha256": weights_sha256(G), "settings": settings}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(image_path).stem)[:40] or "image"
@@ -281,7 +282,7 @@ def cached_invert(G: torch.nn.Module, image_path: str | Path, steps: int = 1000,
     device = G.latent_avg.device
     if cache and path.is_file():
         try:
-            tensors, meta = fileformat.load(path, file_format=LATENT_FORMAT, max_version=FORMAT_VERSION,
+            tensors, meta = fileformat.load(path, file_format=LATENT_FORMAT, max_version=LATENT_VERSION,
                                             what="latent cache file", required=("loss_keys",))
             latent = tensors["latent"].to(device)
             losses = [dict(zip(meta["loss_keys"], row)) for row in tensors["losses"].tolist()]
@@ -300,6 +301,6 @@ def cached_invert(G: torch.nn.Module, image_path: str | Path, steps: int = 1000,
         meta = {"image": str(image_path), "image_sha256": image_sha, "generator": getattr(G, "identity", None),
                 "settings": settings, "loss_keys": list(LOSS_KEYS)}
         fileformat.save(path, {"latent": result.latent.detach().float(), "losses": losses.reshape(-1, len(LOSS_KEYS))},
-                        meta, file_format=LATENT_FORMAT, version=FORMAT_VERSION)
+                        meta, file_format=LATENT_FORMAT, version=LATENT_VERSION)
         log.info("cached the inverted latent of %s in %s", image_path, path)
     return result

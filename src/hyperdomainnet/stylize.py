@@ -18,19 +18,19 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from . import fileformat, paths
+from . import paths
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
 from .encoders.restyle import INPUT_SIZE
 from .errors import ConfigError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
-from .inversion import FORMAT_VERSION, LATENT_FORMAT, PNORM_SAMPLES, InversionResult, cached_invert, invert
+from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
 from .stylegan2.generator import Generator
 
@@ -45,7 +45,7 @@ ENCODER_BATCH = 4     # photos per encoder forward
 FACES_HINT = "pip install hyperdomainnet[faces]"
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
-           "aligned_copy", "invert_photo", "encode_photos", "text_domain", "save_latent", "style_mix",
+           "aligned_copy", "invert_photo", "encode_photos", "text_domain", "style_mix",
            "reference_latent", "save_domain_with_reference", "check_domain", "stylize", "stylize_inverted"]
 
 
@@ -197,16 +197,6 @@ def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
                           f"({sum(domain.domain_layout)} domain numbers) but the generator has {G.domain_size}; "
                           "pass a hypernetwork trained for the encoder's generator")
     return domain
-
-
-def save_latent(path: str | Path, inverted: Inverted, G: Generator,
-                options: InversionOptions | dict[str, Any]) -> Path:
-    """Write the W+ code as safetensors (tensor ``latent``) with the image hash, generator and settings."""
-    settings = asdict(options) if isinstance(options, InversionOptions) else dict(options)
-    meta = {"image": inverted.name, "image_sha256": inverted.sha256, "generator": G.identity, "settings": settings,
-            "losses": inverted.losses}
-    return fileformat.save(path, {"latent": inverted.latent.detach().float()}, meta, file_format=LATENT_FORMAT,
-                           version=FORMAT_VERSION)
 
 
 def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) -> torch.Tensor:

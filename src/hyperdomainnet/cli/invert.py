@@ -185,7 +185,7 @@ def invert(
     """Invert photos into the generator's W+ space (ReStyle encoder, or II2S; see --encoder)."""
     from ..atomic import check_output_dir
     from ..images import save_grid
-    from ..stylize import save_latent
+    from ..latent import Latent
 
     options = _ii2s_options(steps, lambda_p, fit, False, lpips_random_backbone, pnorm_samples)
     check_output_dir(out, force)
@@ -194,7 +194,8 @@ def invert(
         inverter = Inverter(encoder, generator, device)
         inverted, settings = inverter.run(files, iterations, refine, batch_size, align, options, progress)
     for stem, item in zip(output_stems(files), inverted):
-        save_latent(out / f"{stem}-latent.safetensors", item, inverter.G, settings)
+        Latent(item.latent, item.name, item.sha256, inverter.G.identity, settings, item.losses).save(
+            out / f"{stem}-latent.safetensors")
         save_grid(item.pair(), out / f"{stem}-reconstruction.png", nrow=2)
         losses = ", ".join(f"{k} {v:.4g}" for k, v in item.losses.items())
         typer.echo(f"inverted {item.name} by {inverter.method}{' (cached)' if item.cached else ''}: "
