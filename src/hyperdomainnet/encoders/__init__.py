@@ -1,7 +1,7 @@
 """ReStyle encoders: fast inversion of real photos into a StyleGAN2 generator's W+ space.
 
-    from hyperdomainnet.encoders import load_encoder
-    E = load_encoder("restyle-psp-ffhq")          # zoo name or checkpoint file
+    from hyperdomainnet import ReStyleEncoder
+    E = ReStyleEncoder.load("restyle-psp-ffhq")   # zoo name or checkpoint file (or load_encoder(…))
     ws = E.invert(images, iterations=5)           # (B, 3, H, W) in [−1, 1] → (B, n_latent, 512)
     E.generator                                   # the checkpoint's decoder
 """

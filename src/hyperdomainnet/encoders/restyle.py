@@ -48,6 +48,32 @@ class ReStyleEncoder:
         self.name = name
         self._avg_image: torch.Tensor | None = None
 
+    @classmethod
+    def load(cls, spec: str | Path, device: str | torch.device = "cpu") -> ReStyleEncoder:
+        """A ReStyle encoder from a checkpoint file or a zoo name (``restyle-psp-ffhq``, …), on
+        ``device``; its generator's identity names the zoo entry (or the file) and its SHA-256.
+        Released checkpoints are read-only artefacts: there is no ``save``."""
+        path = Path(str(spec)).expanduser()
+        name = path.name
+        if not path.exists():
+            from .. import zoo
+
+            try:
+                entry = zoo.resolve(str(spec))
+            except HDNError:
+                raise FileFormatError(f"encoder {spec!r} is neither a file nor a zoo name; pass a ReStyle "
+                                      "checkpoint or restyle-psp-ffhq / restyle-e4e-ffhq") from None
+            if entry.kind != "encoder":
+                raise FileFormatError(f"{entry.name} is a {entry.kind} in the model zoo, not an encoder; pass "
+                                      "an encoder name (restyle-psp-ffhq, restyle-e4e-ffhq) or file")
+            path, name = zoo.fetch(entry.name), entry.name
+        ckpt = read_encoder_checkpoint(path)
+        from ..hashing import file_identity_sha256
+
+        ckpt.generator.identity = {"name": name, "sha256": file_identity_sha256(path),
+                                   "arch": ckpt.generator.arch.to_dict()}
+        return cls(ckpt.net, ckpt.generator, ckpt.latent_avg, name).to(device)
+
     @property
     def kind(self) -> str:
         """``psp`` or ``e4e``."""
@@ -95,24 +121,6 @@ class ReStyleEncoder:
 
 
 def load_encoder(spec: str | Path, device: str | torch.device = "cpu") -> ReStyleEncoder:
-    """A ReStyle encoder from a checkpoint file or a zoo name (``restyle-psp-ffhq``, …)."""
-    path = Path(str(spec)).expanduser()
-    name = path.name
-    if not path.exists():
-        from .. import zoo
-
-        try:
-            entry = zoo.resolve(str(spec))
-        except HDNError:
-            raise FileFormatError(f"encoder {spec!r} is neither a file nor a zoo name; pass a ReStyle "
-                                  "checkpoint or restyle-psp-ffhq / restyle-e4e-ffhq") from None
-        if entry.kind != "encoder":
-            raise FileFormatError(f"{entry.name} is a {entry.kind} in the model zoo, not an encoder; pass "
-                                  "an encoder name (restyle-psp-ffhq, restyle-e4e-ffhq) or file")
-        path, name = zoo.fetch(entry.name), entry.name
-    ckpt = read_encoder_checkpoint(path)
-    from ..hashing import file_identity_sha256
-
-    ckpt.generator.identity = {"name": name, "sha256": file_identity_sha256(path),
-                               "arch": ckpt.generator.arch.to_dict()}
-    return ReStyleEncoder(ckpt.net, ckpt.generator, ckpt.latent_avg, name).to(device)
+    """A ReStyle encoder from a checkpoint file or a zoo name (``restyle-psp-ffhq``, …); same as
+    :meth:`ReStyleEncoder.load`."""
+    return ReStyleEncoder.load(spec, device)
