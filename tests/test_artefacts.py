@@ -84,7 +84,7 @@ def test_corrupt_latent_files_are_one_line_errors(tmp_path: Path) -> None:
 def test_restyle_encoder_load_from_a_file(tmp_path: Path) -> None:
     from hyperdomainnet.encoders import ReStyleEncoder, load_encoder
 
-    path, net, G, latent_avg = tiny_encoder_file(tmp_path)
+    path, _, _, latent_avg = tiny_encoder_file(tmp_path)
     E = ReStyleEncoder.load(path)
     assert isinstance(E, ReStyleEncoder) and E.kind == "psp" and E.name == "psp.pt"
     assert E.generator.identity["name"] == "psp.pt"
@@ -99,8 +99,9 @@ def test_restyle_encoder_load_from_a_file(tmp_path: Path) -> None:
 
 def test_package_root_exports() -> None:
     import hyperdomainnet
-    from hyperdomainnet import (Domain, HyperDomainNet, Latent as RootLatent, ReStyleEncoder, load_domain,
-                                load_encoder, load_generator as root_load_generator)
+    from hyperdomainnet import Domain, HyperDomainNet, ReStyleEncoder, load_domain, load_encoder
+    from hyperdomainnet import Latent as RootLatent
+    from hyperdomainnet import load_generator as root_load_generator
     from hyperdomainnet.domain.files import Domain as FileDomain
     from hyperdomainnet.encoders import ReStyleEncoder as EncoderClass
     from hyperdomainnet.hypernet.model import HyperDomainNet as ModelClass
