@@ -65,3 +65,11 @@ def test_output_checks_refuse_before_any_work(tmp_path: Path) -> None:
         check_output_dir(blocker, force=True)
     assert check_output_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
     assert not (tmp_path / "new").exists()  # a check creates nothing
+
+
+def test_unique_names_are_safe_and_distinct() -> None:
+    from hyperdomainnet.paths import unique_names
+
+    assert unique_names(["a b", "a/b", "a b", "", "..x"]) == ["a_b", "a_b-2", "a_b-3", "item", "x"]
+    assert unique_names(["a sketch!", "a sketch"], unsafe=r"[^a-z0-9]+", fill="-", separator="_") == \
+        ["a-sketch", "a-sketch_2"]

@@ -11,6 +11,8 @@ effect immediately. Subfolders are created on demand.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import ConfigError
@@ -65,3 +67,18 @@ def models_dir(create: bool = True) -> Path:
 def latents_dir(create: bool = True) -> Path:
     """Folder for cached inversion latents (``home()/latents``)."""
     return subdir(LATENTS, create)
+
+
+def unique_names(names: Iterable[str], unsafe: str = r"[^A-Za-z0-9_.-]+", fill: str = "_",
+                 fallback: str = "item", separator: str = "-") -> list[str]:
+    """File-name-safe, distinct names: runs of ``unsafe`` characters become ``fill`` (ends
+    stripped, 60 characters at most, ``fallback`` when nothing is left), and repeats are numbered
+    ``name``, ``name<separator>2``, …"""
+    taken: list[str] = []
+    for text in names:
+        base = re.sub(unsafe, fill, text).strip(fill + ".")[:60] or fallback
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}{separator}{n}", n + 1
+        taken.append(name)
+    return taken

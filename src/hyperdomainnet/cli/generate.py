@@ -2,25 +2,14 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from ..errors import ConfigError, HDNError
+from ..paths import unique_names
 from .app import app
-
-
-def _slug(label: str, taken: set[str]) -> str:
-    """A file-system-safe, unique folder name for a row label."""
-    base = re.sub(r"[^\w.=+-]+", "_", label.replace("*", "_x")).strip("_.") or "row"
-    name, k = base, 1
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    taken.add(name)
-    return name
 
 
 def _parse_range(text: str) -> tuple[float, float]:
@@ -165,8 +154,8 @@ def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], gr
         written.append(str(write_video(frames_from_rows(images), video or out / "interpolation.gif", fps)))
     if grid:
         written.append(str(save_grid(images.flatten(0, 1), out / "grid.png", nrow=len(seeds))))
-    taken: set[str] = set()
-    folders = [_slug(row.label, taken) for row in rows]
+    folders = unique_names((row.label.replace("*", "_x") for row in rows), unsafe=r"[^\w.=+-]+",
+                           fallback="row", separator="_")
     if individual:
         for folder, row_images in zip(folders, images):
             for s, image in zip(seeds, row_images):

@@ -6,7 +6,6 @@ written after the work, each file atomically, into a destination checked before 
 """
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..errors import ConfigError, HDNError
+from ..paths import unique_names
 from .app import app
 
 if TYPE_CHECKING:
@@ -88,15 +88,7 @@ def collect_photos(given: list[Path]) -> list[Path]:
 
 def output_stems(photos: list[Path]) -> list[str]:
     """One distinct, file-name-safe stem per photo (``name``, ``name-2``, … on clashes)."""
-    stems: list[str] = []
-    for photo in photos:
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", photo.stem)[:60] or "photo"
-        stem, n = base, 1
-        while stem in stems:
-            n += 1
-            stem = f"{base}-{n}"
-        stems.append(stem)
-    return stems
+    return unique_names((photo.stem for photo in photos), fallback="photo")
 
 
 def _ii2s_options(steps: int, lambda_p: float, fit: str, align: bool, lpips_random: bool,

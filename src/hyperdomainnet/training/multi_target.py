@@ -16,7 +16,6 @@ metadata of the equivalent single-target run.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..clip import ClipEnsemble
 from ..domain.parameterizations import DomainVector, StyleOffset, build_parameterization
 from ..errors import ConfigError
 from ..losses import direction_loss, global_loss, indomain_angle_loss
+from ..paths import unique_names
 from ..stylegan2.generator import Generator, StyleCache
 from .config import TextAdaptConfig
 from .loop import NonFiniteLoss
@@ -45,14 +45,7 @@ VECTOR_KINDS = (DomainVector.name, StyleOffset.name)
 
 def target_slugs(targets: list[str]) -> list[str]:
     """Directory names for the targets: lower-case words joined by '-', numbered when repeated."""
-    slugs: list[str] = []
-    for target in targets:
-        base = re.sub(r"[^a-z0-9]+", "-", target.lower()).strip("-")[:60] or "target"
-        slug, n = base, 2
-        while slug in slugs:
-            slug, n = f"{base}-{n}", n + 1
-        slugs.append(slug)
-    return slugs
+    return unique_names((t.lower() for t in targets), unsafe=r"[^a-z0-9]+", fill="-", fallback="target")
 
 
 def repeat_cache(cache: StyleCache, k: int) -> StyleCache:
