@@ -13,6 +13,15 @@ from hyperdomainnet.cli import main  # noqa: E402
 from hyperdomainnet import load_generator  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def auto_precision_is_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--precision auto`` resolves to fp32 in tests, whatever the CPU (AMX would give bf16), so the
+    exactness tests compare fp32 with fp32; tests of bf16 ask for it or patch ``native_bf16`` back."""
+    from hyperdomainnet.training import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``hdn argv…`` in-process: (exit code, stdout, stderr)."""
     code = main(list(argv))

@@ -66,7 +66,7 @@ def test_grid_rows_are_source_then_domains_on_the_same_seeds(files, tmp_path, ca
     code, stdout, err = run(["generate", "--domain", files["a"], "--domain", f"{files['b']}*0.5",
                              "--domain", files["d"], "--seeds", "3-5", "--device", "cpu", "--out", out], capsys)
     assert code == 0, err
-    assert "rendered 4 rows × 3 seeds" in stdout
+    assert "rendered 4 rows × 3 seeds in fp32" in stdout
     grid = Image.open(out / "grid.png")
     assert grid.size == (3 * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2)
     from hyperdomainnet.domain.files import Domain
@@ -339,3 +339,21 @@ def test_rows_are_labelled_by_the_domains_metadata_not_the_file_name(files, tmp_
     assert code == 0, err
     rows = (tmp_path / "t.md").read_text().splitlines()[2:]
     assert rows[0].startswith("| Pixar |") and rows[1].startswith("| joker.png |")
+
+
+def test_generate_precision_is_resolved_recorded_and_close_to_fp32(files, tmp_path, capsys, monkeypatch):
+    from hyperdomainnet.training import runtime
+
+    args = ["generate", "--domain", files["a"], "--seeds", "3-4", "--device", "cpu"]
+    code, _, err = run([*args, "--precision", "fp32", "--out", tmp_path / "fp32"], capsys)
+    assert code == 0, err
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # as on a CPU with AMX
+    code, out, err = run([*args, "--out", tmp_path / "auto"], capsys)
+    assert code == 0 and out.count("in bf16") == 1
+    manifests = [json.loads((tmp_path / d / "generate.json").read_text()) for d in ("fp32", "auto")]
+    assert [m["precision"] for m in manifests] == ["fp32", "bf16"]
+    fp32 = np.asarray(Image.open(tmp_path / "fp32" / "grid.png")).astype(int)
+    bf16 = np.asarray(Image.open(tmp_path / "auto" / "grid.png")).astype(int)
+    assert 0 < np.abs(fp32 - bf16).mean() < 4  # bf16 rounding moves pixels a little, not the picture
+    code, _, err = run([*args, "--precision", "fp8", "--out", tmp_path / "bad"], capsys)
+    assert code == 1 and "--precision 'fp8'" in err and not (tmp_path / "bad").exists()

@@ -173,11 +173,17 @@ def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[st
 
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
-                noise_mode: str = "const", batch_size: int = 16, progress: bool = False) -> torch.Tensor:
-    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``);
-    ``progress`` draws a bar of rendered images on a terminal."""
+                noise_mode: str = "const", batch_size: int = 16, progress: bool = False,
+                precision: str = "fp32") -> torch.Tensor:
+    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``), rendered
+    under ``precision`` (fp32 | bf16 | fp16 | auto: ``runtime.resolve_precision``); ``progress``
+    draws a bar of rendered images on a terminal."""
+    from .training.runtime import autocast
+
     out = torch.empty(len(rows), len(seeds), 3, G.size, G.size)
-    with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar:
+    device = G.latent_avg.device
+    with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar, \
+            autocast(device, precision):
         for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
             for (r, i), image in zip(pairs, images):
                 out[r, i] = image.float().cpu()

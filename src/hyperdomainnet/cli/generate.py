@@ -86,6 +86,8 @@ def generate(
     noise_mode: str = typer.Option("const", help="const | random (seeded) | none."),
     batch_size: int = typer.Option(16, help="Images per forward pass."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    precision: str = typer.Option("auto", help="auto (bf16 where the device computes it natively: AMX CPUs, "
+                                  "CUDA capability >= 8.0; else fp32) | fp32 | bf16 | fp16."),
     grid: Optional[bool] = typer.Option(None, "--grid/--no-grid", show_default="grid, no-grid for animations",
                                         help="Write grid.png."),
     individual: bool = typer.Option(False, "--individual/--no-individual", help="Write one PNG per row and seed."),
@@ -103,7 +105,7 @@ def generate(
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
     from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
-    from ..training.runtime import resolve_device
+    from ..training.runtime import PRECISIONS, resolve_device, resolve_precision
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
@@ -121,6 +123,9 @@ def generate(
     if video is not None:
         check_output_file(video, force, "--video")
     dev = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    resolved = resolve_precision(precision, dev)
 
     if interpolate is not None:
         (la, sa, da), (lb, sb, db) = _load_specs(list(interpolate))
@@ -136,10 +141,10 @@ def generate(
             prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True)
+    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved)
     _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
-                    "noise_mode": noise_mode})
+                    "noise_mode": noise_mode, "precision": resolved})
 
 
 def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
@@ -168,7 +173,7 @@ def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], gr
         for row, folder in zip(rows, folders)]}
     with atomic_path(out / "generate.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
-    typer.echo(f"rendered {len(rows)} rows × {len(seeds)} seeds: {', '.join(written)}")
+    typer.echo(f"rendered {len(rows)} rows × {len(seeds)} seeds in {settings['precision']}: {', '.join(written)}")
 
 
 @app.command()

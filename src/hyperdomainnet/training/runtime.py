@@ -15,6 +15,7 @@ from ..errors import DeviceError
 from ..stylegan2.generator import Generator
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(name: str) -> torch.device:
