@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -20,6 +22,17 @@ def auto_precision_is_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     from hyperdomainnet.training import runtime
 
     monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    """A local HTTP server on 127.0.0.1 serving the files given to ``server.add(path, data)``."""
+    from test_download import Served
+
+    served = Served()
+    yield served
+    served.httpd.shutdown()
+    served.httpd.server_close()
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ from hyperdomainnet.hypernet import domains
 from hyperdomainnet.hypernet.domains import BUILTIN_LISTS, load_domain_list
 
 TEXT = "Anime Painting - Photo\nPhoto - Photo\nZombie - Human\n"
-
-
-@pytest.fixture
-def server() -> Iterator[Served]:
-    s = Served()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 @pytest.fixture

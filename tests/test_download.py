@@ -6,7 +6,6 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -62,14 +61,6 @@ class Served:
     def add(self, path: str, data: bytes) -> str:
         self.files[path] = data
         return self.url + path
-
-
-@pytest.fixture
-def server() -> Iterator[Served]:
-    s = Served()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 @pytest.fixture

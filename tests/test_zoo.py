@@ -5,7 +5,6 @@ import dataclasses
 import hashlib
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +30,6 @@ HF_PINNED = re.compile(r"https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40
 @pytest.fixture(autouse=True)
 def _home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HDN_HOME", str(tmp_path / "hdn"))
-
-
-@pytest.fixture
-def server() -> Iterator[Served]:
-    s = Served()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 def use_entries(monkeypatch: pytest.MonkeyPatch, *changed: zoo.ZooEntry) -> None:
