@@ -163,3 +163,25 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, encode
     code, _, err = run_cli(capsys, *args, "--out", str(out), "--no-align", *CPU)
     assert code == 1 and message in err and err.count("\n") == 1, err
     assert (not out.exists()) if case != "out-not-empty" else [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_precision_auto_runs_the_encoder_path_in_bf16_where_native(tmp_path: Path, capsys, encoder_file: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyperdomainnet.training import runtime
+
+    photo = write_photo(tmp_path / "p.png", 0, (64, 64))
+    code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(encoder_file), "--out",
+                           str(tmp_path / "fp32"), *CPU)
+    assert code == 0, err
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # as on a CPU with AMX
+    code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(encoder_file), "--out",
+                           str(tmp_path / "auto"), *CPU)
+    assert code == 0, err
+    exact, rounded = (Latent.load(tmp_path / d / "p-latent.safetensors") for d in ("fp32", "auto"))
+    assert (exact.settings["precision"], rounded.settings["precision"]) == ("fp32", "bf16")
+    assert rounded.latent.dtype == torch.float32
+    difference = (rounded.latent - exact.latent).norm() / exact.latent.norm()
+    assert 0 < float(difference) < 0.05  # bf16 rounds the encoder's arithmetic, not its answer
+    code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(encoder_file), "--precision", "fp8",
+                           "--out", str(tmp_path / "bad"), *CPU)
+    assert code == 1 and "--precision 'fp8'" in err and not (tmp_path / "bad").exists()

@@ -136,13 +136,17 @@ def alignment_notice(align: bool | None) -> str | None:
 def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
                   align: bool | None = None, refine: InversionOptions | None = None,
                   G: Generator | None = None, batch_size: int = ENCODER_BATCH,
-                  progress: bool = True) -> list[Inverted]:
+                  progress: bool = True, precision: str = "fp32") -> list[Inverted]:
     """Invert photo files by the ReStyle encoder ``E``, ``batch_size`` photos per forward.
 
     The encoder reads each photo resized to 256×256; the W+ codes are rendered by ``G``
     (default ``E.generator``, which must have the encoder's resolution). With ``refine`` (its
     ``steps`` > 0), II2S continues from the encoder's codes against the photo at full size.
+    The encoder passes and renders run under ``precision`` (``runtime.autocast``; the codes and
+    images come back in float32); II2S optimises in float32.
     """
+    from .training.runtime import autocast
+
     G = G if G is not None else E.generator
     if G.size != E.generator.size or G.n_latent != E.generator.n_latent:
         raise ConfigError(f"the encoder {E.name} inverts into a {E.generator.size} px generator but the "
@@ -156,7 +160,8 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
             warnings.filterwarnings("ignore", message=".*upscaling.*")  # warned once below, at full size
             x = torch.cat([load_image(s, INPUT_SIZE, fit) for s in sources])
         full = torch.cat([load_image(s, G.size, fit) for s in sources]).to(device)
-        ws = E.invert(x, iterations)
+        with autocast(device, precision):
+            ws = E.invert(x, iterations).float()
         losses: list[dict[str, float]] = [{} for _ in chunk]
         if refine is not None and refine.steps > 0:
             with torch.enable_grad():
@@ -164,7 +169,8 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
             ws = result.latent
             if len(chunk) == 1 and result.losses:  # II2S reports sums over the batch
                 losses = [result.losses[-1]]
-        reconstruction = G.synthesis(ws, noise_mode="const")
+        with autocast(device, precision):
+            reconstruction = G.synthesis(ws, noise_mode="const").float()
         for i, path in enumerate(chunk):
             inverted.append(Inverted(full[i:i + 1], ws[i:i + 1], reconstruction[i:i + 1], path.name,
                                      image_sha256(path), losses[i], False))
@@ -255,8 +261,11 @@ def check_domain(G: Generator, domain: Domain, mix: bool | None) -> None:
 
 @torch.no_grad()
 def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted], mix: bool | None = None,
-                     scale: float = 1.0, batch_size: int = ENCODER_BATCH) -> list[Stylized]:
-    """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward."""
+                     scale: float = 1.0, batch_size: int = ENCODER_BATCH, precision: str = "fp32") -> list[Stylized]:
+    """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward,
+    under ``precision`` (``runtime.autocast``; images come back in float32)."""
+    from .training.runtime import autocast
+
     check_domain(G, domain, mix)
     reference = reference_latent(domain)
     param = Parameterization.from_domain_file(domain, G)
@@ -264,9 +273,10 @@ def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted],
     for start in range(0, len(inverted), batch_size):
         chunk = inverted[start:start + batch_size]
         ws = torch.cat([item.latent for item in chunk])
-        adapted = param.synthesize(G, ws, scale)
-        mixed = param.synthesize(G, style_mix(ws, reference), scale) \
-            if reference is not None and mix is not False else None
+        with autocast(G.latent_avg.device, precision):
+            adapted = param.synthesize(G, ws, scale).float()
+            mixed = param.synthesize(G, style_mix(ws, reference), scale).float() \
+                if reference is not None and mix is not False else None
         results += [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
                     for i, item in enumerate(chunk)]
     return results

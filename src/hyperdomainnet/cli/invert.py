@@ -44,6 +44,9 @@ FIT = typer.Option("crop", "--fit", help="crop (centre square) | pad (white lett
 ALIGN = typer.Option(None, "--align/--no-align",
                      help="FFHQ-align faces first (default: with an encoder, when the faces extra is installed).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
+PRECISION = typer.Option("auto", "--precision",
+                         help="Encoder passes and renders: auto (bf16 where the device computes it natively: AMX "
+                              "CPUs, CUDA capability >= 8.0; else fp32) | fp32 | bf16 | fp16. II2S optimises in fp32.")
 FORCE = typer.Option(False, "--force", help="Write into a non-empty --out directory.")
 LPIPS_RANDOM = typer.Option(False, "--lpips-random-backbone",
                             help="II2S: LPIPS with a random backbone (offline use and tests; no real quality).")
@@ -115,11 +118,14 @@ def _is_ffhq_1024(G: Generator) -> bool:
 class Inverter:
     """The inversion a command runs: a ReStyle encoder (``encoder`` set) or II2S, and the generator."""
 
-    def __init__(self, encoder: Optional[str], generator: Optional[str], device: str) -> None:
+    def __init__(self, encoder: Optional[str], generator: Optional[str], device: str, precision: str = "fp32") -> None:
         from ..loaders import load_generator
-        from ..training.runtime import resolve_device
+        from ..training.runtime import PRECISIONS, resolve_device, resolve_precision
 
         self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.precision = resolve_precision(precision, self.device)
         G = load_generator(generator, self.device) if generator else None
         if encoder is None:
             encoder = DEFAULT_ENCODER if G is None or _is_ffhq_1024(G) else II2S
@@ -157,10 +163,10 @@ class Inverter:
             typer.echo(notice, err=True)
         refine_options = replace(ii2s, steps=refine) if refine else None
         inverted = encode_photos(self.encoder, photos, iterations, ii2s.fit, align, refine_options, self.G,
-                                 batch_size, progress)
+                                 batch_size, progress, self.precision)
         settings = {"method": "restyle", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
                     "iterations": iterations, "fit": ii2s.fit, "align": align, "refine": refine,
-                    "lambda_p": ii2s.lambda_p}
+                    "lambda_p": ii2s.lambda_p, "precision": self.precision}
         return inverted, settings
 
 
@@ -170,8 +176,8 @@ def invert(
     out: Path = typer.Option(..., "--out", help="Output directory: NAME-latent.safetensors, NAME-reconstruction.png."),
     encoder: Optional[str] = ENCODER, generator: Optional[str] = GENERATOR, iterations: int = ITERATIONS,
     refine: int = REFINE, batch_size: int = BATCH, steps: int = STEPS, lambda_p: float = LAMBDA_P,
-    fit: str = FIT, align: Optional[bool] = ALIGN, device: str = DEVICE, force: bool = FORCE,
-    lpips_random_backbone: bool = LPIPS_RANDOM, pnorm_samples: Optional[int] = PNORM_SAMPLES,
+    fit: str = FIT, align: Optional[bool] = ALIGN, device: str = DEVICE, precision: str = PRECISION,
+    force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM, pnorm_samples: Optional[int] = PNORM_SAMPLES,
     progress: bool = PROGRESS,
 ) -> None:
     """Invert photos into the generator's W+ space (ReStyle encoder, or II2S; see --encoder)."""
@@ -183,7 +189,7 @@ def invert(
     check_output_dir(out, force)
     files = collect_photos(photos)
     with _warnings_as_lines():
-        inverter = Inverter(encoder, generator, device)
+        inverter = Inverter(encoder, generator, device, precision)
         inverted, settings = inverter.run(files, iterations, refine, batch_size, align, options, progress)
     for stem, item in zip(output_stems(files), inverted):
         Latent(item.latent, item.name, item.sha256, inverter.G.identity, settings, item.losses).save(
@@ -205,10 +211,11 @@ def stylize(
     encoder: Optional[str] = ENCODER, generator: Optional[str] = GENERATOR, iterations: int = ITERATIONS,
     refine: int = REFINE, batch_size: int = BATCH,
     mix: Optional[bool] = typer.Option(
-        None, "--mix/--no-mix", help="Reference style mixing on layers ≥ 7 (default: when the domain has a reference)."),
+        None, "--mix/--no-mix",
+        help="Reference style mixing on layers ≥ 7 (default: when the domain has a reference)."),
     strength: float = typer.Option(1.0, help="Domain strength α (1 = as trained)."),
     steps: int = STEPS, lambda_p: float = LAMBDA_P, fit: str = FIT, align: Optional[bool] = ALIGN,
-    device: str = DEVICE, force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM,
+    device: str = DEVICE, precision: str = PRECISION, force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM,
     pnorm_samples: Optional[int] = PNORM_SAMPLES, progress: bool = PROGRESS,
 ) -> None:
     """Render photos in a domain given by --text (and a hypernetwork) or --domain:
@@ -232,12 +239,12 @@ def stylize(
     if dom is not None and generator is None and encoder is None and dom.generator.get("name"):
         generator = _domain_generator(dom, domain)
     with _warnings_as_lines():
-        inverter = Inverter(encoder, generator, device)
+        inverter = Inverter(encoder, generator, device, precision)
         if dom is None:
             dom = text_domain(hypernet, text or "", inverter.G)
         check_domain(inverter.G, dom, mix)  # before the inversion's work
         inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress)
-        results = stylize_inverted(inverter.G, dom, inverted, mix, strength, batch_size)
+        results = stylize_inverted(inverter.G, dom, inverted, mix, strength, batch_size, inverter.precision)
     strips = [r.strip() for r in results]
     for stem, strip in zip(output_stems(files), strips):
         save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0])
