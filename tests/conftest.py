@@ -35,6 +35,23 @@ def server() -> Iterator[Any]:
     served.httpd.server_close()
 
 
+def kill_run_at(trainer: Any, run_dir: Any, step: int = 3) -> None:
+    """Run ``trainer`` in ``run_dir`` until step ``step`` dies as a killed process would
+    (KeyboardInterrupt mid-step), leaving only what the run had checkpointed for --resume."""
+    from hyperdomainnet.training.loop import run_training
+
+    original = trainer.train_step
+
+    def dies_at(current: int) -> Any:
+        if current == step:
+            raise KeyboardInterrupt
+        return original(current)
+
+    trainer.train_step = dies_at
+    with pytest.raises(KeyboardInterrupt):
+        run_training(trainer, run_dir, progress=False)
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``hdn argv…`` in-process: (exit code, stdout, stderr)."""
     code = main(list(argv))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
+from conftest import kill_run_at
 from hyperdomainnet import load_generator
 from hyperdomainnet.cli import main
 from hyperdomainnet.clip import ClipEnsemble, load_clip
@@ -199,20 +200,9 @@ def test_speed_and_memory_options_give_the_same_gradient(G, clip, toy: Path, cha
     assert float((grad - reference).norm() / reference.norm()) < 1e-2
 
 
-def test_resume_gives_the_same_hypernetwork(tmp_path: Path, G, clip, toy: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_gives_the_same_hypernetwork(tmp_path: Path, G, clip, toy: Path) -> None:
     straight = run_training(make_trainer(G, clip, toy), tmp_path / "a", progress=False)
-    interrupted = make_trainer(G, clip, toy)
-    original = interrupted.train_step
-
-    def crash_at_step_3(step: int) -> dict[str, float]:
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(step)
-
-    monkeypatch.setattr(interrupted, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(interrupted, tmp_path / "b", progress=False)
+    kill_run_at(make_trainer(G, clip, toy), tmp_path / "b")
     edited = tmp_path / "edited.txt"
     edited.write_text(TOY + "Vampire - Human\n")
     with pytest.raises(HDNError, match="domains .* changed since the run started"):

@@ -16,7 +16,7 @@ from hyperdomainnet.training.config import read_targets_file
 from hyperdomainnet.training.multi_target import MultiTargetTextTrainer, target_slugs
 from hyperdomainnet.training.text import TextTrainer
 
-from conftest import perturb, run_cli
+from conftest import kill_run_at, perturb, run_cli
 
 GEN = "random:32:channel_max=16:n_mlp=2"
 TARGETS = ["Sketch", "Zombie - Human face", "Pixar"]
@@ -65,7 +65,7 @@ def test_prompt_pairs_and_slugs() -> None:
         make_config(targets=["Sketch", "Photo"])
 
 
-def test_run_directory_preview_and_resume(tmp_path: Path, clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_directory_preview_and_resume(tmp_path: Path, clip: ClipEnsemble) -> None:
     straight = run_training(multi_trainer(clip), tmp_path / "a", progress=False)
     assert straight == tmp_path / "a" / "targets"
     assert sorted(p.name for p in straight.iterdir()) == ["pixar", "sketch", "zombie"]
@@ -76,17 +76,7 @@ def test_run_directory_preview_and_resume(tmp_path: Path, clip: ClipEnsemble, mo
     images, per_row = multi_trainer(clip).preview()
     assert images.shape[0] == (len(TARGETS) + 1) * per_row
 
-    interrupted = multi_trainer(clip)
-    original = interrupted.train_step
-
-    def crash_at_step_3(step: int) -> dict[str, float]:
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(step)
-
-    monkeypatch.setattr(interrupted, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(interrupted, tmp_path / "b", progress=False)
+    kill_run_at(multi_trainer(clip), tmp_path / "b")
     resumed = run_training(multi_trainer(clip), tmp_path / "b", resume=True, progress=False)
     for slug in ("sketch", "zombie", "pixar"):
         a = Domain.load(straight / slug / "domain.safetensors").vector

@@ -157,17 +157,23 @@ def assert_step_matches(report: dict[str, float], expected: dict[str, torch.Tens
 
 
 # ----- single-domain text ---------------------------------------------------------------------------
-def test_single_text_step_is_the_research_step(clip: ClipEnsemble) -> None:
-    losses = {"direction": 1.0, "indomain": 1.5, "offsets_l2": 0.5}
-    cfg = TextAdaptConfig(**TINY, source="Photo", target="Sketch", steps=1, batch=3, lr=0.02, losses=losses)
-    trainer = TextTrainer(cfg, G=generator(), clip=clip)
-    G, enc = trainer.G, clip["random:tiny"]
+def seeded_single_step(trainer) -> tuple[list[torch.Tensor], dict[str, float]]:
+    """Give a single-domain trainer's δ seeded values away from 0, run its step 0 from RNG ``SEED``:
+    (copies of δ as fresh leaves for the research formulation, the step's report)."""
     with torch.no_grad():
         for i, p in enumerate(trainer.param.layers):
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) * 0.1)
     leaves = [p.detach().clone().requires_grad_() for p in trainer.param.layers]
     trainer.rng = torch.Generator().manual_seed(SEED)
-    report = trainer.train_step(0)
+    return leaves, trainer.train_step(0)
+
+
+def test_single_text_step_is_the_research_step(clip: ClipEnsemble) -> None:
+    losses = {"direction": 1.0, "indomain": 1.5, "offsets_l2": 0.5}
+    cfg = TextAdaptConfig(**TINY, source="Photo", target="Sketch", steps=1, batch=3, lr=0.02, losses=losses)
+    trainer = TextTrainer(cfg, G=generator(), clip=clip)
+    G, enc = trainer.G, clip["random:tiny"]
+    leaves, report = seeded_single_step(trainer)
 
     rng = torch.Generator().manual_seed(SEED)
     ws_a, ws_b = draw_two_calls(G, 3, rng)
@@ -193,12 +199,7 @@ def test_single_image_step_is_the_research_step(tmp_path: Path, clip: ClipEnsemb
     cfg = ImageAdaptConfig(**TINY, **FAST_INVERSION, image=str(ref), steps=1, batch=2, lr=0.01, losses=losses)
     trainer = ImageTrainer(cfg, G=generator(), clip=clip, progress=False)
     G, enc = trainer.G, clip["random:tiny"]
-    with torch.no_grad():
-        for i, p in enumerate(trainer.param.layers):
-            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) * 0.1)
-    leaves = [p.detach().clone().requires_grad_() for p in trainer.param.layers]
-    trainer.rng = torch.Generator().manual_seed(SEED)
-    report = trainer.train_step(0)
+    leaves, report = seeded_single_step(trainer)
 
     w_ref, image = trainer.reference_latent, trainer.reference.image
     rng = torch.Generator().manual_seed(SEED)

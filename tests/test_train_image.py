@@ -27,7 +27,7 @@ from hyperdomainnet.training.config import ImageAdaptConfig, build_config, load_
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.sampling import sample_noise, sample_ws
 
-from conftest import run_cli
+from conftest import kill_run_at, run_cli
 
 GEN = "random:32:channel_max=16:n_mlp=2"
 FAST = dict(invert_steps=3, pnorm_samples=2048, lpips_random_backbone=True)
@@ -154,17 +154,7 @@ def test_preview_rows_and_style_mixing(tmp_path: Path, clip: ClipEnsemble) -> No
 def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = write_reference(tmp_path / "ref.png")
     straight = run_training(make_trainer(ref, clip), tmp_path / "a", progress=False)
-    interrupted = make_trainer(ref, clip)
-    original_step = interrupted.train_step
-
-    def crash_at_step_3(step: int) -> dict[str, float]:
-        if step == 3:
-            raise KeyboardInterrupt
-        return original_step(step)
-
-    monkeypatch.setattr(interrupted, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(interrupted, tmp_path / "b", progress=False)
+    kill_run_at(make_trainer(ref, clip), tmp_path / "b")
     # The checkpoint's reference latent wins over a re-inversion (e.g. non-deterministic on a GPU).
     invert_photo = image_training.invert_photo
     monkeypatch.setattr(image_training, "invert_photo", lambda *a, **k: dataclasses.replace(

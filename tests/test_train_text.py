@@ -17,7 +17,7 @@ from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.sampling import fixed_latents
 from hyperdomainnet.training.text import TextTrainer
 
-from conftest import run_cli
+from conftest import kill_run_at, run_cli
 
 GEN = "random:32:channel_max=16:n_mlp=2"
 
@@ -70,20 +70,10 @@ def test_losses_are_weighted_and_reported(clip: ClipEnsemble) -> None:
     assert terms["total"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble) -> None:
     straight = run_training(make_trainer(clip, steps=4), tmp_path / "a", progress=False)
 
-    interrupted = make_trainer(clip, steps=4)
-    original_step = interrupted.train_step
-
-    def crash_at_step_3(step: int) -> dict[str, float]:
-        if step == 3:
-            raise KeyboardInterrupt
-        return original_step(step)
-
-    monkeypatch.setattr(interrupted, "train_step", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(interrupted, tmp_path / "b", progress=False)
+    kill_run_at(make_trainer(clip, steps=4), tmp_path / "b")
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
     resumed = run_training(make_trainer(clip, steps=4), tmp_path / "b", resume=True, progress=False)
 
