@@ -39,19 +39,11 @@ def train(cfg: HypernetConfig, out: Path, resume: bool, progress: bool) -> None:
 
 
 def _make_trainer(cfg: HypernetConfig, progress: bool) -> Any:
-    """The text or image trainer; a CLIP error about the hypernetwork's own encoder names --mapper-clip."""
-    from ..clip import parse_ensemble_spec
+    """The text or image trainer."""
     from ..training.multi_image import ImageHypernetTrainer
     from ..training.multi_text import TextHypernetTrainer
 
-    try:
-        return ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
-    except HDNError as exc:
-        separate = cfg.mapper_clip not in (name for name, _ in parse_ensemble_spec(cfg.clip))
-        if separate and f"'{cfg.mapper_clip}'" in str(exc):
-            raise ConfigError(f"--mapper-clip {cfg.mapper_clip}: {exc} (or give --mapper-clip one of the "
-                              f"--clip encoders)") from None
-        raise
+    return ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
 
 
 def _seen_list(meta: dict, seen: Optional[str]) -> str:

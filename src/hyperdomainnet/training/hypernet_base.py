@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..clip import ClipEncoder, ClipEnsemble, load_clip
-from ..errors import ConfigError
+from ..errors import ConfigError, HDNError
 from ..hypernet.model import HyperDomainNet
 from ..losses import offsets_l1, offsets_l2
 from ..stylegan2.generator import Generator
@@ -54,7 +54,11 @@ class HypernetTrainerBase:
                               f"({self.dist.world_size} processes); use --batch {2 * self.dist.world_size} or more")
         self.G = training_generator(config, G, self.device)
         self.clip = training_clip(config, clip, self.device)
-        self.mapper_encoder = self.encoder(config.mapper_clip).set_precision(config.clip_precision)
+        try:
+            self.mapper_encoder = self.encoder(config.mapper_clip).set_precision(config.clip_precision)
+        except HDNError as exc:  # only a separately loaded encoder can fail: say which option names it
+            raise type(exc)(f"--mapper-clip {config.mapper_clip}: {exc} (or give --mapper-clip one of the "
+                            "--clip encoders)") from None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.hypernet = HyperDomainNet(self.G.domain_layout, embed_dim=self.mapper_encoder.embed_dim,
