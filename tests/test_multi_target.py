@@ -40,7 +40,8 @@ def multi_trainer(clip: ClipEnsemble, **changes) -> MultiTargetTextTrainer:
 
 
 @pytest.mark.parametrize("changes", [{}, {"targets": TARGETS[:2], "batch": 4, "micro_batch": 3, "low_memory": True},
-                                     {"targets": TARGETS[1:], "parameterization": "style_offset", "noise_mode": "const"}])
+                                     {"targets": TARGETS[1:], "parameterization": "style_offset", "noise_mode": "const"},
+                                     {"targets": TARGETS[:2], "placement": "before_demod"}])
 def test_each_target_equals_its_single_run(clip: ClipEnsemble, changes: dict) -> None:
     multi = multi_trainer(clip, **changes)
     for step in range(3):

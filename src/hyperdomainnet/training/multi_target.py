@@ -1,4 +1,4 @@
-"""Several text targets in one run: K independent domain vectors trained on one shared batch.
+"""Several targets in one run: K independent domain vectors trained on one shared batch.
 
 The domain vector acts per sample, so one step trains K targets at once:
 
@@ -6,8 +6,8 @@ The domain vector acts per sample, so one step trains K targets at once:
 - the source images G_A(w) do not depend on δ: rendered once, shared by every target;
 - G_B renders the K·B batch (the latents repeated K times) with per-sample domain vectors, rows
   k·B … (k+1)·B using δ_k; CLIP encodes the source images once and each target's rows;
-- target k's loss terms use only its own rows and its own prompts; the total is Σ_k total_k,
-  so ∂total/∂δ_k = ∂total_k/∂δ_k;
+- target k's loss terms use only its own rows and its own prompts (text) or reference image
+  (``multi_target_image.py``); the total is Σ_k total_k, so ∂total/∂δ_k = ∂total_k/∂δ_k;
 - one Adam steps the stacked (K, D) parameter: Adam is element-wise, so this equals K optimisers.
 
 With identical random draws each δ_k equals a single-target run's (up to float rounding of the
@@ -24,13 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..clip import ClipEnsemble
+from ..clip import ClipEncoder, ClipEnsemble
+from ..domain import Domain
 from ..domain.parameterizations import DomainVector, StyleOffset, build_parameterization
 from ..errors import ConfigError
 from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..paths import unique_names
 from ..stylegan2.generator import Generator, StyleCache
-from .config import TextAdaptConfig
+from .config import TextAdaptConfig, TrainConfig
 from .loop import NonFiniteLoss
 from .memory import AdaptiveMicroBatch, MicroBatched, micro_slices, narrow_noise
 from .runtime import autocast, resolve_device
@@ -41,6 +42,7 @@ from .steps import (load_step_state, optimisation, optimizer_step, regularizatio
 RESULTS = "targets"
 CLIP_TERMS = ("direction", "global", "indomain")
 VECTOR_KINDS = (DomainVector.name, StyleOffset.name)
+TermValues = Callable[[ClipEncoder, int, torch.Tensor, torch.Tensor], dict[str, Callable[[], torch.Tensor]]]
 
 
 def target_slugs(targets: list[str]) -> list[str]:
@@ -75,55 +77,57 @@ class StackedVectors(nn.Module):
         return self.vectors.index_select(0, index)
 
 
-class MultiTargetTextTrainer:
-    """Adapts one generator to every target of ``config.prompt_pairs()`` at once (module docstring)."""
+class MultiTargetTrainer:
+    """What a run of K targets shares (module docstring): the frozen G, the CLIP ensemble, the
+    stacked vectors and their Adam, the step over the K·B batch, previews and checkpoint state.
+    Subclasses give ``target_terms`` (every target's loss terms) and ``save_result``.
+    ``micro_batch``: render at most that many of the K·B rows at a time (``_parts``); with
+    ``config.low_memory`` it halves when a step runs out of device memory."""
 
     result_name = RESULTS
 
-    def __init__(self, config: TextAdaptConfig, G: Generator | None = None,
-                 clip: ClipEnsemble | None = None) -> None:
-        if config.parameterization not in VECTOR_KINDS:
-            raise ConfigError(f"several targets in one run need a per-sample parameterisation "
-                              f"({' or '.join(VECTOR_KINDS)}), not {config.parameterization!r}; train it with one --target")
+    def __init__(self, config: TrainConfig, slugs: list[str], G: Generator | None, clip: ClipEnsemble | None,
+                 parameterization: str, placement: str, clip_device: str | None = None,
+                 micro_batch: int | None = None) -> None:
         if config.quirks == "official":
             raise ConfigError("several targets share one source render per step, which the official quirks (a "
                               "crossover and noise per generator call) do not allow; add --quirks corrected")
-        if config.auto_layer_iters > 0:
-            raise ConfigError("adaptive layer selection changes the trained layers per target; "
-                              "train it with one --target per run")
-        self.config = config
-        self.pairs = config.prompt_pairs()
-        self.slugs = target_slugs([t for t, _ in self.pairs])
+        self.config, self.slugs = config, slugs
         self.device = resolve_device(config.device)
-        clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
         self.G = training_generator(config, G, self.device)
-        self.clip = training_clip(config, clip, clip_device)
-        options = {"placement": config.placement} if config.parameterization == DomainVector.name else {}
+        self.clip = training_clip(config, clip, resolve_device(clip_device) if clip_device else self.device)
+        options = {"placement": placement} if parameterization == DomainVector.name else {}
+        # Style offsets and δ before demodulation recompute d(s) from the trained vector.
+        self.own_demod = parameterization == StyleOffset.name or options.get("placement") == "before_demod"
         # Its vector kwargs (δ or Δs) and domain-file writer; the trained values live in ``stack``.
-        self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
-        self.stack = StackedVectors(len(self.pairs), self.G.domain_size, self.device)
+        self.param = build_parameterization(parameterization, self.G, **options).to(self.device)
+        self.stack = StackedVectors(len(slugs), self.G.domain_size, self.device)
         self.optimizer, self.scaler, self.rng = optimisation([self.stack.vectors], config, self.device)
-        self.text = {enc.name: [(enc.template_embeddings(t)[None].to(enc.device),
-                                 enc.template_embeddings(s)[None].to(enc.device)) for t, s in self.pairs]
-                     for enc, _ in self.clip}
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
                                         self.device)
-        self.micro_batch = AdaptiveMicroBatch(len(self.pairs) * config.batch, config.micro_batch,
+        self.micro_batch = AdaptiveMicroBatch(len(slugs) * config.batch, micro_batch,
                                               adaptive=config.low_memory)
 
     @property
     def k(self) -> int:
-        return len(self.pairs)
+        return len(self.slugs)
+
+    @property
+    def const_noise(self) -> list[torch.Tensor | None]:
+        """The generator's constant noise maps (shared by any batch)."""
+        return self.G.make_noise("const", 1, self.device)
 
     def _adapted(self, cache: StyleCache, noise: list[torch.Tensor | None], part: slice, batch: int,
                  checkpoint: bool = False) -> torch.Tensor:
-        """G_B of rows ``part`` of the repeated batch (``cache``/``noise`` of all K·``batch`` rows).
+        """G_B of rows ``part`` of a batch of K blocks of ``batch`` rows, block k rendered with δ_k
+        (``cache``/``noise`` of all K·``batch`` rows).
 
-        Style offsets change the styles, so the demodulation is recomputed from them with a
-        batch-size-dependent rounding: those renders go target by target (a batch of at most B,
-        as in a single-target run), or at Δs = 0 the rounding noise would set the first step.
+        Style offsets and δ before demodulation change the demodulated styles, so d is recomputed
+        from them, by a matrix product whose rounding depends on the batch size: those renders go
+        target by target (a batch of at most ``batch``, as in a single-target run), or at δ = 0
+        the rounding noise would set the first step.
         """
-        if self.config.parameterization == StyleOffset.name and part.stop - part.start > batch:
+        if self.own_demod and part.stop - part.start > batch:
             edges = [part.start, *range((part.start // batch + 1) * batch, part.stop, batch), part.stop]
             return torch.cat([self._adapted(cache, noise, slice(a, b), batch, checkpoint)
                               for a, b in zip(edges, edges[1:])])
@@ -137,9 +141,11 @@ class MultiTargetTextTrainer:
         c = cache.narrow(part.start, part.stop - part.start)
         return self.G.synthesis(c.ws, noise=narrow_noise(noise, part, self.config.batch), cache=c)
 
-    def clip_losses(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``<slug>/<term>``: target k's CLIP terms, Σ over the ensemble of weight × term, on its
-        rows of ``trg`` against the source embeddings (encoded once), on ``trg``'s device.
+    def per_target_clip_terms(self, src: torch.Tensor, trg: torch.Tensor, wanted: list[str],
+                              values: TermValues) -> dict[str, torch.Tensor]:
+        """``<slug>/<term>``: target k's CLIP terms, Σ over the ensemble of weight × term, on
+        ``trg``'s device; ``values(encoder, k, a, b_k)`` maps term names to functions computing
+        them from a = E(src) (encoded once, without gradients) and b_k = E(target k's rows of ``trg``).
 
         Each target's B rows are encoded as a batch of B, as a single-target run encodes them:
         at δ = 0 the adapted images equal the source images, b − a is exactly 0 there and the
@@ -147,22 +153,21 @@ class MultiTargetTextTrainer:
         size would round b differently and let that noise set the first step's direction.
         """
         b_size = src.shape[0]
-        wanted = [name for name in CLIP_TERMS if self.config.losses.get(name)]
         terms: dict[str, torch.Tensor] = {}
         for encoder, weight in self.clip:
             with torch.no_grad():
                 a = encoder.encode_images(src)
             for k, slug in enumerate(self.slugs):
-                b = encoder.encode_images(trg[k * b_size:(k + 1) * b_size])
-                t_trg, t_src = self.text[encoder.name][k]
-                values: dict[str, Callable[[], torch.Tensor]] = {
-                    "direction": partial(direction_loss, b, a, t_trg, t_src),
-                    "global": partial(global_loss, b, t_trg),
-                    "indomain": partial(indomain_angle_loss, b, a)}
+                computed = values(encoder, k, a, encoder.encode_images(trg[k * b_size:(k + 1) * b_size]))
                 for name in wanted:
                     key = f"{slug}/{name}"
-                    terms[key] = terms.get(key, 0) + weight * values[name]().to(trg.device)
+                    terms[key] = terms.get(key, 0) + weight * computed[name]().to(trg.device)
         return terms
+
+    def target_terms(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every target's loss terms ``<slug>/<term>`` (regularisers aside) from the source batch
+        ``src`` (B rows) and the adapted batch ``trg`` (K·B rows, target k's at k·B … (k+1)·B)."""
+        raise NotImplementedError
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.config
@@ -192,7 +197,7 @@ class MultiTargetTextTrainer:
         trg = MicroBatched(lambda part: self._adapted(big_cache, big_noise, part, batch, cfg.low_memory),
                            parts, context=precision)
         with precision():
-            terms = self.clip_losses(src, trg.outputs())
+            terms = self.target_terms(src, trg.outputs())
         for slug, vector in zip(self.slugs, self.stack.vectors):
             layers = list(torch.split(vector, self.G.domain_layout))
             terms.update({f"{slug}/{name}": value for name, value in regularization_terms(cfg.losses, layers).items()})
@@ -209,7 +214,7 @@ class MultiTargetTextTrainer:
         n = self.preview_ws.shape[0]
         cache = self.G.style_cache(self.preview_ws)
         src = self.G.synthesis(self.preview_ws, cache=cache)
-        trg = self._adapted(repeat_cache(cache, self.k), [None] * self.G.num_layers, slice(0, self.k * n), n)
+        trg = self._adapted(repeat_cache(cache, self.k), self.const_noise, slice(0, self.k * n), n)
         return torch.cat([src, trg]).float().cpu(), n
 
     def state_dict(self) -> dict[str, Any]:
@@ -217,6 +222,46 @@ class MultiTargetTextTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_step_state(state, self.stack, self.optimizer, self.scaler, self.rng)
+
+    def save_result(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _domain(self, k: int, metadata: dict[str, Any]) -> Domain:
+        """The domain file of target ``k``'s trained vector with ``metadata``."""
+        self.param.load_vector(self.stack.vectors[k].detach())
+        return self.param.to_domain_file(self.G, metadata)
+
+
+class MultiTargetTextTrainer(MultiTargetTrainer):
+    """Adapts one generator to every target of ``config.prompt_pairs()`` at once (module docstring)."""
+
+    config: TextAdaptConfig
+
+    def __init__(self, config: TextAdaptConfig, G: Generator | None = None,
+                 clip: ClipEnsemble | None = None) -> None:
+        if config.parameterization not in VECTOR_KINDS:
+            raise ConfigError(f"several targets in one run need a per-sample parameterisation "
+                              f"({' or '.join(VECTOR_KINDS)}), not {config.parameterization!r}; train it with one --target")
+        if config.auto_layer_iters > 0:
+            raise ConfigError("adaptive layer selection changes the trained layers per target; "
+                              "train it with one --target per run")
+        self.pairs = config.prompt_pairs()
+        super().__init__(config, target_slugs([t for t, _ in self.pairs]), G, clip, config.parameterization,
+                         config.placement, config.clip_device, config.micro_batch)
+        self.text = {enc.name: [(enc.template_embeddings(t)[None].to(enc.device),
+                                 enc.template_embeddings(s)[None].to(enc.device)) for t, s in self.pairs]
+                     for enc, _ in self.clip}
+
+    def target_terms(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``<slug>/<term>``: target k's direction, global and indomain terms against its prompts."""
+        def values(encoder: ClipEncoder, k: int, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+            t_trg, t_src = self.text[encoder.name][k]
+            return {"direction": partial(direction_loss, b, a, t_trg, t_src),
+                    "global": partial(global_loss, b, t_trg),
+                    "indomain": partial(indomain_angle_loss, b, a)}
+
+        wanted = [name for name in CLIP_TERMS if self.config.losses.get(name)]
+        return self.per_target_clip_terms(src, trg, wanted, values)
 
     def single_config(self, k: int) -> TextAdaptConfig:
         """The configuration of the single-target run equivalent to target ``k``."""
@@ -227,8 +272,7 @@ class MultiTargetTextTrainer:
         """``path/<slug>/domain.safetensors`` for every target (each written atomically)."""
         for k, slug in enumerate(self.slugs):
             cfg = self.single_config(k)
-            self.param.load_vector(self.stack.vectors[k].detach())
             metadata = run_metadata(cfg, self.clip.spec, "text", source=cfg.source, target=cfg.target,
                                     parameterization=cfg.parameterization)
             (path / slug).mkdir(parents=True, exist_ok=True)
-            self.param.to_domain_file(self.G, metadata).save(path / slug / "domain.safetensors")
+            self._domain(k, metadata).save(path / slug / "domain.safetensors")
