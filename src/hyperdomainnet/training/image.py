@@ -36,7 +36,8 @@ from ..inversion import LPIPS_SIZE, downsample
 from ..losses import clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss, l2_rec_loss
 from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
-from ..stylize import MIX_TRUNCATION, InversionOptions, invert_photo, save_domain_with_reference, style_mix
+from ..stylize import (MIX_TRUNCATION, InversionOptions, Inverted, invert_photo, save_domain_with_reference,
+                       style_mix)
 from .config import ImageAdaptConfig
 from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
@@ -52,6 +53,49 @@ def inversion_options(config: ImageAdaptConfig) -> InversionOptions:
     return InversionOptions(steps=config.invert_steps, lambda_p=config.lambda_p, fit=config.fit,
                             align=config.align, lpips_random_backbone=config.lpips_random_backbone,
                             pnorm_samples=config.pnorm_samples)
+
+
+@torch.no_grad()
+def reference_embeddings(G: Generator, clip: ClipEnsemble, image: torch.Tensor, latent: torch.Tensor,
+                         noise: list[torch.Tensor | None] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per encoder E (by name): r = E(I_ref) and r_A = E(G_A(w_ref)), w_ref rendered with ``noise``
+    (default: constant noise, as it was inverted)."""
+    inverted_a = G.synthesis(latent, noise=noise)
+    return {enc.name: (enc.encode_images(image), enc.encode_images(inverted_a)) for enc, _ in clip}
+
+
+def clip_term_values(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor, r_a: torch.Tensor,
+                     encode_ref_trg: Callable[[], torch.Tensor], encoders: int) -> dict[str, Callable[[], torch.Tensor]]:
+    """One encoder's CLIP terms (module docstring), each computed when called: a = E(G_A(w)),
+    b = E(G_B(w)), the reference constants r, r_A, ``encode_ref_trg()`` = E(G_B(w_ref)); clip_ref
+    is divided by the number of ``encoders`` (averaged over the ensemble)."""
+    return {"direction": lambda: direction_loss(b, a, r, r_a),
+            "clip_within": lambda: clip_within_loss(b, a, r, r_a),
+            "global": lambda: global_loss(b, r),
+            "indomain": lambda: indomain_angle_loss(b, a),
+            "clip_ref": lambda: clip_ref_loss(encode_ref_trg(), r) / encoders}
+
+
+def reconstruction_terms(ref_trg: torch.Tensor, reference_small: torch.Tensor, lpips: torch.nn.Module,
+                         wanted: list[str]) -> dict[str, torch.Tensor]:
+    """The ``wanted`` ones of l2_rec and lpips_rec: ↓G_B(w_ref) against ↓I_ref (``reference_small``)."""
+    pred = downsample(ref_trg, reference_small.shape[-1])
+    values = {"l2_rec": lambda: l2_rec_loss(pred, reference_small),
+              "lpips_rec": lambda: lpips(pred, reference_small).mean()}
+    return {name: values[name]() for name in wanted if name in values}
+
+
+def reference_metadata(config: ImageAdaptConfig, clip_spec: str, reference: Inverted) -> dict[str, Any]:
+    """The result metadata of an image run on ``reference`` (file name, sha256, fit, alignment)."""
+    about = {"file": reference.name, "sha256": reference.sha256, "fit": config.fit, "aligned": config.align}
+    return run_metadata(config, clip_spec, "image", reference=about, parameterization=config.parameterization)
+
+
+def check_reference_unchanged(stored_sha256: str, reference: Inverted, path: str) -> None:
+    """Raise a one-line ``ConfigError`` when a resumed run's reference image is not the one it started with."""
+    if stored_sha256 != reference.sha256:
+        raise ConfigError(f"the reference image {path} changed since the run started; "
+                          "restore it or start a new run in another directory")
 
 
 class ImageTrainer:
@@ -81,9 +125,8 @@ class ImageTrainer:
         self.reference_latent = latent.to(self.device)
         noise = (sample_noise(self.G, "random", 1, torch.Generator().manual_seed(self.config.seed), self.device)
                  if self.official else None)
-        inverted_a = self.G.synthesis(self.reference_latent, noise=noise)
-        self.reference_embeddings = {enc.name: (enc.encode_images(self.reference.image), enc.encode_images(inverted_a))
-                                     for enc, _ in self.clip}
+        self.reference_embeddings = reference_embeddings(self.G, self.clip, self.reference.image,
+                                                         self.reference_latent, noise)
 
     @property
     def official(self) -> bool:
@@ -96,21 +139,14 @@ class ImageTrainer:
                     ref_trg: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Weighted CLIP terms summed over the ensemble; clip_ref is averaged over it."""
         def values(enc: ClipEncoder, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
-            r, r_a = self.reference_embeddings[enc.name]
-            return {"direction": lambda: direction_loss(b, a, r, r_a),
-                    "clip_within": lambda: clip_within_loss(b, a, r, r_a),
-                    "global": lambda: global_loss(b, r),
-                    "indomain": lambda: indomain_angle_loss(b, a),
-                    "clip_ref": lambda: clip_ref_loss(enc.encode_images(ref_trg), r) / len(self.clip)}
+            return clip_term_values(a, b, *self.reference_embeddings[enc.name], lambda: enc.encode_images(ref_trg),
+                                    len(self.clip))
 
         return ensemble_terms(self.clip, src, trg, self.wanted(CLIP_TERMS), values)
 
     def reconstruction_losses(self, ref_trg: torch.Tensor) -> dict[str, torch.Tensor]:
         """l2_rec and lpips_rec of ↓G_B(w_ref) against ↓I_ref."""
-        pred = downsample(ref_trg, self.reference_small.shape[-1])
-        values = {"l2_rec": lambda: l2_rec_loss(pred, self.reference_small),
-                  "lpips_rec": lambda: self.lpips(pred, self.reference_small).mean()}
-        return {name: values[name]() for name in self.wanted(("l2_rec", "lpips_rec"))}
+        return reconstruction_terms(ref_trg, self.reference_small, self.lpips, self.wanted(("l2_rec", "lpips_rec")))
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.config
@@ -146,16 +182,12 @@ class ImageTrainer:
                 "reference_sha256": self.reference.sha256, "reference_latent": self.reference_latent.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["reference_sha256"] != self.reference.sha256:
-            raise ConfigError(f"the reference image {self.config.image} changed since the run started; "
-                              "restore it or start a new run in another directory")
+        check_reference_unchanged(state["reference_sha256"], self.reference, self.config.image)
         load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
         self._set_reference_latent(state["reference_latent"])
 
     def metadata(self) -> dict[str, Any]:
-        cfg = self.config
-        reference = {"file": self.reference.name, "sha256": self.reference.sha256, "fit": cfg.fit, "aligned": cfg.align}
-        return run_metadata(cfg, self.clip.spec, "image", reference=reference, parameterization=cfg.parameterization)
+        return reference_metadata(self.config, self.clip.spec, self.reference)
 
     def save_result(self, path: Path) -> None:
         domain = self.param.to_domain_file(self.G, self.metadata())
