@@ -45,7 +45,7 @@ def show_value(value: Any) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items())
     if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value)
+        return ",".join(str(v) for v in value) or "none"
     if isinstance(value, bool) or value is None:
         return str(value).lower()
     return str(value) or "''"

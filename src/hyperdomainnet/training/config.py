@@ -81,7 +81,8 @@ class TrainConfig(BaseModel):
     tensorboard: bool = Field(False, description="also log to TensorBoard")
     wandb: bool = Field(False, description="also log to Weights & Biases")
     low_memory: bool = Field(False, description="recompute the adapted generator's blocks in the backward pass "
-                             "(text adaptation also halves its micro-batch when a step runs out of device memory)")
+                             "(text adaptation and runs of several --image also halve their micro-batch when a "
+                             "step runs out of device memory)")
     channels_last: bool | None = Field(None, description="channels-last activations (default: on CUDA and the CPU)")
     compile: bool = Field(False, description="torch.compile the synthesis network")
     quirks: Literal["corrected", "official"] = Field("corrected", description="official: reproduce the released "
@@ -115,6 +116,12 @@ def read_targets_file(path: str | Path) -> list[str]:
     if not targets:
         raise ConfigError(f"--targets file {path} lists no targets; write one 'Target' or 'Target - Source' per line")
     return targets
+
+
+def absolute_path(value: str) -> str:
+    """A path as stored in a run's config: absolute (``~`` expanded), so that the run resumes from
+    any working directory; a blank value stays as it is."""
+    return str(Path(value).expanduser().absolute()) if value.strip() else value
 
 
 class TextAdaptConfig(TrainConfig):
@@ -189,7 +196,10 @@ class ImageAdaptConfig(TrainConfig):
     terms, II2S inversion of the reference with 1000 steps and λ_p = 1e-3.
     """
 
-    image: str = Field("", description="path of the reference image (PNG, JPEG, WebP, …)")
+    image: str = Field("", description="path of the reference image", json_schema_extra={"cli": False})
+    images: list[str] = Field(default_factory=list, json_schema_extra={"option": "--image"},
+                              description="path of the reference image (PNG, JPEG, WebP, …); repeat to train "
+                              "one domain per image in one run")
     steps: int = Field(101, gt=0, description="optimisation steps")
     lr: float = Field(0.01, gt=0, description="Adam learning rate")
     losses: dict[str, float] = Field(default_factory=lambda: dict(IM2IM_SINGLE_LOSSES),
@@ -210,16 +220,43 @@ class ImageAdaptConfig(TrainConfig):
     pnorm_samples: int | None = Field(None, ge=2, description="mapped latents for the P-norm statistics "
                                       "(default: the inversion's)")
 
+    def reference_images(self) -> list[str]:
+        """The reference image of every target: ``images``, or the single ``image``."""
+        return list(self.images) or [self.image]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_images(cls, data: Any) -> Any:
+        """One --image is a single-target run (``image``); with several, the preset's or config
+        file's single ``image`` is dropped."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        images = list(data.get("images") or [])
+        if len(images) == 1:
+            data["image"], images = images[0], []
+        elif images:
+            data["image"] = ""
+        data["images"] = images
+        return data
+
     @field_validator("image")
     @classmethod
     def _absolute(cls, value: str) -> str:
         """Stored absolute, so that a run resumes from any working directory."""
-        return str(Path(value).expanduser().absolute()) if value.strip() else value
+        return absolute_path(value)
+
+    @field_validator("images")
+    @classmethod
+    def _all_absolute(cls, value: list[str]) -> list[str]:
+        return [absolute_path(v) for v in value]
 
     @model_validator(mode="after")
     def _check_image_and_losses(self) -> ImageAdaptConfig:
-        if not self.image.strip():
+        if not any(path.strip() for path in self.reference_images()):
             raise ValueError("no reference image; give --image ref.png")
+        if not all(path.strip() for path in self.reference_images()):
+            raise ValueError("an --image is empty; give the path of each reference image")
         check_losses(self.losses, IMAGE_LOSSES, self.batch)
         return self
 
