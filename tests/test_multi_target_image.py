@@ -169,12 +169,18 @@ def test_cli_two_images_and_resume(tmp_path: Path, images: list[Path], capsys: p
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
-@pytest.mark.parametrize("case,message", [("missing", "does not exist"), ("official", "--quirks corrected")])
+@pytest.mark.parametrize("case,message", [("missing", "does not exist"), ("empty", "0 bytes"),
+                                          ("corrupt", "not an image format"), ("official", "--quirks corrected")])
 def test_cli_refusals_are_one_line(tmp_path: Path, images: list[Path], capsys: pytest.CaptureFixture[str],
                                    case: str, message: str) -> None:
-    """Refused before any inversion or model loading: a missing second image, the official quirks."""
-    extra = ["--image", str(tmp_path / "missing.png")] if case == "missing" else ["--preset", "im2im_single",
-                                                                                   "--image", str(images[1])]
+    """Refused before any inversion or model loading (the default generator is not at hand): a
+    second image missing, empty or unreadable; the official quirks of the im2im_single preset."""
+    second = tmp_path / "second.png"
+    if case == "empty":
+        second.write_bytes(b"")
+    elif case == "corrupt":
+        second.write_bytes(b"not an image at all")
+    extra = ["--preset", "im2im_single", "--image", str(images[1])] if case == "official" else ["--image", str(second)]
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "adapt", "image", "--image", str(images[0]), *extra, "--out", str(out),
                            "--no-progress", "--device", "cpu", *FAST_CLI)

@@ -18,6 +18,7 @@ holds every reference's sha256 and latent.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,11 @@ class MultiTargetImageTrainer(MultiTargetTrainer):
         """``<slug>/<term>``: target k's image terms (ImageTrainer's) on its rows and its reference."""
         ref_trg = self.reference_renders() if self.wanted(REFERENCE_TERMS) else None
 
-        def values(encoder: ClipEncoder, k: int, a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
-            def encode_ref_trg() -> torch.Tensor:
-                assert ref_trg is not None  # clip_ref is wanted, so it was rendered
-                return encoder.encode_images(ref_trg[k:k + 1])
-
-            return clip_term_values(a, b, *self.reference_embeddings[k][encoder.name], encode_ref_trg, len(self.clip))
+        def values(encoder: ClipEncoder, k: int, a: torch.Tensor,
+                   b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+            r, r_a = self.reference_embeddings[k][encoder.name]
+            # clip_ref, the only term calling it, is one of the REFERENCE_TERMS: ref_trg is rendered.
+            return clip_term_values(a, b, r, r_a, lambda: encoder.encode_images(ref_trg[k:k + 1]), len(self.clip))
 
         terms = self.per_target_clip_terms(src, trg, self.wanted(CLIP_TERMS), values)
         if ref_trg is not None:
