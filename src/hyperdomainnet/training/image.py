@@ -66,6 +66,8 @@ class ImageTrainer:
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
         self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
         self.clip = training_clip(config, clip, self.device)
+        if clip is None:  # a CLIP of its own: image losses never encode text
+            self.clip.release_text_towers()
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "domain.safetensors"

@@ -106,6 +106,8 @@ class MultiTargetTextTrainer:
         self.text = {enc.name: [(enc.template_embeddings(t)[None].to(enc.device),
                                  enc.template_embeddings(s)[None].to(enc.device)) for t, s in self.pairs]
                      for enc, _ in self.clip}
+        if clip is None:  # a CLIP of its own: from here on only the prompts' embeddings are used
+            self.clip.release_text_towers()
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
                                         self.device)
         self.micro_batch = AdaptiveMicroBatch(len(self.pairs) * config.batch, config.micro_batch,

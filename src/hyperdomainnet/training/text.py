@@ -57,6 +57,8 @@ class TextTrainer:
         self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(enc.device),
                                 enc.template_embeddings(config.source)[None].to(enc.device))
                      for enc, _ in self.clip}
+        if clip is None:  # a CLIP of its own: from here on only the prompts' embeddings are used
+            self.clip.release_text_towers()
         self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
                                         self.device)
         self.micro_batch = AdaptiveMicroBatch(config.batch, config.micro_batch, adaptive=config.low_memory)
