@@ -75,3 +75,16 @@ def test_train_step_benchmark():
                             capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
     assert result.returncode == 0, result.stderr
     assert "failed" not in result.stdout and "img/s" in result.stdout
+
+
+def test_train_step_targets_rows_use_micro_batches_only_where_asked(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import train_step
+
+    rows = [c for c in train_step.cases([256], ["B/32"], "cpu", [1, 4, 16], batch=4, micro_batch=16)
+            if c.kind == "targets"]
+    assert [c.label for c in rows] == ["K=1", "K=4", "K=16 mb 16"]
+    assert [c.changes.get("micro_batch") for c in rows] == [None, None, 16]
+    assert [len(c.changes.get("targets", [])) for c in rows] == [0, 4, 16]
+    plain = [c for c in train_step.cases([256], ["B/32"], "cpu", [16]) if c.kind == "targets"]
+    assert plain[0].label == "K=16" and "micro_batch" not in plain[0].changes
