@@ -31,7 +31,7 @@ StyleGAN2, open_clip ViTs) do the same work as trained ones.
     python benchmarks/train_step.py                  # CPU: 256 and 1024 px, ViT-B/32 and ViT-B/32+ViT-B/16
     python benchmarks/train_step.py --device cuda    # one GPU: the same table
     python benchmarks/train_step.py --sizes 256 --clips B/32 --repeats 2   # a quick look
-    python benchmarks/train_step.py --sizes 256 --clips B/32 --kinds targets --targets 1 4 16 --repeats 2
+    python benchmarks/train_step.py --sizes 256 --clips B/32 --kinds targets --targets 1 4 16 --micro-batch 16 --repeats 2
 """
 from __future__ import annotations
 
@@ -354,10 +354,22 @@ def machine(device: str, threads: int) -> str:
             f"native bf16 on {device}: {native_bf16(torch.device(device))}; device {device}")
 
 
-def cases(sizes: list[int], clips: list[str], device: str, targets: list[int] = (1, 4, 16)) -> list[Case]:
-    out: list[Case] = [Case("targets", sizes[0], clips[0], "fast", f"K={k}",
-                            {"precision": "auto", **({"targets": [f"style number {i}" for i in range(k)]} if k > 1 else {})})
-                       for k in targets]
+def target_case(k: int, size: int, clip: str, batch: int, micro_batch: int | None) -> Case:
+    """A ``targets`` row: K prompts in one run (K = 1: the single-target trainer); rows of more
+    than ``micro_batch`` images render in micro-batches of that many (label ``K=16 mb 16``)."""
+    changes: dict[str, Any] = {"precision": "auto"}
+    if k > 1:
+        changes["targets"] = [f"style number {i}" for i in range(k)]
+    label = f"K={k}"
+    if micro_batch and k * batch > micro_batch:
+        changes["micro_batch"] = micro_batch
+        label += f" mb {micro_batch}"
+    return Case("targets", size, clip, "fast", label, changes)
+
+
+def cases(sizes: list[int], clips: list[str], device: str, targets: list[int] = (1, 4, 16), batch: int = 4,
+          micro_batch: int | None = None) -> list[Case]:
+    out = [target_case(k, sizes[0], clips[0], batch, micro_batch) for k in targets]
     for size in sizes:
         for clip in clips:
             out += [Case("step", size, clip, "reference", "reference"), Case("step", size, clip, "fast", "fast")]
@@ -387,6 +399,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case, after one warm-up")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (model set-up on CUDA)")
     parser.add_argument("--targets", type=int, nargs="+", default=[1, 4, 16], help="K of the targets rows")
+    parser.add_argument("--micro-batch", type=int, default=None, metavar="N",
+                        help="targets rows: render more than N images in micro-batches of N (for K = 16 on a small machine)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="targets rows: also print the N operators taking most time in one profiled step")
     parser.add_argument("--kinds", nargs="+", choices=["step", "targets", "hypernet", "render"],
@@ -406,7 +420,7 @@ def main() -> None:
     print("-" * len(header))
     reference: dict[tuple[str, int, str], tuple[float, int]] = {}
     single: float | None = None
-    for case in cases(args.sizes, args.clips, args.device, args.targets):
+    for case in cases(args.sizes, args.clips, args.device, args.targets, args.batch, args.micro_batch):
         if (args.kinds and case.kind not in args.kinds) or (args.labels and case.label not in args.labels):
             continue
         times, peak, total, error, extra = measure(case, args.batch, args.device, args.repeats, threads, args.profile)

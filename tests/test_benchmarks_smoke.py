@@ -25,7 +25,8 @@ def run_script(name: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
 
 def test_every_benchmark_script_is_covered():
     assert {p.name for p in BENCHMARKS.glob("*.py")} == {"generator.py", "agreement.py", "memory_cap.py",
-                                                         "train_step.py", "encoder_inversion.py"}
+                                                         "train_step.py", "encoder_inversion.py",
+                                                         "peak_memory.py"}
 
 
 def test_encoder_inversion_benchmark(monkeypatch, capsys):
@@ -75,3 +76,26 @@ def test_train_step_benchmark():
                             capture_output=True, text=True, timeout=300, cwd=BENCHMARKS)
     assert result.returncode == 0, result.stderr
     assert "failed" not in result.stdout and "img/s" in result.stdout
+
+
+def test_train_step_targets_rows_use_micro_batches_only_where_asked(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import train_step
+
+    rows = [c for c in train_step.cases([256], ["B/32"], "cpu", [1, 4, 16], batch=4, micro_batch=16)
+            if c.kind == "targets"]
+    assert [c.label for c in rows] == ["K=1", "K=4", "K=16 mb 16"]
+    assert [c.changes.get("micro_batch") for c in rows] == [None, None, 16]
+    assert [len(c.changes.get("targets", [])) for c in rows] == [0, 4, 16]
+    plain = [c for c in train_step.cases([256], ["B/32"], "cpu", [16]) if c.kind == "targets"]
+    assert plain[0].label == "K=16" and "micro_batch" not in plain[0].changes
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_peak_memory_benchmark(monkeypatch, capsys, keep):
+    args = ["--generator", "random:32:channel_max=16:n_mlp=2", "--clip", "random:tiny", "--batch", "2",
+            "--steps", "1", "--threads", "1"] + (["--keep-text-towers"] if keep else [])
+    assert run_script("peak_memory.py", *args, monkeypatch=monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert ("text towers freed" in out) != keep and ("kept whole" in out) == keep
+    assert "training step 1" in out and float(out.split("process peak: ")[1].split()[0]) > 0

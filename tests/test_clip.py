@@ -172,3 +172,48 @@ def test_ensemble_from_spec() -> None:
     assert weight == 0.5 and ensemble["random:tiny"] is encoder
     assert ensemble.spec == "random:tiny:0.5"
     assert parse_ensemble_spec(ensemble.spec) == [("random:tiny", 0.5)]
+
+
+def test_released_text_tower_frees_its_weights_and_keeps_cached_prompts() -> None:
+    encoder = load_clip("random:tiny")
+    cached = encoder.template_embeddings("Sketch").clone()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    before_image = encoder.encode_images(image)
+    params = sum(p.numel() for p in encoder.model.parameters())
+    encoder.release_text_tower()
+    text_params = params - sum(p.numel() for p in encoder.model.parameters())
+    assert text_params >= 49408 * 64  # at least the token embedding table is gone
+    assert not encoder.has_text_tower and encoder.model.transformer is None
+    assert torch.equal(encoder.template_embeddings("Sketch"), cached)
+    assert torch.equal(encoder.encode_images(image), before_image)
+    with pytest.raises(RuntimeError, match="text tower was released"):
+        encoder.template_embeddings("Zombie")
+
+
+def test_trainers_release_only_a_clip_they_loaded_themselves() -> None:
+    from hyperdomainnet import load_generator
+    from hyperdomainnet.training.config import TextAdaptConfig
+    from hyperdomainnet.training.text import TextTrainer
+
+    cfg = TextAdaptConfig(generator="random:32:channel_max=16:n_mlp=2", clip="random:tiny", target="Sketch",
+                          batch=2, steps=1, device="cpu", grid_samples=2)
+    shared = ClipEnsemble.from_spec("random:tiny")
+    TextTrainer(cfg, G=load_generator(cfg.generator), clip=shared)
+    assert all(encoder.has_text_tower for encoder, _ in shared)
+    own = TextTrainer(cfg, G=load_generator(cfg.generator))
+    assert not any(encoder.has_text_tower for encoder, _ in own.clip)
+    own.train_step(0)  # the step needs only the prompts' cached embeddings
+
+
+def test_training_clip_frees_text_towers_only_of_its_own_ensemble_when_given_the_prompts() -> None:
+    from hyperdomainnet.training.config import TextAdaptConfig
+    from hyperdomainnet.training.steps import training_clip
+
+    cfg = TextAdaptConfig(generator="random:32:channel_max=16:n_mlp=2", clip="random:tiny", target="Sketch", device="cpu")
+    own = training_clip(cfg, None, torch.device("cpu"), prompts=())  # image runs
+    assert not any(encoder.has_text_tower for encoder, _ in own)
+    kept = training_clip(cfg, None, torch.device("cpu"))  # prompts=None: the hypernetwork trainers keep them
+    assert all(encoder.has_text_tower for encoder, _ in kept)
+    shared = ClipEnsemble.from_spec("random:tiny")
+    training_clip(cfg, shared, torch.device("cpu"), prompts=("Sketch",))
+    assert all(encoder.has_text_tower for encoder, _ in shared) and "Sketch" in shared[shared.names[0]]._template_cache

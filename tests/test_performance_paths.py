@@ -240,7 +240,8 @@ def test_bf16_autocast_close_to_fp32_reference(tiny_G: Generator) -> None:
     fp32_img, _ = domain_grad(tiny_G, ws, noise)
     assert not torch.allclose(img, fp32_img, atol=1e-4)  # the convolutions did run in bf16
     assert (img.float() - ref_img).abs().max() < 0.05 * ref_img.abs().max()
-    assert F.cosine_similarity(grad.flatten(), ref_grad.flatten(), dim=0) > 0.98
+    # The generator's own rounding: the δ gradient of a smooth loss keeps cosine ≥ 0.999 (≈ 0.99994 here).
+    assert F.cosine_similarity(grad.flatten(), ref_grad.flatten(), dim=0) >= 0.999
 
 
 # ----- fp16 loss scaling ----------------------------------------------------------------------

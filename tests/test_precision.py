@@ -66,8 +66,9 @@ def test_bf16_gradients_and_images_stay_close_to_fp32(clip: ClipEnsemble) -> Non
         with torch.no_grad(), autocast(CPU, precision):
             images.append(t.param.synthesize(t.G, ws).float())
     cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
-    # bf16 keeps 8 mantissa bits; on this tiny random model (G and CLIP each in bf16 alone: ≈ 0.995)
-    # the cosine is ≈ 0.99, short of the 0.999 wanted at real sizes.
+    # The generator's backward alone keeps cosine ≥ 0.999 (test_performance_paths); here the bf16
+    # image (≈ 1.5% of its range off) also moves ∂loss/∂image, and the direction loss amplifies that
+    # where b − a is small: ≈ 0.987 at this δ, ≈ 0.997 at δ 2.5 times as far from 0 (indomain alone: ≈ 0.9995).
     assert grads[0].abs().max() > 0 and cosine >= 0.98, float(cosine)
     assert not torch.equal(images[0], images[1])  # bf16 really ran
     assert (images[0] - images[1]).abs().mean() < 0.01 and (images[0] - images[1]).abs().max() < 0.1

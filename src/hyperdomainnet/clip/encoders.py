@@ -41,6 +41,9 @@ TINY_CONFIG: dict = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 DEFAULT_ENSEMBLE_SPEC = "ViT-B/32:1.0,ViT-B/16:1.0"
+# open_clip's text tower: its modules, weights and buffers on the CLIP model (CustomTextCLIP: ``text``).
+TEXT_TOWER = ("transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection", "attn_mask",
+              "text")
 _RANDOM_SEED = 0
 
 Device = str | torch.device
@@ -70,6 +73,7 @@ class ClipEncoder:
         self.mean: tuple[float, ...] = tuple(cfg.get("mean", OPENAI_MEAN))
         self.std: tuple[float, ...] = tuple(cfg.get("std", OPENAI_STD))
         self._template_cache: dict[str, torch.Tensor] = {}
+        self._text_released = False
 
     @property
     def device(self) -> torch.device:
@@ -116,9 +120,25 @@ class ClipEncoder:
         features = self.model.encode_image(self.preprocess(images).to(self.dtype)).float()
         return F.normalize(features, dim=-1) if normalize else features
 
+    @property
+    def has_text_tower(self) -> bool:
+        return not self._text_released
+
+    def release_text_tower(self) -> None:
+        """Free the text tower's weights (63 M of ViT-B's 150 M parameters) once every prompt a run
+        needs is encoded: ``template_embeddings`` still answers from its cache, ``encode_text`` of
+        anything else raises."""
+        for name in TEXT_TOWER:
+            if getattr(self.model, name, None) is not None:
+                setattr(self.model, name, None)
+        self._text_released = True
+
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """N prompts → (N,E) text embeddings, no gradient; L2-normalised unless ``normalize=False``."""
+        if self._text_released:
+            raise RuntimeError(f"CLIP {self.name}'s text tower was released after the run's prompts were "
+                               "encoded; load the encoder again to encode other prompts")
         tokens = self.tokenizer(list(texts)).to(self.device)
         features = self.model.encode_text(tokens).float()
         return F.normalize(features, dim=-1) if normalize else features
@@ -379,6 +399,11 @@ class ClipEnsemble:
         for encoder, _ in self.members:
             encoder.set_precision(precision)
         return self
+
+    def release_text_towers(self) -> None:
+        """Every encoder's ``ClipEncoder.release_text_tower``."""
+        for encoder, _ in self.members:
+            encoder.release_text_tower()
 
     def __getitem__(self, name: str) -> ClipEncoder:
         for encoder, _ in self.members:

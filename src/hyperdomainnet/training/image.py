@@ -109,7 +109,7 @@ class ImageTrainer:
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
         self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
-        self.clip = training_clip(config, clip, self.device)
+        self.clip = training_clip(config, clip, self.device, prompts=())
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
         self.result_name = "domain.safetensors"

@@ -16,7 +16,7 @@ metadata of the equivalent single-target run.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,14 @@ class MultiTargetTrainer:
 
     def __init__(self, config: TrainConfig, slugs: list[str], G: Generator | None, clip: ClipEnsemble | None,
                  parameterization: str, placement: str, clip_device: str | None = None,
-                 micro_batch: int | None = None) -> None:
+                 micro_batch: int | None = None, prompts: Sequence[str] = ()) -> None:
         if config.quirks == "official":
             raise ConfigError("several targets share one source render per step, which the official quirks (a "
                               "crossover and noise per generator call) do not allow; add --quirks corrected")
         self.config, self.slugs = config, slugs
         self.device = resolve_device(config.device)
         self.G = training_generator(config, G, self.device)
-        self.clip = training_clip(config, clip, resolve_device(clip_device) if clip_device else self.device)
+        self.clip = training_clip(config, clip, resolve_device(clip_device) if clip_device else self.device, prompts)
         options = {"placement": placement} if parameterization == DomainVector.name else {}
         # Style offsets and δ before demodulation recompute d(s) from the trained vector.
         self.own_demod = parameterization == StyleOffset.name or options.get("placement") == "before_demod"
@@ -247,7 +247,8 @@ class MultiTargetTextTrainer(MultiTargetTrainer):
                               "train it with one --target per run")
         self.pairs = config.prompt_pairs()
         super().__init__(config, target_slugs([t for t, _ in self.pairs]), G, clip, config.parameterization,
-                         config.placement, config.clip_device, config.micro_batch)
+                         config.placement, config.clip_device, config.micro_batch,
+                         prompts=[prompt for pair in self.pairs for prompt in pair])
         self.text = {enc.name: [(enc.template_embeddings(t)[None].to(enc.device),
                                  enc.template_embeddings(s)[None].to(enc.device)) for t, s in self.pairs]
                      for enc, _ in self.clip}

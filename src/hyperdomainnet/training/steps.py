@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -57,11 +57,24 @@ def training_generator(config: TrainConfig, G: Generator | None, device: torch.d
     return prepare_generator(G, device, config.channels_last, config.compile, config.low_memory)
 
 
-def training_clip(config: TrainConfig, clip: ClipEnsemble | None, device: torch.device) -> ClipEnsemble:
+def training_clip(config: TrainConfig, clip: ClipEnsemble | None, device: torch.device,
+                  prompts: Sequence[str] | None = None) -> ClipEnsemble:
     """The loss's CLIP ensemble: ``clip`` or ``config.clip`` built on ``device``, with the fast
-    attention path and the weights' precision of ``config.clip_precision``."""
-    ensemble = clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=device)
-    return prepare_clip(ensemble).set_precision(config.clip_precision)
+    attention path and the weights' precision of ``config.clip_precision``.
+
+    ``prompts``: a run whose losses need only these prompts' template embeddings (none for image
+    runs) gets them encoded now and, when the ensemble is loaded here, its text towers freed
+    (``ClipEncoder.release_text_tower``); a caller's ensemble stays whole. ``None``: keep them.
+    """
+    ensemble = prepare_clip(clip if clip is not None else ClipEnsemble.from_spec(config.clip, device=device))
+    ensemble.set_precision(config.clip_precision)
+    if prompts is not None:
+        for encoder, _ in ensemble:
+            for prompt in prompts:
+                encoder.template_embeddings(prompt)
+        if clip is None:
+            ensemble.release_text_towers()
+    return ensemble
 
 
 def optimisation(params: Iterable[torch.nn.Parameter], config: TrainConfig, device: torch.device,

@@ -44,7 +44,7 @@ class TextTrainer:
         self.device = resolve_device(config.device)
         clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
         self.G = training_generator(config, G, self.device)
-        self.clip = training_clip(config, clip, clip_device)
+        self.clip = training_clip(config, clip, clip_device, prompts=(config.target, config.source))
         options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         if config.phase is not None:
             options["phase"] = config.phase
