@@ -170,6 +170,21 @@ def test_render_shows_source_and_domain_at_strength(studio: Studio, G: torch.nn.
     assert nothing is None and "no domain" in caption
 
 
+def test_render_precision_is_resolved_once_and_used(files: dict[str, Path], G: torch.nn.Module) -> None:
+    def studio_in(precision: str) -> Studio:
+        return Studio([SPEC], domain_files([files["runs"]]), hypernet_files([]), include_zoo=False, precision=precision)
+
+    assert studio_in("auto").precision == "fp32"  # no native bf16 here (the tests' autouse fixture)
+    bf16 = studio_in("bf16")
+    source, adapted, _ = bf16.render(SPEC, SOURCES[0], "runs/cat/domain.safetensors", None, None, seed=5,
+                                     truncation=0.6, alpha=1)
+    expected = _expected(G, 5, 0.6)
+    assert not np.array_equal(_pixels(source), _pixels(expected))  # the render really ran in bf16
+    assert np.abs(_pixels(source) - _pixels(expected)).mean() < 3
+    with pytest.raises(HDNError, match="--precision 'fp64'"):
+        studio_in("fp64")
+
+
 def test_render_style_mixing_splices_w_plus(studio: Studio, G: torch.nn.Module) -> None:
     source, _, caption = studio.render(SPEC, SOURCES[0], None, None, None, seed=2, truncation=1.0, alpha=1,
                                        mix_seed=9, crossover=3)

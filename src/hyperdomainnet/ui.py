@@ -57,6 +57,7 @@ from .images import to_pil
 from .render import hypernet_rows, seed_latents
 from .stylegan2.generator import Generator
 from .loaders import load_generator
+from .training.runtime import autocast, resolve_precision
 
 if TYPE_CHECKING:
     from .encoders import ReStyleEncoder
@@ -193,8 +194,10 @@ class Studio:
     domain and hypernetwork allowlists, caches, and :meth:`render` (the callback the UI calls)."""
 
     def __init__(self, generators: Sequence[str], domains: Allowlist, hypernets: Allowlist,
-                 device: torch.device | str = "cpu", include_zoo: bool = True, encoders: Sequence[str] = ()) -> None:
+                 device: torch.device | str = "cpu", include_zoo: bool = True, encoders: Sequence[str] = (),
+                 precision: str = "auto") -> None:
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)  # of every encoder pass and render
         self.generators = self._generator_specs(generators, include_zoo)
         self.encoders = self._zoo_specs(encoders, include_zoo, "encoder")
         if not self.generators:
@@ -260,7 +263,7 @@ class Studio:
             warnings.simplefilter("always")
             path = Path(folder, "photo.png")
             path.write_bytes(png)
-            inverted = encode_photos(encoder, [path], iterations, progress=False)[0]
+            inverted = encode_photos(encoder, [path], iterations, progress=False, precision=self.precision)[0]
         notes = [alignment_notice(None)] + [str(w.message) for w in caught]
         return inverted, tuple(dict.fromkeys(n for n in notes if n))
 
@@ -317,14 +320,16 @@ class Studio:
         cut = _integer(crossover, "crossover", G.n_latent - 1)
         chosen = self.domain(source, domain, hypernet, prompt)
         ws = self.latents(G, seed_, psi, mix_, cut)
-        source_image = to_pil(G.synthesis(ws, noise_mode="const"))
+        with autocast(self.device, self.precision):
+            source_image = to_pil(G.synthesis(ws, noise_mode="const"))
         mixing = f" mixed with seed {mix_} from W+ {cut}" if cut else ""
         caption = f"{generator} · seed {seed_}{mixing} · ψ {psi:g}"
         if chosen is None:
             return source_image, None, caption + " · no domain chosen"
         label, domain_file = chosen
-        adapted = Parameterization.from_domain_file(domain_file, G).synthesize(G, ws, scale=scale,
-                                                                               noise_mode="const")
+        with autocast(self.device, self.precision):
+            adapted = Parameterization.from_domain_file(domain_file, G).synthesize(G, ws, scale=scale,
+                                                                                   noise_mode="const")
         return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}"
 
     @torch.no_grad()
@@ -349,7 +354,8 @@ class Studio:
         if chosen is None:
             return to_pil(inverted.reconstruction), None, caption + " · no domain chosen"
         label, domain_file = chosen
-        result = stylize_inverted(E.generator, domain_file, [inverted], mix=False, scale=scale)[0]
+        result = stylize_inverted(E.generator, domain_file, [inverted], mix=False, scale=scale,
+                                  precision=self.precision)[0]
         return to_pil(inverted.reconstruction), to_pil(result.adapted), f"{caption} · {label} at α {scale:g}"
 
     def crossover_limit(self, generator: str) -> int:

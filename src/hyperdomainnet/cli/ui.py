@@ -29,6 +29,8 @@ def ui(
     encoder: Optional[list[str]] = typer.Option(None, "--encoder", help="ReStyle encoder for the \"your photo\" "
                                                 "tab: zoo name or file; repeatable (downloaded ones are listed too)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    precision: str = typer.Option("auto", help="Renders and encoder passes: auto (bf16 where the device computes it "
+                                  "natively: AMX CPUs, CUDA capability >= 8.0; else fp32) | fp32 | bf16 | fp16."),
 ) -> None:
     """Web app: pick a generator and a domain file or hypernetwork prompt, move seed, truncation,
     strength and style-mixing sliders, and see source and adapted renders side by side; or upload
@@ -41,12 +43,13 @@ def ui(
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be in 1…65535, got {port}")
     studio = Studio(generator or [], domain_files(domain or []), hypernet_files(hypernet or []),
-                    resolve_device(device), encoders=encoder or [])
+                    resolve_device(device), encoders=encoder or [], precision=precision)
     demo, url = serve(studio, host, port)
     if host not in LOOPBACK:
         typer.echo(f"warning: bound to {host}: anyone who can reach this address can use the app", err=True)
     typer.echo(f"hdn ui: serving on {url} ({len(studio.domains.labels)} domain files, "
-               f"{len(studio.hypernets.labels)} hypernetworks, {len(studio.encoders)} encoders); Ctrl-C to stop")
+               f"{len(studio.hypernets.labels)} hypernetworks, {len(studio.encoders)} encoders; "
+               f"precision {studio.precision}); Ctrl-C to stop")
     try:
         demo.block_thread()
     finally:

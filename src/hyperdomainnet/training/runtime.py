@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip import ClipEnsemble
-from ..errors import DeviceError
+from ..errors import ConfigError, DeviceError
 from ..stylegan2.generator import Generator
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -51,7 +51,10 @@ def _cpu_flags() -> str:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 autocast where ``device`` computes it natively (``native_bf16``), else fp32."""
+    """``auto`` → bf16 autocast where ``device`` computes it natively (``native_bf16``), else fp32;
+    any other of ``PRECISIONS`` as it is (anything else: ``ConfigError``)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
