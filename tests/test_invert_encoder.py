@@ -88,6 +88,31 @@ def test_invert_refine_continues_from_the_encoder_code(tmp_path: Path, capsys, e
     assert (refined - plain).abs().max() < 0.1  # two Adam steps of lr 0.01 from the encoder's code
 
 
+def test_refine_reports_each_photos_own_losses(tmp_path: Path, capsys, encoder_file: Path) -> None:
+    """With several photos per batch, each photo's final II2S losses are its own (as if refined
+    alone), recorded in its latent file and printed on its line; ``stylize`` prints them too."""
+    photos = [write_photo(tmp_path / f"p{i}.png", i, (64, 64)) for i in range(2)]
+    refine = ["--encoder", str(encoder_file), "--refine", "2", "--iterations", "2", "--no-align", *II2S_FAST, *CPU]
+    code, stdout, err = run_cli(capsys, "invert", *map(str, photos), "--batch-size", "2", "--out",
+                                str(tmp_path / "both"), *refine)
+    assert code == 0, err
+    both = [Latent.load(tmp_path / "both" / f"p{i}-latent.safetensors").losses for i in range(2)]
+    for i, photo in enumerate(photos):
+        code, _, err = run_cli(capsys, "invert", str(photo), "--out", str(tmp_path / f"alone{i}"), *refine)
+        assert code == 0, err
+        alone = Latent.load(tmp_path / f"alone{i}" / f"p{i}-latent.safetensors").losses
+        assert set(both[i]) == {"total", "mse", "lpips", "p_norm"}
+        assert both[i] == pytest.approx(alone, rel=1e-3)
+        assert f"p{i}-latent.safetensors (total {both[i]['total']:.4g}, mse " in stdout
+    assert both[0]["total"] != pytest.approx(both[1]["total"], rel=1e-3)
+    hyper = write_hypernet(tmp_path / "h.safetensors", load_encoder(encoder_file).generator)
+    code, stdout, err = run_cli(capsys, "stylize", *map(str, photos), "--text", "a pixar character", "--hypernet",
+                                str(hyper), "--batch-size", "2", "--out", str(tmp_path / "s"), *refine)
+    assert code == 0, err
+    for i in range(2):
+        assert f"p{i}.png: final II2S losses (total {both[i]['total']:.4g}, " in stdout
+
+
 def test_stylize_text_through_the_hypernetwork(tmp_path: Path, capsys, encoder_file: Path) -> None:
     E = load_encoder(encoder_file)
     hyper = write_hypernet(tmp_path / "h.safetensors", E.generator)

@@ -167,8 +167,7 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
             with torch.enable_grad():
                 result = _refine(G, full, ws, refine, progress)
             ws = result.latent
-            if len(chunk) == 1 and result.losses:  # II2S reports sums over the batch
-                losses = [result.losses[-1]]
+            losses = result.image_losses or losses   # each photo's own losses at the last step
         with autocast(device, precision):
             reconstruction = G.synthesis(ws, noise_mode="const").float()
         for i, path in enumerate(chunk):
