@@ -118,13 +118,15 @@ def main() -> None:
     def encode_batch() -> object:
         return encode_photos(E, photos, args.iterations, align=False, batch_size=args.batch, progress=False)
 
-    def stylize_one() -> None:  # as `hdn stylize --text`: the reconstruction is rendered with the stylised image
+    def stylize_one() -> torch.Tensor:  # as `hdn stylize --text`: the reconstruction is rendered with the stylised image
         inverted = encode_photos(E, photos[:1], args.iterations, align=False, progress=False, reconstruct=False)
         delta = hyper.domain_vectors(prompt_embeddings(clip, [PROMPT]))[0]
         domain = Domain(delta.cpu(), "domain_vector", list(G.domain_layout), {"name": "random"})
         result = stylize_inverted(G, domain, inverted)[0]
-        save_grid(result.strip(), folder / "stylized.png", nrow=3)
+        strip = result.strip()
+        save_grid(strip, folder / "stylized.png", nrow=3)
         shutil.copyfile(folder / "stylized.png", folder / "grid.png")
+        return strip
 
     encode_one()  # warm-up
     enc = statistics.median(timed(encode_one, args.repeats, device))
@@ -151,7 +153,7 @@ def main() -> None:
     parts(E, G, stylize_one, folder, args.repeats, device)
 
 
-def parts(E: object, G: object, stylize_one: Callable[[], None], folder: Path, repeats: int,
+def parts(E: object, G: object, stylize_one: Callable[[], torch.Tensor], folder: Path, repeats: int,
           device: torch.device) -> None:
     """Time and count the pieces of one stylised photo (medians of interleaved calls)."""
     from hyperdomainnet.images import save_grid
@@ -161,7 +163,7 @@ def parts(E: object, G: object, stylize_one: Callable[[], None], folder: Path, r
     delta = torch.randn(1, G.domain_size, device=device) * 0.1
     pair = torch.cat([ws, ws])
     inference = E.inference_net()
-    strip = torch.rand(3, 3, G.size, G.size) * 2 - 1
+    strip = stylize_one()   # photo | reconstruction | stylised, as written
     calls = {"encoder pass (inference network)": lambda: inference(x),
              "encoder pass (module network)": lambda: E.net(x),
              "render, 1 image": lambda: G.synthesis(ws),
