@@ -15,7 +15,7 @@
   and the equalised linear layers as matrix products. Weights are read in place: no per-call reorder of
   the heads' ~700 MB of weights into a convolution layout, no copy of them.
 
-Folded weights are copies (the backbone's convs: ~120 MB for IR-SE50); everything else is a
+Folded weights are copies (the backbone's convs: 62 MiB for IR-SE50); everything else is a
 view of ``net``'s tensors, so build a new ``InferenceNet`` after changing ``net``'s weights
 (``ReStyleEncoder`` does this by itself).
 """
