@@ -10,7 +10,10 @@ ViT-B/32 CLIP text tower), so the figures are the real ones without downloading 
   stylised render + writing the strip, the models being loaded already (``hdn stylize --text``
   after start-up);
 * II2S: ``inversion.invert`` steps (generator forward/backward at full size, LPIPS-VGG at 256,
-  P-norm), ``--ii2s-steps`` of them timed and scaled to 1,000 steps (printed as such when fewer).
+  P-norm), ``--ii2s-steps`` of them timed and scaled to 1,000 steps (printed as such when fewer);
+* where the stylize time goes: one encoder pass (the inference network and, interleaved, the
+  module network it replaces), one render, the recon + stylised pair as one batch of 2, the PNG
+  strip; FLOPs as torch's FlopCounterMode counts them, against this device's fp32 matmul rate.
 
     python benchmarks/encoder_inversion.py                       # 1024 px, CPU, II2S 1000 steps
     python benchmarks/encoder_inversion.py --ii2s-steps 5        # time 5 II2S steps, extrapolate
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from train_step import machine
+from train_step import counted_flops, machine, matmul_rate
 
 II2S_STEPS = 1000
 PROMPT = "3D render in the style of Pixar"
@@ -114,12 +118,15 @@ def main() -> None:
     def encode_batch() -> object:
         return encode_photos(E, photos, args.iterations, align=False, batch_size=args.batch, progress=False)
 
-    def stylize_one() -> None:
-        inverted = encode_photos(E, photos[:1], args.iterations, align=False, progress=False)
+    def stylize_one() -> torch.Tensor:  # as `hdn stylize --text`: the reconstruction is rendered with the stylised image
+        inverted = encode_photos(E, photos[:1], args.iterations, align=False, progress=False, reconstruct=False)
         delta = hyper.domain_vectors(prompt_embeddings(clip, [PROMPT]))[0]
         domain = Domain(delta.cpu(), "domain_vector", list(G.domain_layout), {"name": "random"})
         result = stylize_inverted(G, domain, inverted)[0]
-        save_grid(result.strip(), folder / "stylized.png", nrow=3)
+        strip = result.strip()
+        save_grid(strip, folder / "stylized.png", nrow=3)
+        shutil.copyfile(folder / "stylized.png", folder / "grid.png")
+        return strip
 
     encode_one()  # warm-up
     enc = statistics.median(timed(encode_one, args.repeats, device))
@@ -143,6 +150,43 @@ def main() -> None:
     print(f"speed-up of the encoder over II2S:           {ii2s / enc:8.0f}×   (goal: ≥ 50×)")
     if not math.isfinite(ii2s / enc):
         raise SystemExit("non-finite timing")
+    parts(E, G, stylize_one, folder, args.repeats, device)
+
+
+def parts(E: object, G: object, stylize_one: Callable[[], torch.Tensor], folder: Path, repeats: int,
+          device: torch.device) -> None:
+    """Time and count the pieces of one stylised photo (medians of interleaved calls)."""
+    from hyperdomainnet.images import save_grid
+
+    x = torch.rand(1, 6, 256, 256, device=device).contiguous(memory_format=torch.channels_last) * 2 - 1
+    ws = E.latent_avg[None]
+    delta = torch.randn(1, G.domain_size, device=device) * 0.1
+    pair = torch.cat([ws, ws])
+    inference = E.inference_net()
+    strip = stylize_one()   # photo | reconstruction | stylised, as written
+    calls = {"encoder pass (inference network)": lambda: inference(x),
+             "encoder pass (module network)": lambda: E.net(x),
+             "render, 1 image": lambda: G.synthesis(ws),
+             "render, recon + stylised as a batch of 2": lambda: G.synthesis(pair, domain=torch.cat([delta * 0, delta])),
+             "PNG strip written": lambda: save_grid(strip, folder / "strip.png", nrow=3)}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.no_grad():
+        for _ in range(max(2, repeats)):
+            for name, fn in calls.items():
+                times[name] += timed(fn, 1, device)
+        flops = {"encoder pass (inference network)": counted_flops(lambda _: inference(x)),
+                 "render, 1 image": counted_flops(lambda _: G.synthesis(ws))}
+    rate = matmul_rate(device, "fp32")
+    print(f"\nwhere the time goes (median of {max(2, repeats)} interleaved calls; fp32 matmul rate "
+          f"{rate / 1e9:.0f} GFLOP/s):")
+    for name, values in times.items():
+        line = f"  {name + ':':44s}{statistics.median(values):7.3f} s"
+        if name in flops:
+            achieved = flops[name] / statistics.median(values)
+            line += f"   {flops[name] / 1e9:6.1f} GFLOP, {achieved / 1e9:4.0f} GFLOP/s = {achieved / rate:.0%} of the matmul rate"
+        print(line)
+    total = counted_flops(lambda _: stylize_one())
+    print(f"  hdn stylize --text counts {total / 1e9:.0f} GFLOP: at the matmul rate ≥ {total / rate:.2f} s")
 
 
 if __name__ == "__main__":

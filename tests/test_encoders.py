@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from conftest import perturb
 from hyperdomainnet.encoders import EncoderArch, ReStyleNet, load_encoder, write_encoder_checkpoint
+from hyperdomainnet.encoders.inference import InferenceNet
 from hyperdomainnet.errors import FileFormatError
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 from hyperdomainnet.loaders import load_generator
@@ -85,6 +86,44 @@ def test_e4e_is_base_code_plus_deltas(tmp_path):
         heads = torch.stack([h(features) for h in net.styles], 1)
     torch.testing.assert_close(out[:, 0], heads[:, 0])
     torch.testing.assert_close(out[:, 1:], heads[:, :1] + heads[:, 1:])
+
+
+@pytest.mark.parametrize("kind", ["psp", "e4e"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_net_is_the_module_network(kind, channels_last):
+    """Folded BatchNorms, view shortcuts, addcmul squeeze-excitation and im2col heads compute the
+    eval-mode module's function (both shortcut kinds: widths 8→8 max-pool, 8→16 conv)."""
+    torch.manual_seed(5)
+    net = randomize(ReStyleNet(EncoderArch(kind, 5, style_dim=24, widths=(8, 8, 16, 16), stem_width=8))).eval()
+    with torch.no_grad():
+        for head in net.styles:
+            head.linear.bias.normal_()
+    x = torch.randn(2, 6, 256, 256)
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = net(x)
+        got = InferenceNet(net)(x)
+    assert got.shape == (2, 5, 24)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    with pytest.raises(ValueError, match="too large for its heads"):
+        InferenceNet(net)(torch.randn(1, 6, 512, 512))
+    with pytest.raises(ValueError, match="eval"):
+        InferenceNet(net.train())
+
+
+def test_encoder_follows_weight_changes(tmp_path):
+    """The encoder's folded network is rebuilt when the module's weights or statistics change."""
+    path, *_ = tiny_encoder_file(tmp_path)
+    E = load_encoder(path)
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    before = E.invert(x, 2)
+    with torch.no_grad():
+        E.net.body[2].res_layer[4].running_mean.add_(0.5)   # a BatchNorm folded into its conv
+        expected = direct_inversion(E.net, E.generator, E.latent_avg[0], x, 2)
+    after = E.invert(x, 2)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_released_layout_key_names_and_shapes():

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from hyperdomainnet import images
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.images import (align_face, align_with_landmarks, ffhq_quad, image_sha256, load_image,
-                                   save_grid, save_image, to_tensor)
+                                   save_grid, save_image, to_pil, to_tensor)
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -182,6 +182,21 @@ def test_save_image_round_trips_atomically(tmp_path):
     assert Image.open(tmp_path / "img.jpg").format == "JPEG"
     with pytest.raises(ValueError):
         save_image(torch.zeros(2, 3, 4, 4), tmp_path / "x.png")
+
+
+def test_png_is_lossless_at_the_fast_level(tmp_path):
+    """PNGs are written at zlib level PNG_COMPRESS_LEVEL and read back to the very 8-bit pixels."""
+    t = torch.rand(3, 64, 96, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    path = save_image(t, tmp_path / "x.png")
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(to_pil(t)))
+    assert zlib_level(path) == 0   # the zlib header's FLEVEL field: 0 = the fastest levels
+
+
+def zlib_level(path) -> int:
+    """FLEVEL (bits 6–7 of the zlib FLG byte) of a PNG's first IDAT chunk."""
+    data = path.read_bytes()
+    at = data.index(b"IDAT") + 4
+    return data[at + 1] >> 6
 
 
 def test_save_grid_shape_and_padding(tmp_path):

@@ -12,6 +12,7 @@ from safetensors import safe_open
 from conftest import run_cli
 from hyperdomainnet import images, stylize
 from hyperdomainnet.clip import load_clip
+from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.encoders import load_encoder
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import load_image
@@ -19,7 +20,7 @@ from hyperdomainnet.latent import Latent
 from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 from test_encoders import TINY_G, tiny_encoder_file
-from test_stylize import write_photo
+from test_stylize import write_domain, write_photo
 
 CPU = ["--device", "cpu", "--no-progress"]
 II2S_FAST = ["--pnorm-samples", "2048", "--lpips-random-backbone"]
@@ -86,6 +87,51 @@ def test_invert_refine_continues_from_the_encoder_code(tmp_path: Path, capsys, e
     refined = latent(tmp_path / "r" / "p-latent.safetensors")
     assert not torch.allclose(plain, refined)
     assert (refined - plain).abs().max() < 0.1  # two Adam steps of lr 0.01 from the encoder's code
+
+
+def test_refine_reports_each_photos_own_losses(tmp_path: Path, capsys, encoder_file: Path) -> None:
+    """With several photos per batch, each photo's final II2S losses are its own (as if refined
+    alone), recorded in its latent file and printed on its line; ``stylize`` prints them too."""
+    photos = [write_photo(tmp_path / f"p{i}.png", i, (64, 64)) for i in range(2)]
+    refine = ["--encoder", str(encoder_file), "--refine", "2", "--iterations", "2", "--no-align", *II2S_FAST, *CPU]
+    code, stdout, err = run_cli(capsys, "invert", *map(str, photos), "--batch-size", "2", "--out",
+                                str(tmp_path / "both"), *refine)
+    assert code == 0, err
+    both = [Latent.load(tmp_path / "both" / f"p{i}-latent.safetensors").losses for i in range(2)]
+    for i, photo in enumerate(photos):
+        code, _, err = run_cli(capsys, "invert", str(photo), "--out", str(tmp_path / f"alone{i}"), *refine)
+        assert code == 0, err
+        alone = Latent.load(tmp_path / f"alone{i}" / f"p{i}-latent.safetensors").losses
+        assert set(both[i]) == {"total", "mse", "lpips", "p_norm"}
+        assert both[i] == pytest.approx(alone, rel=1e-3)
+        assert f"p{i}-latent.safetensors (total {both[i]['total']:.4g}, mse " in stdout
+    assert both[0]["total"] != pytest.approx(both[1]["total"], rel=1e-3)
+    hyper = write_hypernet(tmp_path / "h.safetensors", load_encoder(encoder_file).generator)
+    code, stdout, err = run_cli(capsys, "stylize", *map(str, photos), "--text", "a pixar character", "--hypernet",
+                                str(hyper), "--batch-size", "2", "--out", str(tmp_path / "s"), *refine)
+    assert code == 0, err
+    for i in range(2):
+        assert f"p{i}.png: final II2S losses (total {both[i]['total']:.4g}, " in stdout
+
+
+@pytest.mark.parametrize("kind", ["domain_vector", "style_offset", "cout_mult"])
+def test_reconstructions_rendered_with_the_stylised_images(tmp_path: Path, encoder_file: Path, kind: str) -> None:
+    """encode_photos(reconstruct=False) + stylize_inverted gives the same strips as rendering the
+    reconstructions during the inversion: in one batch with the stylised images at α = 0 for the
+    per-sample kinds, on their own for the others."""
+    E = load_encoder(encoder_file)
+    domain = Domain.load(write_domain(tmp_path / "d.safetensors", E.generator, with_reference=False, kind=kind))
+    photos = [write_photo(tmp_path / f"p{i}.png", i, (64, 64)) for i in range(3)]
+    eager = stylize.encode_photos(E, photos, 2, align=False, batch_size=2, progress=False)
+    lazy = stylize.encode_photos(E, photos, 2, align=False, batch_size=2, progress=False, reconstruct=False)
+    assert all(item.reconstruction is None for item in lazy)
+    with pytest.raises(ValueError, match="no reconstruction yet"):
+        lazy[0].pair()
+    expected = stylize.stylize_inverted(E.generator, domain, eager, mix=False, scale=0.7, batch_size=2)
+    got = stylize.stylize_inverted(E.generator, domain, lazy, mix=False, scale=0.7, batch_size=2)
+    for want, have in zip(expected, got):
+        torch.testing.assert_close(have.strip(), want.strip(), rtol=0, atol=1e-5)
+    assert (got[0].adapted - got[0].inverted.reconstruction).abs().max() > 0.01
 
 
 def test_stylize_text_through_the_hypernetwork(tmp_path: Path, capsys, encoder_file: Path) -> None:

@@ -36,6 +36,9 @@ BACKGROUND = (255, 255, 255)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 FACE_EXTRA_HINT = "pip install face-alignment (the optional face-alignment extra)"
+# zlib level of written PNGs (lossless at any level): on a 3072×1024 stylised strip, level 1 took
+# 0.25 s against Pillow's default 6 at 1.17 s (smooth content) for files ~28% larger
+PNG_COMPRESS_LEVEL = 1
 
 __all__ = ["load_image", "open_image", "to_tensor", "to_pil", "save_image", "save_grid",
            "image_sha256", "ffhq_quad", "align_with_landmarks", "detect_landmarks", "align_face"]
@@ -168,13 +171,14 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write a (3, H, W) / (1, 3, H, W) image in [−1, 1] atomically; PNG unless the suffix names
-    another format Pillow writes (``.jpg``, ``.webp``, …)."""
+    """Write a (3, H, W) / (1, 3, H, W) image in [−1, 1] atomically; PNG (zlib level
+    ``PNG_COMPRESS_LEVEL``) unless the suffix names another format Pillow writes (``.jpg``, …)."""
     target = Path(path).expanduser()
     fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG") if target.suffix else "PNG"
     pil = to_pil(image)
+    options = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}
     with atomic_path(target) as tmp:
-        pil.save(tmp, format=fmt)
+        pil.save(tmp, format=fmt, **options)
     return target
 
 

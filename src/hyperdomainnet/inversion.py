@@ -25,7 +25,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,12 +165,14 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
 # ----- inversion -----------------------------------------------------------------------------
 @dataclass
 class InversionResult:
-    """The W+ code, per-step losses (before each update; keys ``LOSS_KEYS``) and G(latent)."""
+    """The W+ code, per-step losses (before each update, summed over the batch; keys ``LOSS_KEYS``),
+    G(latent) and ``image_losses``: each image's own losses at the last step (empty without steps)."""
 
     latent: torch.Tensor
     losses: list[dict[str, float]]
     reconstruction: torch.Tensor
     cached: bool = False
+    image_losses: list[dict[str, float]] = field(default_factory=list)
 
 
 def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -234,23 +236,27 @@ def invert(G: torch.nn.Module, image: torch.Tensor, steps: int = 1000, lr: float
     latent.requires_grad_(True)
     optimizer = torch.optim.Adam([latent], lr=lr)
     history: list[dict[str, float]] = []
+    last: list[torch.Tensor] = []
     with _progress(steps, progress) as advance:
         for _ in range(steps):
             rendered = _render(G, latent, noise_mode, generator)
             mse = (rendered - target).pow(2).flatten(1).mean(1)
             perceptual = lpips_net(downsample(rendered, small), target_small).flatten()
             p_norm = pnorm.loss(latent)
-            total = (mse_weight * mse + lpips_weight * perceptual + lambda_p * p_norm).sum()
+            per_image = mse_weight * mse + lpips_weight * perceptual + lambda_p * p_norm
+            total = per_image.sum()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
             history.append({"total": total.item(), "mse": mse.sum().item(),
                             "lpips": perceptual.sum().item(), "p_norm": p_norm.sum().item()})
             advance(history[-1]["total"])
+            last = [per_image, mse, perceptual, p_norm]
     latent = latent.detach()
     with torch.no_grad():
         reconstruction = _render(G, latent, noise_mode, generator)
-    return InversionResult(latent, history, reconstruction)
+    rows = torch.stack(last, 1).detach().tolist() if last else []    # (B, len(LOSS_KEYS))
+    return InversionResult(latent, history, reconstruction, image_losses=[dict(zip(LOSS_KEYS, r)) for r in rows])
 
 
 # ----- latent cache --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ written after the work, each file atomically, into a destination checked before 
 """
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,8 +150,9 @@ class Inverter:
         return self.encoder.name if self.encoder is not None else II2S
 
     def run(self, photos: list[Path], iterations: int, refine: int, batch_size: int, align: Optional[bool],
-            ii2s: InversionOptions, progress: bool) -> tuple[list[Inverted], dict[str, Any]]:
-        """The inverted photos and the settings to record next to their latents."""
+            ii2s: InversionOptions, progress: bool, reconstruct: bool = True) -> tuple[list[Inverted], dict[str, Any]]:
+        """The inverted photos and the settings to record next to their latents; ``reconstruct=False``:
+        encoder reconstructions are left to ``stylize_inverted`` (rendered with the stylised images)."""
         from dataclasses import asdict, replace
 
         from ..stylize import alignment_notice, encode_photos, invert_photo
@@ -163,7 +165,7 @@ class Inverter:
             typer.echo(notice, err=True)
         refine_options = replace(ii2s, steps=refine) if refine else None
         inverted = encode_photos(self.encoder, photos, iterations, ii2s.fit, align, refine_options, self.G,
-                                 batch_size, progress, self.precision)
+                                 batch_size, progress, self.precision, reconstruct)
         settings = {"method": "restyle", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
                     "iterations": iterations, "fit": ii2s.fit, "align": align, "refine": refine,
                     "lambda_p": ii2s.lambda_p, "precision": self.precision}
@@ -195,9 +197,14 @@ def invert(
         Latent(item.latent, item.name, item.sha256, inverter.G.identity, settings, item.losses).save(
             out / f"{stem}-latent.safetensors")
         save_grid(item.pair(), out / f"{stem}-reconstruction.png", nrow=2)
-        losses = ", ".join(f"{k} {v:.4g}" for k, v in item.losses.items())
         typer.echo(f"inverted {item.name} by {inverter.method}{' (cached)' if item.cached else ''}: "
-                   f"{out / (stem + '-latent.safetensors')}" + (f" ({losses})" if losses else ""))
+                   f"{out / (stem + '-latent.safetensors')}" + _losses_text(item))
+
+
+def _losses_text(item: Inverted) -> str:
+    """`` (total …, mse …, lpips …, p_norm …)``: a photo's final II2S losses, or "" without II2S."""
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in item.losses.items())
+    return f" ({losses})" if losses else ""
 
 
 @app.command()
@@ -222,7 +229,7 @@ def stylize(
     photo | reconstruction | stylised [| stylised + reference style]."""
     import torch
 
-    from ..atomic import check_output_dir
+    from ..atomic import atomic_path, check_output_dir
     from ..domain.files import Domain
     from ..images import save_grid
     from ..stylize import check_domain, stylize_inverted, text_domain
@@ -243,12 +250,19 @@ def stylize(
         if dom is None:
             dom = text_domain(hypernet, text or "", inverter.G)
         check_domain(inverter.G, dom, mix)  # before the inversion's work
-        inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress)
+        inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress, reconstruct=False)
         results = stylize_inverted(inverter.G, dom, inverted, mix, strength, batch_size, inverter.precision)
     strips = [r.strip() for r in results]
-    for stem, strip in zip(output_stems(files), strips):
-        save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0])
-    save_grid(torch.cat(strips), out / "grid.png", nrow=strips[0].shape[0])
+    written = [save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0])
+               for stem, strip in zip(output_stems(files), strips)]
+    if len(strips) == 1:  # the grid is that strip: copy its file rather than encode the PNG again
+        with atomic_path(out / "grid.png") as tmp:
+            shutil.copyfile(written[0], tmp)
+    else:
+        save_grid(torch.cat(strips), out / "grid.png", nrow=strips[0].shape[0])
+    for item in inverted:
+        if item.losses:
+            typer.echo(f"{item.name}: final II2S losses{_losses_text(item)}")
     label = repr(text) if text is not None else domain
     mixed = " | stylised + reference style" if results[0].mixed is not None else ""
     typer.echo(f"stylised {len(results)} photo{'s' * (len(results) > 1)} as {label} by {inverter.method}: "

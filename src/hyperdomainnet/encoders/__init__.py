@@ -6,8 +6,10 @@
     E.generator                                   # the checkpoint's decoder
 """
 from .checkpoint import EncoderCheckpoint, read_encoder_checkpoint, write_encoder_checkpoint
+from .inference import InferenceNet
 from .network import EncoderArch, ReStyleNet
 from .restyle import DEFAULT_ITERATIONS, INPUT_SIZE, ReStyleEncoder, load_encoder
 
-__all__ = ["DEFAULT_ITERATIONS", "INPUT_SIZE", "EncoderArch", "EncoderCheckpoint", "ReStyleEncoder", "ReStyleNet",
+__all__ = ["DEFAULT_ITERATIONS", "INPUT_SIZE", "EncoderArch", "EncoderCheckpoint", "InferenceNet", "ReStyleEncoder",
+           "ReStyleNet",
            "load_encoder", "read_encoder_checkpoint", "write_encoder_checkpoint"]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, FileFormatError, HDNError
 from ..stylegan2.generator import Generator
 from .checkpoint import read_encoder_checkpoint
+from .inference import InferenceNet
 from .network import ReStyleNet
 
 INPUT_SIZE = 256
@@ -47,6 +48,7 @@ class ReStyleEncoder:
         self.latent_avg = latent_avg
         self.name = name
         self._avg_image: torch.Tensor | None = None
+        self._inference: tuple[tuple[tuple[int, int], ...], InferenceNet] | None = None
 
     @classmethod
     def load(cls, spec: str | Path, device: str | torch.device = "cpu") -> ReStyleEncoder:
@@ -90,7 +92,19 @@ class ReStyleEncoder:
         self.generator.to(device)
         self.latent_avg = self.latent_avg.to(device)
         self._avg_image = None
+        self._inference = None
         return self
+
+    def inference_net(self) -> ReStyleNet | InferenceNet:
+        """``net`` as an :class:`InferenceNet` (folded BatchNorms, batched heads; the same function up
+        to float rounding), rebuilt whenever a weight or statistic of ``net`` has changed; ``net``
+        itself in training mode."""
+        if self.net.training:
+            return self.net
+        key = tuple((t.data_ptr(), t._version) for t in self.net.state_dict(keep_vars=True).values())
+        if self._inference is None or self._inference[0] != key:
+            self._inference = (key, InferenceNet(self.net))
+        return self._inference[1]
 
     @torch.no_grad()
     def render_pooled(self, ws: torch.Tensor) -> torch.Tensor:
@@ -113,8 +127,9 @@ class ReStyleEncoder:
         x = resize_input(images.to(self.device, torch.float32))
         ws = self.latent_avg[None].expand(x.shape[0], -1, -1)
         previous = self.average_image().expand(x.shape[0], -1, -1, -1)
+        net = self.inference_net()
         for k in range(iterations):
-            ws = ws + self.net(torch.cat([x, previous], dim=1).contiguous(memory_format=torch.channels_last))
+            ws = ws + net(torch.cat([x, previous], dim=1).contiguous(memory_format=torch.channels_last))
             if k + 1 < iterations:
                 previous = self.render_pooled(ws)
         return ws
