@@ -105,7 +105,7 @@ def generate(
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
     from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
-    from ..training.runtime import PRECISIONS, resolve_device, resolve_precision
+    from ..training.runtime import resolve_device, resolve_precision
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
@@ -123,8 +123,6 @@ def generate(
     if video is not None:
         check_output_file(video, force, "--video")
     dev = resolve_device(device)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     resolved = resolve_precision(precision, dev)
 
     if interpolate is not None:

@@ -121,11 +121,9 @@ class Inverter:
 
     def __init__(self, encoder: Optional[str], generator: Optional[str], device: str, precision: str = "fp32") -> None:
         from ..loaders import load_generator
-        from ..training.runtime import PRECISIONS, resolve_device, resolve_precision
+        from ..training.runtime import resolve_device, resolve_precision
 
         self.device = resolve_device(device)
-        if precision not in PRECISIONS:
-            raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.precision = resolve_precision(precision, self.device)
         G = load_generator(generator, self.device) if generator else None
         if encoder is None:
