@@ -20,22 +20,14 @@ from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.multi_target_image import MultiTargetImageTrainer, image_slugs
 
 from conftest import kill_run_at, perturb, run_cli
+import test_train_image
 from test_train_image import FAST, FAST_CLI, GEN, write_reference
+
+# The image-adaptation tests' fixtures: the tiny CLIP built once, a private cache home (autouse).
+clip, fast_setup = test_train_image.clip, test_train_image.fast_setup
 
 LOSSES = {"direction": 1.0, "clip_within": 0.5, "clip_ref": 3.0, "l2_rec": 1.0, "lpips_rec": 1.0, "global": 0.3,
           "indomain": 0.5, "offsets_l2": 0.5}
-
-
-@pytest.fixture(scope="module")
-def clip() -> ClipEnsemble:
-    return ClipEnsemble.from_spec("random:tiny")
-
-
-@pytest.fixture(autouse=True)
-def fast_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: ClipEnsemble) -> None:
-    """A private cache home, and the random CLIP ensemble built once per module (for the CLI)."""
-    monkeypatch.setenv("HDN_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(ClipEnsemble, "from_spec", lambda spec, device="cpu", antialias=False: clip)
 
 
 @pytest.fixture
