@@ -1,7 +1,6 @@
 """Several reference images in one run: equal to single-image runs, run directory, resume, CLI."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ from hyperdomainnet.training.image import ImageTrainer
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.multi_target_image import MultiTargetImageTrainer, image_slugs
 
-from conftest import kill_run_at, perturb, run_cli
+from conftest import perturb, run_cli
 import test_train_image
-from test_train_image import FAST, FAST_CLI, GEN, write_reference
+from test_train_image import FAST, FAST_CLI, GEN, straight_and_resumed, write_reference
 
 # The image-adaptation tests' fixtures: the tiny CLIP built once, a private cache home (autouse).
 clip, fast_setup = test_train_image.clip, test_train_image.fast_setup
@@ -118,13 +117,8 @@ def test_run_directory_metadata_preview_and_grid(tmp_path: Path, images: list[Pa
 
 def test_resume_and_changed_reference(tmp_path: Path, images: list[Path], clip: ClipEnsemble,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    straight = run_training(multi_trainer(images, clip), tmp_path / "a", progress=False)
-    kill_run_at(multi_trainer(images, clip), tmp_path / "b")
-    # The checkpoint's reference latents win over a re-inversion (e.g. non-deterministic on a GPU).
-    invert_photo = multi_target_image.invert_photo
-    monkeypatch.setattr(multi_target_image, "invert_photo", lambda *a, **k: dataclasses.replace(
-        inverted := invert_photo(*a, **k), latent=inverted.latent + 0.1))
-    resumed = run_training(multi_trainer(images, clip), tmp_path / "b", resume=True, progress=False)
+    straight, resumed = straight_and_resumed(lambda: multi_trainer(images, clip), multi_target_image, tmp_path,
+                                             monkeypatch)
     for slug in ("ink-wash", "mosaic"):
         a, b = (Domain.load(run / slug / "domain.safetensors") for run in (straight, resumed))
         assert torch.equal(a.vector, b.vector) and a.vector.abs().sum() > 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,15 +153,22 @@ def test_preview_rows_and_style_mixing(tmp_path: Path, clip: ClipEnsemble) -> No
     assert torch.equal(mix_ws[:, :7], trainer.mix_ws[:, :7])
 
 
+def straight_and_resumed(make: Callable[[], Any], module: Any, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """Results of a run straight through and of one interrupted and resumed, where the resumed
+    trainer's re-inversion of the references (``module.invert_photo``) moves their latents: the
+    checkpoint's latents must win (a re-inversion may differ, e.g. non-deterministic on a GPU)."""
+    straight = run_training(make(), tmp_path / "a", progress=False)
+    kill_run_at(make(), tmp_path / "b")
+    invert_photo = module.invert_photo
+    monkeypatch.setattr(module, "invert_photo", lambda *a, **k: dataclasses.replace(
+        inverted := invert_photo(*a, **k), latent=inverted.latent + 0.1))
+    return straight, run_training(make(), tmp_path / "b", resume=True, progress=False)
+
+
 def test_resume_gives_the_same_result(tmp_path: Path, clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = write_reference(tmp_path / "ref.png")
-    straight = run_training(make_trainer(ref, clip), tmp_path / "a", progress=False)
-    kill_run_at(make_trainer(ref, clip), tmp_path / "b")
-    # The checkpoint's reference latent wins over a re-inversion (e.g. non-deterministic on a GPU).
-    invert_photo = image_training.invert_photo
-    monkeypatch.setattr(image_training, "invert_photo", lambda *a, **k: dataclasses.replace(
-        inverted := invert_photo(*a, **k), latent=inverted.latent + 0.1))
-    resumed = run_training(make_trainer(ref, clip), tmp_path / "b", resume=True, progress=False)
+    straight, resumed = straight_and_resumed(lambda: make_trainer(ref, clip), image_training, tmp_path, monkeypatch)
     a, b = Domain.load(straight), Domain.load(resumed)
     assert torch.equal(a.vector, b.vector) and a.vector.abs().sum() > 0
     assert torch.equal(a.tensors[REFERENCE_LATENT], b.tensors[REFERENCE_LATENT])
