@@ -41,7 +41,8 @@ def multi_trainer(clip: ClipEnsemble, **changes) -> MultiTargetTextTrainer:
 
 @pytest.mark.parametrize("changes", [{}, {"targets": TARGETS[:2], "batch": 4, "micro_batch": 3, "low_memory": True},
                                      {"targets": TARGETS[1:], "parameterization": "style_offset", "noise_mode": "const"},
-                                     {"targets": TARGETS[:2], "placement": "before_demod"}])
+                                     {"targets": TARGETS[:2], "placement": "before_demod"},
+                                     {"micro_batch": 4}, {"micro_batch": 2, "placement": "before_demod"}])
 def test_each_target_equals_its_single_run(clip: ClipEnsemble, changes: dict) -> None:
     multi = multi_trainer(clip, **changes)
     for step in range(3):
@@ -56,6 +57,22 @@ def test_each_target_equals_its_single_run(clip: ClipEnsemble, changes: dict) ->
         expected = torch.cat([p.detach() for p in single.param.layers])
         assert expected.abs().sum() > 0
         torch.testing.assert_close(multi.stack.vectors[k].detach(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_micro_batches_of_whole_targets_render_each_part_once(clip: ClipEnsemble) -> None:
+    """A target's loss needs only its own rows: micro-batches of whole targets are back-propagated
+    as they are rendered, without the extra no-gradient render of the whole batch."""
+    multi = multi_trainer(clip, micro_batch=2)  # 3 targets, batch 2: parts of one target each
+    calls: list[tuple[slice, bool]] = []
+    adapted = multi._adapted
+    multi._adapted = lambda cache, noise, part, *args: calls.append((part, torch.is_grad_enabled())) or adapted(
+        cache, noise, part, *args)
+    multi.train_step(0)
+    assert calls == [(slice(0, 2), True), (slice(2, 4), True), (slice(4, 6), True)]
+    multi.micro_batch.size = 1  # parts within a target: its pairwise terms need its whole batch first
+    calls.clear()
+    multi.train_step(1)
+    assert [grad for _, grad in calls] == [False] * 6 + [True] * 6
 
 
 def test_prompt_pairs_and_slugs() -> None:

@@ -141,11 +141,12 @@ class MultiTargetTrainer:
         c = cache.narrow(part.start, part.stop - part.start)
         return self.G.synthesis(c.ws, noise=narrow_noise(noise, part, self.config.batch), cache=c)
 
-    def per_target_clip_terms(self, src: torch.Tensor, trg: torch.Tensor, wanted: list[str],
+    def per_target_clip_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range, wanted: list[str],
                               values: TermValues) -> dict[str, torch.Tensor]:
-        """``<slug>/<term>``: target k's CLIP terms, Σ over the ensemble of weight × term, on
-        ``trg``'s device; ``values(encoder, k, a, b_k)`` maps term names to functions computing
-        them from a = E(src) (encoded once, without gradients) and b_k = E(target k's rows of ``trg``).
+        """``<slug>/<term>``: target k's CLIP terms for k in ``targets``, Σ over the ensemble of
+        weight × term, on ``trg``'s device; ``values(encoder, k, a, b_k)`` maps term names to
+        functions computing them from a = E(src) (encoded once, without gradients) and
+        b_k = E(target k's rows of ``trg``, which holds the B rows of each of ``targets`` in turn).
 
         Each target's B rows are encoded as a batch of B, as a single-target run encodes them:
         at δ = 0 the adapted images equal the source images, b − a is exactly 0 there and the
@@ -157,16 +158,17 @@ class MultiTargetTrainer:
         for encoder, weight in self.clip:
             with torch.no_grad():
                 a = encoder.encode_images(src)
-            for k, slug in enumerate(self.slugs):
-                computed = values(encoder, k, a, encoder.encode_images(trg[k * b_size:(k + 1) * b_size]))
+            for i, k in enumerate(targets):
+                computed = values(encoder, k, a, encoder.encode_images(trg[i * b_size:(i + 1) * b_size]))
                 for name in wanted:
-                    key = f"{slug}/{name}"
+                    key = f"{self.slugs[k]}/{name}"
                     terms[key] = terms.get(key, 0) + weight * computed[name]().to(trg.device)
         return terms
 
-    def target_terms(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every target's loss terms ``<slug>/<term>`` (regularisers aside) from the source batch
-        ``src`` (B rows) and the adapted batch ``trg`` (K·B rows, target k's at k·B … (k+1)·B)."""
+    def target_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range) -> dict[str, torch.Tensor]:
+        """The loss terms ``<slug>/<term>`` (regularisers aside) of every target k in ``targets``
+        from the source batch ``src`` (B rows) and the adapted rows ``trg`` of those targets
+        (B rows each, in turn)."""
         raise NotImplementedError
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -194,18 +196,63 @@ class MultiTargetTrainer:
         with torch.no_grad(), precision():
             src = torch.cat([self._source(cache, noise, part) for part in micro_slices(batch, min(self.micro_batch.size, batch))])
         big_cache, big_noise = repeat_cache(cache, self.k), repeat_noise(noise, self.k, batch)
-        trg = MicroBatched(lambda part: self._adapted(big_cache, big_noise, part, batch, cfg.low_memory),
-                           parts, context=precision)
+
+        def adapted(part: slice) -> torch.Tensor:
+            return self._adapted(big_cache, big_noise, part, batch, cfg.low_memory)
+
+        def regularizers() -> dict[str, torch.Tensor]:
+            terms: dict[str, torch.Tensor] = {}
+            for slug, vector in zip(self.slugs, self.stack.vectors):
+                layers = list(torch.split(vector, self.G.domain_layout))
+                terms.update({f"{slug}/{name}": value for name, value in regularization_terms(cfg.losses, layers).items()})
+            return terms
+
+        if len(parts) > 1 and all(p.start % batch == 0 and p.stop % batch == 0 for p in parts):
+            return self._step_by_targets(src, adapted, parts, regularizers())
+        trg = MicroBatched(adapted, parts, context=precision)
         with precision():
-            terms = self.target_terms(src, trg.outputs())
-        for slug, vector in zip(self.slugs, self.stack.vectors):
-            layers = list(torch.split(vector, self.G.domain_layout))
-            terms.update({f"{slug}/{name}": value for name, value in regularization_terms(cfg.losses, layers).items()})
-        total = sum(cfg.losses[key.rpartition("/")[2]] * value for key, value in terms.items())
+            terms = self.target_terms(src, trg.outputs(), range(self.k))
+        terms.update(regularizers())
+        total = self._weighted(terms)
+        report = self._checked_report(total, terms)
+        optimizer_step(self.optimizer, total, self.scaler, trg.backward)
+        return report
+
+    def _weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Σ coefficient × term over ``<slug>/<term>`` entries."""
+        return sum(self.config.losses[key.rpartition("/")[2]] * value for key, value in terms.items())
+
+    @staticmethod
+    def _checked_report(total: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The step's log entry; ``NonFiniteLoss`` (before any update) when the total is not finite."""
         report = {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
         if not torch.isfinite(total.detach()):
             raise NonFiniteLoss(report)
-        optimizer_step(self.optimizer, total, self.scaler, trg.backward)
+        return report
+
+    def _step_by_targets(self, src: torch.Tensor, adapted: Callable[[slice], torch.Tensor], parts: list[slice],
+                         regularizers: dict[str, torch.Tensor]) -> dict[str, float]:
+        """A step in micro-batches of whole targets: target k's loss depends only on its own rows,
+        so each part's loss is back-propagated right after its render, with no re-render for the
+        whole batch's loss (``MicroBatched``); the gradient is the same, the parts' graphs are
+        freed one after the other."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        terms: dict[str, torch.Tensor] = {}
+        for part in parts:
+            with autocast(self.device, cfg.precision):
+                part_terms = self.target_terms(src, adapted(part), range(part.start // cfg.batch, part.stop // cfg.batch))
+            part_total = self._weighted(part_terms)
+            self._checked_report(part_total, part_terms)
+            self.scaler.scale(part_total).backward()
+            terms.update({key: value.detach() for key, value in part_terms.items()})
+        reg_total = self._weighted(regularizers)
+        if isinstance(reg_total, torch.Tensor):
+            self.scaler.scale(reg_total).backward()
+        terms.update(regularizers)
+        report = self._checked_report(self._weighted(terms), terms)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return report
 
     @torch.no_grad()
@@ -253,7 +300,7 @@ class MultiTargetTextTrainer(MultiTargetTrainer):
                                  enc.template_embeddings(s)[None].to(enc.device)) for t, s in self.pairs]
                      for enc, _ in self.clip}
 
-    def target_terms(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
+    def target_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range) -> dict[str, torch.Tensor]:
         """``<slug>/<term>``: target k's direction, global and indomain terms against its prompts."""
         def values(encoder: ClipEncoder, k: int, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
             t_trg, t_src = self.text[encoder.name][k]
@@ -262,7 +309,7 @@ class MultiTargetTextTrainer(MultiTargetTrainer):
                     "indomain": partial(indomain_angle_loss, b, a)}
 
         wanted = [name for name in CLIP_TERMS if self.config.losses.get(name)]
-        return self.per_target_clip_terms(src, trg, wanted, values)
+        return self.per_target_clip_terms(src, trg, targets, wanted, values)
 
     def single_config(self, k: int) -> TextAdaptConfig:
         """The configuration of the single-target run equivalent to target ``k``."""

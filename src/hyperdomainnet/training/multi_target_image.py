@@ -74,25 +74,26 @@ class MultiTargetImageTrainer(MultiTargetTrainer):
     def wanted(self, names: tuple[str, ...]) -> list[str]:
         return [name for name in names if self.config.losses.get(name)]
 
-    def reference_renders(self) -> torch.Tensor:
-        """G_B_k(w_ref_k) of every target k: one batch of K, δ_k each, constant noise (as inverted)."""
+    def reference_renders(self, targets: range) -> torch.Tensor:
+        """G_B_k(w_ref_k) of every target k in ``targets``: one batch, δ_k each, constant noise (as inverted)."""
         cache = self.G.style_cache(self.reference_latents)
-        return self._adapted(cache, self.const_noise, slice(0, self.k), 1, self.config.low_memory)
+        return self._adapted(cache, self.const_noise, slice(targets.start, targets.stop), 1, self.config.low_memory)
 
-    def target_terms(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
+    def target_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range) -> dict[str, torch.Tensor]:
         """``<slug>/<term>``: target k's image terms (ImageTrainer's) on its rows and its reference."""
-        ref_trg = self.reference_renders() if self.wanted(REFERENCE_TERMS) else None
+        ref_trg = self.reference_renders(targets) if self.wanted(REFERENCE_TERMS) else None
 
         def values(encoder: ClipEncoder, k: int, a: torch.Tensor,
                    b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
             r, r_a = self.reference_embeddings[k][encoder.name]
-            # clip_ref, the only term calling it, is one of the REFERENCE_TERMS: ref_trg is rendered.
-            return clip_term_values(a, b, r, r_a, lambda: encoder.encode_images(ref_trg[k:k + 1]), len(self.clip))
+            i = k - targets.start  # clip_ref, the only term calling it, is one of the REFERENCE_TERMS: ref_trg is rendered.
+            return clip_term_values(a, b, r, r_a, lambda: encoder.encode_images(ref_trg[i:i + 1]), len(self.clip))
 
-        terms = self.per_target_clip_terms(src, trg, self.wanted(CLIP_TERMS), values)
+        terms = self.per_target_clip_terms(src, trg, targets, self.wanted(CLIP_TERMS), values)
         if ref_trg is not None:
-            for k, slug in enumerate(self.slugs):
-                rec = reconstruction_terms(ref_trg[k:k + 1], self.references_small[k], self.lpips,
+            for i, k in enumerate(targets):
+                slug = self.slugs[k]
+                rec = reconstruction_terms(ref_trg[i:i + 1], self.references_small[k], self.lpips,
                                            self.wanted(RECONSTRUCTION_TERMS))
                 terms.update({f"{slug}/{name}": value for name, value in rec.items()})
         return terms
