@@ -45,7 +45,8 @@ from .steps import (apply_update, ensemble_terms, load_step_state, optimisation,
                     step_state, training_clip, training_generator)
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
-REFERENCE_TERMS = ("clip_ref", "l2_rec", "lpips_rec")  # need G_B(w_ref)
+RECONSTRUCTION_TERMS = ("l2_rec", "lpips_rec")
+REFERENCE_TERMS = ("clip_ref", *RECONSTRUCTION_TERMS)  # need G_B(w_ref)
 
 
 def inversion_options(config: ImageAdaptConfig) -> InversionOptions:
@@ -146,7 +147,7 @@ class ImageTrainer:
 
     def reconstruction_losses(self, ref_trg: torch.Tensor) -> dict[str, torch.Tensor]:
         """l2_rec and lpips_rec of ↓G_B(w_ref) against ↓I_ref."""
-        return reconstruction_terms(ref_trg, self.reference_small, self.lpips, self.wanted(("l2_rec", "lpips_rec")))
+        return reconstruction_terms(ref_trg, self.reference_small, self.lpips, self.wanted(RECONSTRUCTION_TERMS))
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.config

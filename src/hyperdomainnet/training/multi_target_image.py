@@ -6,7 +6,8 @@ with per-sample domain vectors (rows k·B … (k+1)·B use δ_k). Per target k:
 
 - the reference I_k is inverted once by II2S into w_ref_k (cached by image hash);
   r_k = E(I_k) and r_A_k = E(G_A(w_ref_k)) per encoder E, at setup;
-- every step renders G_B_k(w_ref_k) with constant noise (the K references in one batch, δ_k each);
+- every step renders G_B_k(w_ref_k) with constant noise (the references of the targets rendered
+  together in one batch, δ_k each);
 - its terms are ImageTrainer's on its own rows and reference: direction, clip_within, global,
   indomain on b_k = E(G_B_k(w)); clip_ref on E(G_B_k(w_ref_k)); l2_rec, lpips_rec on ↓G_B_k(w_ref_k);
 - one Adam over the stacked (K, D) vectors = K independent optimisers.
@@ -32,11 +33,9 @@ from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
 from ..stylize import invert_photo, save_domain_with_reference
 from .config import ImageAdaptConfig
-from .image import (CLIP_TERMS, REFERENCE_TERMS, check_reference_unchanged, clip_term_values, inversion_options,
-                    reconstruction_terms, reference_embeddings, reference_metadata)
+from .image import (CLIP_TERMS, RECONSTRUCTION_TERMS, REFERENCE_TERMS, check_reference_unchanged, clip_term_values,
+                    inversion_options, reconstruction_terms, reference_embeddings, reference_metadata)
 from .multi_target import MultiTargetTrainer, target_slugs
-
-RECONSTRUCTION_TERMS = ("l2_rec", "lpips_rec")
 
 
 def image_slugs(paths: list[str]) -> list[str]:
