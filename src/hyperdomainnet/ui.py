@@ -363,6 +363,10 @@ class Studio:
         return self.generator(generator).n_latent - 1
 
 
+# Every render callback: only the latest request runs, one at a time (they share the models).
+RENDER_QUEUE: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render", "concurrency_limit": 1}
+
+
 def _ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Show HDNError messages in the page (gr.Error) instead of a generic failure."""
     import gradio as gr
@@ -423,23 +427,28 @@ def _samples_tab(gr: Any, demo: Any, studio: Studio, choices: _Choices) -> None:
                                   label="Style-mixing crossover (0: off; W+ index taken from the mixing seed)",
                                   elem_id="crossover")
             button = gr.Button("Render", variant="primary", elem_id="render")
-        with gr.Column(scale=2):
-            with gr.Row():
-                source_image = gr.Image(label="Source", elem_id="source-image", **_image_options())
-                adapted_image = gr.Image(label="Adapted", elem_id="adapted-image", **_image_options())
-            caption = gr.Markdown(elem_id="caption")
+        source_image, adapted_image, caption = _result_column(gr, ("Source", "source-image"),
+                                                              ("Adapted", "adapted-image"), "caption")
 
     inputs = [generator, source, domain, hypernet, prompt, seed, truncation, alpha, mix_seed, crossover]
     outputs = [source_image, adapted_image, caption]
     render = _ui_errors(studio.render)
-    settings: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render", "concurrency_limit": 1}
     gr.on([button.click, demo.load, source.change, domain.change, hypernet.change, prompt.submit,
            seed.release, truncation.release, alpha.release, mix_seed.release, crossover.release],
-          render, inputs, outputs, **settings)
+          render, inputs, outputs, **RENDER_QUEUE)
     reset_mixing = _ui_errors(lambda label: gr.Slider(maximum=studio.crossover_limit(label), value=0))
-    generator.change(reset_mixing, generator, crossover).then(render, inputs, outputs, **settings)
+    generator.change(reset_mixing, generator, crossover).then(render, inputs, outputs, **RENDER_QUEUE)
     rescan.click(lambda: (gr.Dropdown(choices=studio.domains.scan()), gr.Dropdown(choices=studio.hypernets.scan())),
                  None, [domain, hypernet])
+
+
+def _result_column(gr: Any, left: tuple[str, str], right: tuple[str, str], caption_id: str) -> tuple[Any, Any, Any]:
+    """The wide column of a tab: two images side by side ((label, element id) each) above a caption."""
+    with gr.Column(scale=2):
+        with gr.Row():
+            images = [gr.Image(label=label, elem_id=elem_id, **_image_options()) for label, elem_id in (left, right)]
+        caption = gr.Markdown(elem_id=caption_id)
+    return images[0], images[1], caption
 
 
 def _photo_tab(gr: Any, studio: Studio, choices: _Choices) -> None:
@@ -458,15 +467,11 @@ def _photo_tab(gr: Any, studio: Studio, choices: _Choices) -> None:
             iterations = gr.Slider(*ITERATIONS_RANGE, value=5, step=1, label="Encoder iterations",
                                    elem_id="photo-iterations")
             button = gr.Button("Stylise", variant="primary", elem_id="photo-run")
-        with gr.Column(scale=2):
-            with gr.Row():
-                reconstruction = gr.Image(label="Reconstruction", elem_id="photo-reconstruction", **_image_options())
-                stylised = gr.Image(label="Stylised", elem_id="photo-stylized", **_image_options())
-            caption = gr.Markdown(elem_id="photo-caption")
+        reconstruction, stylised, caption = _result_column(gr, ("Reconstruction", "photo-reconstruction"),
+                                                           ("Stylised", "photo-stylized"), "photo-caption")
     inputs = [photo, encoder, source, domain, hypernet, prompt, alpha, iterations]
-    settings: dict[str, Any] = {"trigger_mode": "always_last", "concurrency_id": "render", "concurrency_limit": 1}
     gr.on([button.click, photo.upload, prompt.submit, domain.change, source.change, alpha.release],
-          _ui_errors(studio.stylize_photo), inputs, [reconstruction, stylised, caption], **settings)
+          _ui_errors(studio.stylize_photo), inputs, [reconstruction, stylised, caption], **RENDER_QUEUE)
 
 
 def build_app(studio: Studio) -> Any:
