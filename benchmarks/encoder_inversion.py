@@ -12,8 +12,7 @@ ViT-B/32 CLIP text tower), so the figures are the real ones without downloading 
 * II2S: ``inversion.invert`` steps (generator forward/backward at full size, LPIPS-VGG at 256,
   P-norm), ``--ii2s-steps`` of them timed and scaled to 1,000 steps (printed as such when fewer);
 * where the stylize time goes: one encoder pass (the inference network and, interleaved, the
-  module network it replaces), one render, the recon + stylised pair as one batch of 2, the PNG
-  strip; FLOPs as torch's FlopCounterMode counts them, against this device's fp32 matmul rate.
+  module network it replaces), one render, the PNG strip; FLOPs as torch's FlopCounterMode counts them, against this device's fp32 matmul rate.
 
     python benchmarks/encoder_inversion.py                       # 1024 px, CPU, II2S 1000 steps
     python benchmarks/encoder_inversion.py --ii2s-steps 5        # time 5 II2S steps, extrapolate
@@ -118,8 +117,8 @@ def main() -> None:
     def encode_batch() -> object:
         return encode_photos(E, photos, args.iterations, align=False, batch_size=args.batch, progress=False)
 
-    def stylize_one() -> torch.Tensor:  # as `hdn stylize --text`: the reconstruction is rendered with the stylised image
-        inverted = encode_photos(E, photos[:1], args.iterations, align=False, progress=False, reconstruct=False)
+    def stylize_one() -> torch.Tensor:  # as `hdn stylize --text`
+        inverted = encode_photos(E, photos[:1], args.iterations, align=False, progress=False)
         delta = hyper.domain_vectors(prompt_embeddings(clip, [PROMPT]))[0]
         domain = Domain(delta.cpu(), "domain_vector", list(G.domain_layout), {"name": "random"})
         result = stylize_inverted(G, domain, inverted)[0]
@@ -160,14 +159,11 @@ def parts(E: object, G: object, stylize_one: Callable[[], torch.Tensor], folder:
 
     x = torch.rand(1, 6, 256, 256, device=device).contiguous(memory_format=torch.channels_last) * 2 - 1
     ws = E.latent_avg[None]
-    delta = torch.randn(1, G.domain_size, device=device) * 0.1
-    pair = torch.cat([ws, ws])
     inference = E.inference_net()
     strip = stylize_one()   # photo | reconstruction | stylised, as written
     calls = {"encoder pass (inference network)": lambda: inference(x),
              "encoder pass (module network)": lambda: E.net(x),
              "render, 1 image": lambda: G.synthesis(ws),
-             "render, recon + stylised as a batch of 2": lambda: G.synthesis(pair, domain=torch.cat([delta * 0, delta])),
              "PNG strip written": lambda: save_grid(strip, folder / "strip.png", nrow=3)}
     times: dict[str, list[float]] = {name: [] for name in calls}
     with torch.no_grad():

@@ -12,7 +12,6 @@ from safetensors import safe_open
 from conftest import run_cli
 from hyperdomainnet import images, stylize
 from hyperdomainnet.clip import load_clip
-from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.encoders import load_encoder
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import load_image
@@ -20,7 +19,7 @@ from hyperdomainnet.latent import Latent
 from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 from test_encoders import TINY_G, tiny_encoder_file
-from test_stylize import write_domain, write_photo
+from test_stylize import write_photo
 
 CPU = ["--device", "cpu", "--no-progress"]
 II2S_FAST = ["--pnorm-samples", "2048", "--lpips-random-backbone"]
@@ -112,26 +111,6 @@ def test_refine_reports_each_photos_own_losses(tmp_path: Path, capsys, encoder_f
     assert code == 0, err
     for i in range(2):
         assert f"p{i}.png: final II2S losses (total {both[i]['total']:.4g}, " in stdout
-
-
-@pytest.mark.parametrize("kind", ["domain_vector", "style_offset", "cout_mult"])
-def test_reconstructions_rendered_with_the_stylised_images(tmp_path: Path, encoder_file: Path, kind: str) -> None:
-    """encode_photos(reconstruct=False) + stylize_inverted gives the same strips as rendering the
-    reconstructions during the inversion: in one batch with the stylised images at α = 0 for the
-    per-sample kinds, on their own for the others."""
-    E = load_encoder(encoder_file)
-    domain = Domain.load(write_domain(tmp_path / "d.safetensors", E.generator, with_reference=False, kind=kind))
-    photos = [write_photo(tmp_path / f"p{i}.png", i, (64, 64)) for i in range(3)]
-    eager = stylize.encode_photos(E, photos, 2, align=False, batch_size=2, progress=False)
-    lazy = stylize.encode_photos(E, photos, 2, align=False, batch_size=2, progress=False, reconstruct=False)
-    assert all(item.reconstruction is None for item in lazy)
-    with pytest.raises(ValueError, match="no reconstruction yet"):
-        lazy[0].pair()
-    expected = stylize.stylize_inverted(E.generator, domain, eager, mix=False, scale=0.7, batch_size=2)
-    got = stylize.stylize_inverted(E.generator, domain, lazy, mix=False, scale=0.7, batch_size=2)
-    for want, have in zip(expected, got):
-        torch.testing.assert_close(have.strip(), want.strip(), rtol=0, atol=1e-5)
-    assert (got[0].adapted - got[0].inverted.reconstruction).abs().max() > 0.01
 
 
 def test_stylize_text_through_the_hypernetwork(tmp_path: Path, capsys, encoder_file: Path) -> None:

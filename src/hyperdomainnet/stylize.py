@@ -42,7 +42,6 @@ MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in pre
 REFERENCE_LATENT = "reference_latent"
 ALIGNED_DIR = "aligned"
 ENCODER_BATCH = 4     # photos per encoder forward
-PER_SAMPLE_SCALE_KINDS = ("domain_vector", "style_offset")  # parameterisations taking a (B,) strength
 FACES_HINT = "pip install hyperdomainnet[faces]"
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
@@ -64,12 +63,11 @@ class InversionOptions:
 
 @dataclass
 class Inverted:
-    """A photo fitted to the generator (1, 3, S, S), its W+ code and G(code) (None when not yet
-    rendered: ``stylize_inverted`` renders it with the stylised image)."""
+    """A photo fitted to the generator (1, 3, S, S), its W+ code and G(code)."""
 
     image: torch.Tensor
     latent: torch.Tensor
-    reconstruction: torch.Tensor | None
+    reconstruction: torch.Tensor
     name: str
     sha256: str
     losses: dict[str, float]
@@ -77,8 +75,6 @@ class Inverted:
 
     def pair(self) -> torch.Tensor:
         """(2, 3, S, S): the photo and its reconstruction, side by side in a grid."""
-        if self.reconstruction is None:
-            raise ValueError(f"{self.name} has no reconstruction yet; render it (stylize_inverted) first")
         return torch.cat([self.image, self.reconstruction]).float().cpu()
 
 
@@ -140,7 +136,7 @@ def alignment_notice(align: bool | None) -> str | None:
 def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
                   align: bool | None = None, refine: InversionOptions | None = None,
                   G: Generator | None = None, batch_size: int = ENCODER_BATCH,
-                  progress: bool = True, precision: str = "fp32", reconstruct: bool = True) -> list[Inverted]:
+                  progress: bool = True, precision: str = "fp32") -> list[Inverted]:
     """Invert photo files by the ReStyle encoder ``E``, ``batch_size`` photos per forward.
 
     The encoder reads each photo resized to 256×256; the W+ codes are rendered by ``G``
@@ -148,8 +144,7 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
     ``steps`` > 0), II2S continues from the encoder's codes against the photo at full size
     (its final render is the reconstruction). The encoder passes and renders run under
     ``precision`` (``runtime.autocast``; the codes and images come back in float32); II2S
-    optimises in float32. ``reconstruct=False`` leaves the encoder's reconstructions to
-    ``stylize_inverted``, which renders them in one batch with the stylised images.
+    optimises in float32.
     """
     from .training.runtime import autocast
 
@@ -169,18 +164,16 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
         with autocast(device, precision):
             ws = E.invert(x, iterations).float()
         losses: list[dict[str, float]] = [{} for _ in chunk]
-        reconstruction: torch.Tensor | None = None
         if refine is not None and refine.steps > 0:
             with torch.enable_grad():
                 result = _refine(G, full, ws, refine, progress)
             ws, reconstruction = result.latent, result.reconstruction.float()
             losses = result.image_losses or losses   # each photo's own losses at the last step
-        elif reconstruct:
+        else:
             with autocast(device, precision):
                 reconstruction = G.synthesis(ws, noise_mode="const").float()
         for i, path in enumerate(chunk):
-            inverted.append(Inverted(full[i:i + 1], ws[i:i + 1],
-                                     None if reconstruction is None else reconstruction[i:i + 1], path.name,
+            inverted.append(Inverted(full[i:i + 1], ws[i:i + 1], reconstruction[i:i + 1], path.name,
                                      image_sha256(path), losses[i], False))
     return inverted
 
@@ -271,8 +264,7 @@ def check_domain(G: Generator, domain: Domain, mix: bool | None) -> None:
 def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted], mix: bool | None = None,
                      scale: float = 1.0, batch_size: int = ENCODER_BATCH, precision: str = "fp32") -> list[Stylized]:
     """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward,
-    under ``precision`` (``runtime.autocast``; images come back in float32). Photos without a
-    reconstruction (``encode_photos(reconstruct=False)``) get G(w) rendered with their G_B(w)."""
+    under ``precision`` (``runtime.autocast``; images come back in float32)."""
     from .training.runtime import autocast
 
     check_domain(G, domain, mix)
@@ -282,29 +274,10 @@ def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted],
     for start in range(0, len(inverted), batch_size):
         chunk = inverted[start:start + batch_size]
         ws = torch.cat([item.latent for item in chunk])
-        source = [i for i, item in enumerate(chunk) if item.reconstruction is None]
         with autocast(G.latent_avg.device, precision):
-            adapted, rendered = _adapted_and_source(G, param, ws, scale, source, batch_size)
+            adapted = param.synthesize(G, ws, scale).float()
             mixed = param.synthesize(G, style_mix(ws, reference), scale).float() \
                 if reference is not None and mix is not False else None
-        for i, item in enumerate(chunk):
-            if i in source:
-                item = replace(item, reconstruction=rendered[source.index(i):source.index(i) + 1])
-            results.append(Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1]))
+        results += [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
+                    for i, item in enumerate(chunk)]
     return results
-
-
-def _adapted_and_source(G: Generator, param: Parameterization, ws: torch.Tensor, scale: float,
-                        source: list[int], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """G_B(ws) at strength ``scale`` and G(ws[source]) (float32). Kinds that take a per-sample
-    strength render both as rows of one batch (α = 0 is G itself: the gain 1 + 0·δ is exactly 1),
-    at most ``batch_size`` rows per forward; other kinds render G(ws[source]) on its own."""
-    if not source:
-        return param.synthesize(G, ws, scale).float(), ws.new_empty(0)
-    if param.name not in PER_SAMPLE_SCALE_KINDS:
-        return param.synthesize(G, ws, scale).float(), G.synthesis(ws[source], noise_mode="const").float()
-    rows = torch.cat([ws, ws[source]])
-    alphas = torch.tensor([float(scale)] * len(ws) + [0.0] * len(source), device=ws.device)
-    out = torch.cat([param.synthesize(G, rows[k:k + batch_size], alphas[k:k + batch_size]).float()
-                     for k in range(0, len(rows), batch_size)])
-    return out[:len(ws)], out[len(ws):]

@@ -148,9 +148,8 @@ class Inverter:
         return self.encoder.name if self.encoder is not None else II2S
 
     def run(self, photos: list[Path], iterations: int, refine: int, batch_size: int, align: Optional[bool],
-            ii2s: InversionOptions, progress: bool, reconstruct: bool = True) -> tuple[list[Inverted], dict[str, Any]]:
-        """The inverted photos and the settings to record next to their latents; ``reconstruct=False``:
-        encoder reconstructions are left to ``stylize_inverted`` (rendered with the stylised images)."""
+            ii2s: InversionOptions, progress: bool) -> tuple[list[Inverted], dict[str, Any]]:
+        """The inverted photos and the settings to record next to their latents."""
         from dataclasses import asdict, replace
 
         from ..stylize import alignment_notice, encode_photos, invert_photo
@@ -163,7 +162,7 @@ class Inverter:
             typer.echo(notice, err=True)
         refine_options = replace(ii2s, steps=refine) if refine else None
         inverted = encode_photos(self.encoder, photos, iterations, ii2s.fit, align, refine_options, self.G,
-                                 batch_size, progress, self.precision, reconstruct)
+                                 batch_size, progress, self.precision)
         settings = {"method": "restyle", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
                     "iterations": iterations, "fit": ii2s.fit, "align": align, "refine": refine,
                     "lambda_p": ii2s.lambda_p, "precision": self.precision}
@@ -248,7 +247,7 @@ def stylize(
         if dom is None:
             dom = text_domain(hypernet, text or "", inverter.G)
         check_domain(inverter.G, dom, mix)  # before the inversion's work
-        inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress, reconstruct=False)
+        inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress)
         results = stylize_inverted(inverter.G, dom, inverted, mix, strength, batch_size, inverter.precision)
     strips = [r.strip() for r in results]
     written = [save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0])
