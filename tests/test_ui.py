@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,11 +308,17 @@ def _fill_number(page: object, elem_id: str, value: str) -> None:
     box.press("Enter")
 
 
-def _image(page: object, elem_id: str) -> tuple[Image.Image, str]:
-    src = page.locator(f"#{elem_id} img").get_attribute("src")
-    response = page.request.get(src)
-    assert response.status == 200, src
-    return Image.open(io.BytesIO(response.body())), src
+def _image(page: object, elem_id: str, timeout_s: float = 30.0) -> tuple[Image.Image, str]:
+    """The image an element shows, fetched by its src. Gradio may update the caption before the
+    image element gets its new src (an empty src fetches the app's HTML), so poll until it is an image."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        src = page.locator(f"#{elem_id} img").get_attribute("src") or ""
+        response = page.request.get(src) if src else None
+        if response is not None and response.status == 200 and response.headers.get("content-type", "").startswith("image/"):
+            return Image.open(io.BytesIO(response.body())), src
+        assert time.monotonic() < deadline, f"#{elem_id} shows no image (src {src!r})"
+        time.sleep(0.2)
 
 
 def test_browser_end_to_end(G: torch.nn.Module, files: dict[str, Path], home: Path, app: HdnProcess) -> None:
