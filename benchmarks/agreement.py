@@ -38,7 +38,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     from hyperdomainnet import load_generator
-    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.device import prepare_generator
 
     device = torch.device(args.device)
     print(machine(args.device, torch.get_num_threads()))

@@ -90,7 +90,7 @@ def main() -> None:
     from hyperdomainnet.loaders import load_generator
     from hyperdomainnet.stylize import stylize_inverted, encode_photos
     from hyperdomainnet.domain.files import Domain
-    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.device import prepare_generator
 
     print(machine(args.device, args.threads))
     print(f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU when it exceeds the cores)")

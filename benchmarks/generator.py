@@ -35,7 +35,7 @@ def _run_case(spec: str, batch: int, impl: str, mode: str, device: str, repeats:
               results: Any) -> None:
     torch.set_num_threads(threads)
     from hyperdomainnet import load_generator
-    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.device import prepare_generator
 
     G = load_generator(spec, device=device)
     if impl == "fast":

@@ -213,7 +213,8 @@ def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
 def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], Any]:
     """HyperDomainNet step: δ_i = net(e_i) per sample, G_A / G_B, direction loss, Adam on the net."""
     from hyperdomainnet.hypernet import HyperDomainNet
-    from hyperdomainnet.training.runtime import prepare_clip, prepare_generator
+    from hyperdomainnet.clip.attention import prepare_clip
+    from hyperdomainnet.device import prepare_generator
     from hyperdomainnet.training.sampling import sample_noise, sample_ws
 
     device = torch.device(cfg.device)
@@ -257,7 +258,7 @@ def _hypernet_trainer(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
 
 def _render(G: Any, batch: int, device: torch.device, fast: bool, compile: bool) -> Callable[[int], Any]:
     """Batched multi-domain rendering: one random δ per sample, no gradients."""
-    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.device import prepare_generator
 
     if fast:
         prepare_generator(G, device, compile=compile)
@@ -282,7 +283,7 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
     from hyperdomainnet import load_generator
     from hyperdomainnet.clip import ClipEnsemble
     from hyperdomainnet.training.multi_target import MultiTargetTextTrainer
-    from hyperdomainnet.training.runtime import resolve_precision
+    from hyperdomainnet.device import resolve_precision
     from hyperdomainnet.training.text import TextTrainer
 
     try:
@@ -345,7 +346,7 @@ def machine(device: str, threads: int) -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
     build = f"torch {torch.__version__}" + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else "")
-    from hyperdomainnet.training.runtime import native_bf16
+    from hyperdomainnet.device import native_bf16
 
     return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, {threads} torch threads{gpu}; {build}, "
             f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}, "

@@ -19,9 +19,9 @@ from hyperdomainnet import load_generator  # noqa: E402
 def auto_precision_is_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--precision auto`` resolves to fp32 in tests, whatever the CPU (AMX would give bf16), so the
     exactness tests compare fp32 with fp32; tests of bf16 ask for it or patch ``native_bf16`` back."""
-    from hyperdomainnet.training import runtime
+    from hyperdomainnet import device as device_settings
 
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: False)
 
 
 @pytest.fixture

@@ -342,12 +342,12 @@ def test_rows_are_labelled_by_the_domains_metadata_not_the_file_name(files, tmp_
 
 
 def test_generate_precision_is_resolved_recorded_and_close_to_fp32(files, tmp_path, capsys, monkeypatch):
-    from hyperdomainnet.training import runtime
+    from hyperdomainnet import device as device_settings
 
     args = ["generate", "--domain", files["a"], "--seeds", "3-4", "--device", "cpu"]
     code, _, err = run([*args, "--precision", "fp32", "--out", tmp_path / "fp32"], capsys)
     assert code == 0, err
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # as on a CPU with AMX
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: True)  # as on a CPU with AMX
     code, out, err = run([*args, "--out", tmp_path / "auto"], capsys)
     assert code == 0 and out.count("in bf16") == 1
     manifests = [json.loads((tmp_path / d / "generate.json").read_text()) for d in ("fp32", "auto")]

@@ -192,13 +192,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys, encode
 
 def test_precision_auto_runs_the_encoder_path_in_bf16_where_native(tmp_path: Path, capsys, encoder_file: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from hyperdomainnet.training import runtime
+    from hyperdomainnet import device as device_settings
 
     photo = write_photo(tmp_path / "p.png", 0, (64, 64))
     code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(encoder_file), "--out",
                            str(tmp_path / "fp32"), *CPU)
     assert code == 0, err
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # as on a CPU with AMX
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: True)  # as on a CPU with AMX
     code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(encoder_file), "--out",
                            str(tmp_path / "auto"), *CPU)
     assert code == 0, err

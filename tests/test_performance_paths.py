@@ -21,7 +21,8 @@ from hyperdomainnet.stylegan2.ops import (fir_adjoint, make_fir_kernel, modulate
                                           upfirdn2d, upfirdn2d_reference)
 from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.memory import AdaptiveMicroBatch, MicroBatched, micro_slices
-from hyperdomainnet.training.runtime import PackedSelfAttention, prepare_clip, prepare_generator
+from hyperdomainnet.clip.attention import PackedSelfAttention, prepare_clip
+from hyperdomainnet.device import prepare_generator
 from hyperdomainnet.training.sampling import sample_noise, sample_ws
 from hyperdomainnet.training.steps import load_step_state, loss_scaler, optimizer_step, step_state
 from hyperdomainnet.training.text import TextTrainer

@@ -9,11 +9,12 @@ import yaml
 
 from hyperdomainnet.clip import ClipEnsemble
 from hyperdomainnet.domain import Domain
+from hyperdomainnet.errors import HDNError
 from hyperdomainnet.loaders import load_generator
-from hyperdomainnet.training import runtime
+from hyperdomainnet import device as device_settings
 from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.loop import run_training
-from hyperdomainnet.training.runtime import autocast, resolve_precision
+from hyperdomainnet.device import autocast, resolve_precision
 from hyperdomainnet.training.text import TextTrainer
 
 from conftest import perturb
@@ -38,22 +39,38 @@ def trainer(clip: ClipEnsemble, precision: str, **changes) -> TextTrainer:
 
 def test_auto_resolves_to_native_bf16_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: False)
     assert resolve_precision("auto", CPU) == "fp32"
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: True)
     assert resolve_precision("auto", CPU) == "bf16"
-    with autocast(CPU, "auto"):
+    with autocast(CPU, resolve_precision("auto", CPU)):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+
+
+def test_precision_is_resolved_once_up_front() -> None:
+    with pytest.raises(ValueError, match="resolved precision"):
+        autocast(CPU, "auto")  # resolving is the caller's job, done once
+    with pytest.raises(HDNError, match="fp16 autocast needs a CUDA device"):
+        resolve_precision("fp16", CPU)  # refused where it is resolved, before any work
 
 
 def test_run_records_the_resolved_precision(tmp_path: Path, clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: True)
     t = trainer(clip, "auto", save_every=1, grid_every=1)
     result = run_training(t, tmp_path / "run", progress=False)
     assert capsys.readouterr().err.count("precision: bf16") == 1
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["precision"] == "bf16"
     assert Domain.load(result).metadata["config"]["precision"] == "bf16"
+
+
+def test_the_trainer_resolves_a_copy_of_the_config(clip: ClipEnsemble, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_settings, "native_bf16", lambda device: True)
+    cfg = TextAdaptConfig(generator=GEN, clip="random:tiny", target="Sketch", batch=2, device="cpu", steps=1)
+    t = TextTrainer(cfg, G=load_generator(GEN), clip=clip)
+    assert cfg.precision == "auto"  # the caller's config is left as given
+    assert t.precision == t.config.precision == "bf16" and t.auto_precision
+    assert not t.scaler.is_enabled()  # built from the resolved value: loss scaling is fp16's only
 
 
 def test_bf16_gradients_and_images_stay_close_to_fp32(clip: ClipEnsemble) -> None:

@@ -13,7 +13,8 @@ from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.domain.parameterizations import Parameterization, build_parameterization
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
-from hyperdomainnet.render import (Row, alpha_sweep_rows, frames_from_rows, hypernet_rows, interpolation_rows,
+from hyperdomainnet.hypernet.prompts import prompt_domains
+from hyperdomainnet.render import (Row, alpha_sweep_rows, frames_from_rows, interpolation_rows,
                                    parse_seeds, render_rows, seed_latents, write_video)
 
 
@@ -164,19 +165,19 @@ def _hypernet(G, tmp_path, input_kind: str = "text"):
     return net, path
 
 
-def test_hypernet_rows_follow_the_official_inference(tiny_G, tmp_path):
+def test_prompt_domains_follow_the_official_inference(tiny_G, tmp_path):
     net, path = _hypernet(tiny_G, tmp_path)
-    rows = hypernet_rows(path, ["Anime Painting", "Pixar"])
+    domains = prompt_domains(path, ["Anime Painting", "Pixar"])
     expected = net.eval().domain_vectors(load_clip("random:tiny").encode_text(["Anime Painting", "Pixar"]))
-    assert [r.label for r in rows] == ["Anime Painting", "Pixar"]
-    for row, vector in zip(rows, expected):
-        assert row.domain.kind == "domain_vector" and row.domain.metadata["target"] == row.label
-        torch.testing.assert_close(row.domain.vector, vector)
-    assert (rows[0].domain.vector - rows[1].domain.vector).abs().max() > 1e-4
-    assert rows[0].domain.generator["name"] == tiny_G.identity["name"]
+    assert [d.metadata["target"] for d in domains] == ["Anime Painting", "Pixar"]
+    for domain, vector in zip(domains, expected):
+        assert domain.kind == "domain_vector" and domain.metadata["hypernet"] == str(path)
+        torch.testing.assert_close(domain.vector, vector)
+    assert (domains[0].vector - domains[1].vector).abs().max() > 1e-4
+    assert domains[0].generator["name"] == tiny_G.identity["name"]
 
 
 def test_image_hypernet_refuses_text(tiny_G, tmp_path):
     _, path = _hypernet(tiny_G, tmp_path, input_kind="image")
     with pytest.raises(HDNError, match="not text"):
-        hypernet_rows(path, ["Pixar"])
+        prompt_domains(path, ["Pixar"])

@@ -21,7 +21,8 @@ from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import to_pil
-from hyperdomainnet.render import hypernet_rows, seed_latents
+from hyperdomainnet.hypernet.prompts import prompt_domains
+from hyperdomainnet.render import seed_latents
 from hyperdomainnet.encoders import load_encoder
 from hyperdomainnet.images import load_image
 from hyperdomainnet.ui import SOURCES, Studio, domain_files, hypernet_files
@@ -202,7 +203,7 @@ def test_render_style_mixing_splices_w_plus(studio: Studio, G: torch.nn.Module) 
 def test_render_hypernetwork_prompt(studio: Studio, G: torch.nn.Module, files: dict[str, Path]) -> None:
     _, adapted, caption = studio.render(SPEC, SOURCES[1], None, "hyper/hypernet.safetensors", PROMPT,
                                         seed=3, truncation=0.7, alpha=1.0)
-    delta = hypernet_rows(files["hypernet"], [PROMPT])[0].domain.vector
+    delta = prompt_domains(files["hypernet"], [PROMPT])[0].vector
     _assert_same(adapted, _expected(G, 3, 0.7, domain=delta))
     assert np.abs(_pixels(adapted) - _pixels(_expected(G, 3, 0.7))).mean() > 1
     assert PROMPT in caption
@@ -233,7 +234,7 @@ def test_stylize_photo_inverts_once_and_renders_the_domain(studio: Studio, G: to
     assert np.abs(_pixels(stylised) - _pixels(recon)).mean() > 1
     assert "psp.pt · 2 iterations" in caption and "face alignment is off" in caption and "at α 0.5" in caption
     hits = studio._inverted.cache_info().hits
-    delta = hypernet_rows(files["hypernet"], [PROMPT])[0].domain.vector
+    delta = prompt_domains(files["hypernet"], [PROMPT])[0].vector
     _, by_prompt, caption = studio.stylize_photo(photo, "psp.pt", SOURCES[1], None, "hyper/hypernet.safetensors",
                                                  PROMPT, alpha=1, iterations=2)
     assert studio._inverted.cache_info().hits == hits + 1  # the photo was not inverted again
@@ -326,7 +327,7 @@ def test_browser_end_to_end(G: torch.nn.Module, files: dict[str, Path], home: Pa
     renders; then probe Gradio's file route and config for leaks."""
     vector = torch.randn(G.domain_size, generator=torch.Generator().manual_seed(0)) * 0.5
     expected_source, expected_adapted = _expected(G, 7, 0.7), _expected(G, 7, 0.7, domain=vector * 0.5)
-    delta = hypernet_rows(files["hypernet"], [PROMPT])[0].domain.vector
+    delta = prompt_domains(files["hypernet"], [PROMPT])[0].vector
     expected_prompt = _expected(G, 7, 0.7, domain=delta * 0.5)
     url = app.wait_for_url()
     assert url.startswith("http://127.0.0.1:")

@@ -18,8 +18,8 @@ from .hypernet.model import HyperDomainNet
 from .latent import Latent
 from .loaders import load_generator
 from .stylegan2 import Generator, GeneratorArch
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["ConfigError", "DeviceError", "Domain", "DownloadError", "FileFormatError", "Generator",
            "GeneratorArch", "HDNError", "HyperDomainNet", "Latent", "ReStyleEncoder", "load_domain",
            "load_encoder", "load_generator", "__version__"]

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from .domain.files import Domain
-from .errors import ConfigError, FileFormatError, HDNError
+from .errors import ConfigError, FileFormatError, HDNError, first_line
 from .hashing import sha256_file
 from .hypernet.model import HyperDomainNet
 from .stylegan2.generator import Generator, GeneratorArch
@@ -104,12 +104,6 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(plain(v) for v in obj)
     return obj
-
-
-def first_line(exc: BaseException) -> str:
-    """The informative line of an exception message (torch's weights-only errors bury it)."""
-    text = str(exc).split("WeightsUnpickler error:", 1)[-1].strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def safe_load(path: Path) -> Any:

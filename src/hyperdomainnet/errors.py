@@ -20,3 +20,12 @@ class DownloadError(HDNError, OSError):
 
 class DeviceError(HDNError, RuntimeError):
     """The requested device or precision is not available."""
+
+
+def first_line(exc: BaseException, limit: int = 160, empty: str | None = None) -> str:
+    """The informative line of an exception's message for a one-line error: its first non-blank line
+    (after torch's ``WeightsUnpickler error:`` preamble), cut to ``limit`` characters; ``empty``
+    (default: the exception's type name) when the message has none."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line[:limit] if line else (empty if empty is not None else type(exc).__name__)

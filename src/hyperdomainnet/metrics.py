@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip import IMAGENET_TEMPLATES, ClipEncoder, fill_templates
-from .errors import ConfigError, DownloadError, FileFormatError
+from .errors import ConfigError, DownloadError, FileFormatError, first_line
 from .images import load_image
 from .render import Row, iter_render
 from .stylegan2.generator import Generator
@@ -124,7 +124,7 @@ def _inception() -> nn.Module:
     try:
         net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise DownloadError(f"could not get the Inception-v3 weights for FID/KID ({str(exc).splitlines()[0][:120]}); "
+        raise DownloadError(f"could not get the Inception-v3 weights for FID/KID ({first_line(exc, 120)}); "
                             "connect to the internet once (torch-fidelity caches them in ~/.cache/torch/hub) "
                             "or leave out --reference-dir") from None
     net.num_features = 2048

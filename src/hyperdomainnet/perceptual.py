@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError, DownloadError, FileFormatError
+from .errors import ConfigError, DownloadError, FileFormatError, first_line
 
 NETS: tuple[str, ...] = ("vgg", "alex", "squeeze")
 LPIPS_VERSION = "0.1"
@@ -47,8 +47,7 @@ def _build(net: str, random_backbone: bool) -> torch.nn.Module:
             model = lpips.LPIPS(pretrained=False, net=net, version=LPIPS_VERSION,
                                 pnet_rand=random_backbone, verbose=False)
     except (OSError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DownloadError(f"could not get torchvision's pretrained {net} weights for LPIPS ({reason}); "
+        raise DownloadError(f"could not get torchvision's pretrained {net} weights for LPIPS ({first_line(exc)}); "
                             f"connect to the internet once (they are cached in {torch.hub.get_dir()}), or "
                             "pass --lpips-random-backbone to run offline with a random backbone "
                             "(its distances are not perceptual: for trials only)") from None

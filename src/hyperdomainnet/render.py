@@ -23,19 +23,21 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
+from .device import autocast, resolve_precision
 from .domain.arithmetic import combine
 from .domain.files import KINDS, Domain
 from .domain.parameterizations import Parameterization
-from .errors import ConfigError
+from .errors import ConfigError, HDNError
 from .images import to_pil
+from .loaders import load_generator
 from .progress import progress_bar
 from .stylegan2.generator import NOISE_MODES, Generator
 
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
 VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
 
-__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "iter_render", "render_rows", "interpolation_rows",
-           "alpha_sweep_rows", "frames_from_rows", "write_video", "hypernet_rows"]
+__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render", "render_rows", "interpolation_rows",
+           "alpha_sweep_rows", "frames_from_rows", "write_video"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,19 @@ def _group_key(index: int, row: Row) -> str | int:
     return index
 
 
+def generator_for(spec: str | None, rows: Sequence[Row], device: torch.device | str) -> Generator:
+    """The generator ``spec`` names (a --generator), else the one the first domain row names."""
+    if spec:
+        return load_generator(spec, device)
+    named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
+    if not named:
+        raise ConfigError("no generator given and the domain files do not name one; pass --generator")
+    try:
+        return load_generator(named, device)
+    except HDNError as exc:
+        raise ConfigError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
+
+
 @torch.no_grad()
 def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
                 noise_mode: str = "const", batch_size: int = 16
@@ -176,12 +191,11 @@ def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
                 noise_mode: str = "const", batch_size: int = 16, progress: bool = False,
                 precision: str = "fp32") -> torch.Tensor:
     """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``), rendered
-    under ``precision`` (fp32 | bf16 | fp16 | auto: ``runtime.resolve_precision``); ``progress``
+    under ``precision`` (fp32 | bf16 | fp16 | auto: ``device.resolve_precision``); ``progress``
     draws a bar of rendered images on a terminal."""
-    from .training.runtime import autocast
-
     out = torch.empty(len(rows), len(seeds), 3, G.size, G.size)
     device = G.latent_avg.device
+    precision = resolve_precision(precision, device)
     with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar, \
             autocast(device, precision):
         for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
@@ -248,20 +262,3 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
             iio.imwrite(tmp, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2,
                         output_params=["-f", "mp4"])
     return target
-
-
-def hypernet_rows(path: Path, prompts: Sequence[str], device: torch.device | str = "cpu") -> list[Row]:
-    """One row per prompt: δ = HyperDomainNet(e), e = the normalised CLIP text embedding of the raw
-    prompt (template "{}", as the official inference) with the encoder named in the file."""
-    from .hypernet import HyperDomainNet
-
-    if not prompts or any(not p.strip() for p in prompts):
-        raise ConfigError("a --text prompt is empty; describe the domain, e.g. --text \"Pixar\"")
-    net = HyperDomainNet.load(path, device)
-    vectors = net.domain_vectors(list(prompts)).cpu()
-    meta = net.metadata
-    generator = dict(meta.get("generator") or {"name": None})
-    placement = meta.get("placement", "after_demod")
-    return [Row(prompt, Domain(v, "domain_vector", list(net.domain_layout), generator, placement,
-                               {"target": prompt, "hypernet": str(path)}))
-            for prompt, v in zip(prompts, vectors)]

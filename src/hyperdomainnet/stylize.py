@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import paths
+from .device import autocast
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
 from .encoders.restyle import INPUT_SIZE
 from .errors import ConfigError, HDNError
+from .hypernet.prompts import prompt_domains
 from .images import Fit, align_face, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
@@ -143,11 +145,9 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
     (default ``E.generator``, which must have the encoder's resolution). With ``refine`` (its
     ``steps`` > 0), II2S continues from the encoder's codes against the photo at full size
     (its final render is the reconstruction). The encoder passes and renders run under
-    ``precision`` (``runtime.autocast``; the codes and images come back in float32); II2S
+    the resolved ``precision`` (``device.resolve_precision``; the codes and images come back in float32); II2S
     optimises in float32.
     """
-    from .training.runtime import autocast
-
     G = G if G is not None else E.generator
     if G.size != E.generator.size or G.n_latent != E.generator.n_latent:
         raise ConfigError(f"the encoder {E.name} inverts into a {E.generator.size} px generator but the "
@@ -192,12 +192,10 @@ def _refine(G: Generator, images: torch.Tensor, init: torch.Tensor, options: Inv
 def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
     """The domain vector the HyperDomainNet ``hypernet`` (file or zoo name) predicts for ``prompt``,
     checked to fit ``G``."""
-    from .render import hypernet_rows
-
     if not prompt.strip():
         raise ConfigError("--text is empty; give a prompt such as \"3D render in the style of Pixar\"")
     path = artefact_path(hypernet, "hypernet")
-    domain = hypernet_rows(path, [prompt.strip()], G.latent_avg.device)[0].domain
+    domain = prompt_domains(path, [prompt.strip()], G.latent_avg.device)[0]
     if list(domain.domain_layout) != list(G.domain_layout):
         trained = domain.generator.get("name") or "another generator"
         raise ConfigError(f"the hypernetwork {Path(str(hypernet)).name} was trained for {trained} "
@@ -264,9 +262,7 @@ def check_domain(G: Generator, domain: Domain, mix: bool | None) -> None:
 def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted], mix: bool | None = None,
                      scale: float = 1.0, batch_size: int = ENCODER_BATCH, precision: str = "fp32") -> list[Stylized]:
     """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward,
-    under ``precision`` (``runtime.autocast``; images come back in float32)."""
-    from .training.runtime import autocast
-
+    under the resolved ``precision`` (``device.resolve_precision``; images come back in float32)."""
     check_domain(G, domain, mix)
     reference = reference_latent(domain)
     param = Parameterization.from_domain_file(domain, G)

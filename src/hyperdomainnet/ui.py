@@ -20,7 +20,7 @@ Rendering (:meth:`Studio.render`): seed s → W+ code as ``render.seed_latents``
 ``hdn generate --seeds s``), ψ-truncated; style mixing with crossover c > 0 takes W+ entries c… from
 the mixing seed's code. The source image is ``G.synthesis(ws)``; the adapted one applies the domain
 file (any kind, through its ``Parameterization``) or the hypernetwork's δ for the prompt
-(``render.hypernet_rows``) at strength α. Noise is the generator's constant noise. Loaded
+(``hypernet.prompts.prompt_domains``) at strength α. Noise is the generator's constant noise. Loaded
 generators, domain files and prompt vectors are cached.
 
 Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by a ReStyle encoder
@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
+from .device import autocast, prepare_generator, resolve_precision
 from .domain.files import FORMAT as DOMAIN_FORMAT
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
@@ -54,10 +55,10 @@ from .errors import ConfigError, FileFormatError, HDNError
 from .fileformat import read_metadata
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .images import to_pil
-from .render import hypernet_rows, seed_latents
+from .hypernet.prompts import prompt_domains
+from .render import seed_latents
 from .stylegan2.generator import Generator
 from .loaders import load_generator
-from .training.runtime import autocast, resolve_precision
 
 if TYPE_CHECKING:
     from .encoders import ReStyleEncoder
@@ -244,11 +245,10 @@ class Studio:
         return Domain.load(path)
 
     def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> Domain:  # noqa: ARG002
-        return hypernet_rows(path, [prompt], self.device)[0].domain
+        return prompt_domains(path, [prompt], self.device)[0]
 
     def _load_encoder(self, spec: str) -> ReStyleEncoder:
         from .encoders import load_encoder
-        from .training.runtime import prepare_generator
 
         encoder = load_encoder(spec, self.device)
         prepare_generator(encoder.generator, self.device)

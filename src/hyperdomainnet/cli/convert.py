@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from . import options
 from .app import app
 
 EXPORT_SUFFIXES: tuple[str, ...] = (".pt", ".pth")
@@ -30,7 +31,7 @@ def _check_suffix(out: Path, suffixes: tuple[str, ...], what: str) -> None:
 def convert(checkpoint: Path = typer.Argument(..., help="Official HyperDomainNet checkpoint (.pt)."),
             out: Path = typer.Option(..., "--out", help="Output .safetensors file."),
             generator: Optional[str] = typer.Option(None, help="Generator it belongs to (default: from the file)."),
-            force: bool = typer.Option(False, "--force", help=FORCE_HELP)) -> None:
+            force: bool = options.force(FORCE_HELP)) -> None:
     """Convert an official HyperDomainNet checkpoint: parameterisation → domain file, mapper → hypernetwork file."""
     from ..atomic import check_output_file
     from ..convert import convert_official
@@ -45,7 +46,7 @@ def convert(checkpoint: Path = typer.Argument(..., help="Official HyperDomainNet
 @app.command()
 def export(generator: str = typer.Argument(..., help="Generator: .pt/.pkl file, zoo name or random:<size> spec."),
            out: Path = typer.Option(..., "--out", help="Output rosinality checkpoint (.pt)."),
-           force: bool = typer.Option(False, "--force", help=FORCE_HELP)) -> None:
+           force: bool = options.force(FORCE_HELP)) -> None:
     """Write any loadable generator (e.g. an NVIDIA .pkl) as a rosinality-format .pt checkpoint."""
     from ..atomic import check_output_file
     from ..loaders import load_generator

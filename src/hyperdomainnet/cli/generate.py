@@ -7,8 +7,9 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import ConfigError, HDNError
+from ..errors import ConfigError
 from ..paths import unique_names
+from . import options
 from .app import app
 
 
@@ -41,21 +42,6 @@ def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
     return [(row_label(domain_name(d, spec.path), spec.scale), spec.scale, d) for spec, d in loaded]
 
 
-def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
-    """--generator, else the generator named by the first domain (file or hypernetwork)."""
-    from ..loaders import load_generator
-
-    if spec:
-        return load_generator(spec, device)
-    named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
-    if not named:
-        raise ConfigError("no generator given and the domain files do not name one; pass --generator")
-    try:
-        return load_generator(named, device)
-    except HDNError as exc:
-        raise ConfigError(f"cannot load generator {named!r} named in the domain file ({exc}); pass --generator") from None
-
-
 def _build_rows(loaded: list[tuple[str, float, Any]], combine_all: bool) -> list[Any]:
     from ..domain.arithmetic import combine
     from ..render import Row
@@ -82,12 +68,11 @@ def generate(
     seeds: Optional[str] = typer.Option(None, show_default="--n seeds from --seed",
                                         help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
     seed: int = typer.Option(0, help="First seed."),
-    truncation: float = typer.Option(1.0, help="Truncation ψ."),
+    truncation: float = options.TRUNCATION,
     noise_mode: str = typer.Option("const", help="const | random (seeded) | none."),
-    batch_size: int = typer.Option(16, help="Images per forward pass."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", help="auto (bf16 where the device computes it natively: AMX CPUs, "
-                                  "CUDA capability >= 8.0; else fp32) | fp32 | bf16 | fp16."),
+    batch_size: int = options.batch_size(),
+    device: str = options.DEVICE,
+    precision: str = options.PRECISION,
     grid: Optional[bool] = typer.Option(None, "--grid/--no-grid", show_default="grid, no-grid for animations",
                                         help="Write grid.png."),
     individual: bool = typer.Option(False, "--individual/--no-individual", help="Write one PNG per row and seed."),
@@ -99,13 +84,13 @@ def generate(
     fps: float = typer.Option(12.0, help="Frames per second of the video."),
     video: Optional[Path] = typer.Option(None, show_default="OUT/interpolation.gif",
                                          help="Video file of an animation (.gif or .mp4)."),
-    force: bool = typer.Option(False, "--force", show_default="off",
-                               help="Write into an --out folder that already holds files and replace an existing --video."),
+    force: bool = options.force("Write into an --out folder that already holds files and replace an existing --video."),
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
-    from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
-    from ..training.runtime import resolve_device, resolve_precision
+    from ..hypernet.prompts import prompt_domains
+    from ..render import alpha_sweep_rows, generator_for, interpolation_rows, render_rows, Row
+    from ..device import resolve_device, resolve_precision
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
@@ -136,7 +121,8 @@ def generate(
             lo, hi = _parse_range(alpha_sweep)
             rows = alpha_sweep_rows(rows[0], frames, lo, hi)
         else:
-            prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
+            prompts = ([Row(p, d) for p, d in zip(text, prompt_domains(hypernet, text, dev))]
+                       if hypernet is not None else [])
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
     images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved)
@@ -179,7 +165,7 @@ def prune(
     domain: Path = typer.Option(..., "--domain", help="Domain file to sparsify."),
     keep: float = typer.Option(0.2, help="Fraction of entries kept (largest |value|)."),
     out: Path = typer.Option(..., "--out", help="Output domain file."),
-    force: bool = typer.Option(False, "--force", show_default="off", help="Replace --out if it exists."),
+    force: bool = options.force("Replace --out if it exists."),
 ) -> None:
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
     from ..atomic import check_output_file

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import ConfigError, HDNError
 from ..training.config import HypernetConfig
+from . import options
 from .app import app
 from .train_options import training_command
 
@@ -78,12 +79,12 @@ def evaluate(
     clip: str = typer.Option("ViT-B/16", help="CLIP encoder for Quality/Diversity (official notebook: ViT-B/16)."),
     samples: int = typer.Option(500, help="Images per domain (seeds SEED … SEED+SAMPLES−1)."),
     seed: int = typer.Option(0, help="First seed."),
-    truncation: float = typer.Option(1.0, help="Truncation ψ."),
+    truncation: float = options.TRUNCATION,
     noise_mode: str = typer.Option("random", help="random (seeded) | const | none."),
-    batch_size: int = typer.Option(16, help="Images per forward pass."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    force: bool = typer.Option(False, "--force", help="Write into an --out folder that already holds files."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    batch_size: int = options.batch_size(),
+    device: str = options.DEVICE,
+    force: bool = options.force("Write into an --out folder that already holds files."),
+    progress: bool = options.PROGRESS,
 ) -> None:
     """Quality (mean CLIP cosine of images to their domain's text) and Diversity (mean 1 − cosine over
     image pairs) on seen and unseen domains, as JSON and a Markdown table."""
@@ -94,7 +95,7 @@ def evaluate(
     from ..hypernet import HyperDomainNet
     from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
     from ..loaders import load_generator
-    from ..training.runtime import resolve_device
+    from ..device import resolve_device
 
     if samples < 2:
         raise ConfigError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")

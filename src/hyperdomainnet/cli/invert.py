@@ -17,6 +17,7 @@ import typer
 
 from ..errors import ConfigError, HDNError
 from ..paths import unique_names
+from . import options
 from .app import app
 
 if TYPE_CHECKING:
@@ -38,22 +39,17 @@ GENERATOR = typer.Option(None, "--generator",
                               "ffhq for ii2s).")
 ITERATIONS = typer.Option(5, "--iterations", min=1, help="ReStyle encoder iterations.")
 REFINE = typer.Option(0, "--refine", min=0, help="II2S steps started from the encoder's code (0: none).")
-BATCH = typer.Option(4, "--batch-size", min=1, help="Photos per encoder forward.")
+BATCH = options.batch_size(4, "Photos per encoder forward.", min=1)
 STEPS = typer.Option(1000, "--steps", min=0, help="II2S optimisation steps (with --encoder ii2s).")
 LAMBDA_P = typer.Option(1e-3, "--lambda-p", min=0.0, help="II2S P-norm weight (1e-3 HyperDomainNet, 1e-2 MindTheGap).")
 FIT = typer.Option("crop", "--fit", help="crop (centre square) | pad (white letterbox).")
 ALIGN = typer.Option(None, "--align/--no-align",
                      help="FFHQ-align faces first (default: with an encoder, when the faces extra is installed).")
-DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
-PRECISION = typer.Option("auto", "--precision",
-                         help="Encoder passes and renders: auto (bf16 where the device computes it natively: AMX "
-                              "CPUs, CUDA capability >= 8.0; else fp32) | fp32 | bf16 | fp16. II2S optimises in fp32.")
-FORCE = typer.Option(False, "--force", help="Write into a non-empty --out directory.")
+FORCE = options.force("Write into a non-empty --out directory.")
 LPIPS_RANDOM = typer.Option(False, "--lpips-random-backbone",
                             help="II2S: LPIPS with a random backbone (offline use and tests; no real quality).")
 PNORM_SAMPLES = typer.Option(None, "--pnorm-samples", min=2,
                              help="II2S: mapped latents for the P-norm statistics (default 1,000,000).")
-PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 
 @contextmanager
@@ -121,7 +117,7 @@ class Inverter:
 
     def __init__(self, encoder: Optional[str], generator: Optional[str], device: str, precision: str = "fp32") -> None:
         from ..loaders import load_generator
-        from ..training.runtime import resolve_device, resolve_precision
+        from ..device import resolve_device, resolve_precision
 
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -139,7 +135,7 @@ class Inverter:
                                   "of the encoder's resolution")
         self.G: Generator = G if G is not None else (self.encoder.generator if self.encoder is not None
                                                      else load_generator("ffhq", self.device))
-        from ..training.runtime import prepare_generator
+        from ..device import prepare_generator
 
         prepare_generator(self.G, self.device)
 
@@ -175,9 +171,9 @@ def invert(
     out: Path = typer.Option(..., "--out", help="Output directory: NAME-latent.safetensors, NAME-reconstruction.png."),
     encoder: Optional[str] = ENCODER, generator: Optional[str] = GENERATOR, iterations: int = ITERATIONS,
     refine: int = REFINE, batch_size: int = BATCH, steps: int = STEPS, lambda_p: float = LAMBDA_P,
-    fit: str = FIT, align: Optional[bool] = ALIGN, device: str = DEVICE, precision: str = PRECISION,
+    fit: str = FIT, align: Optional[bool] = ALIGN, device: str = options.DEVICE, precision: str = options.PRECISION,
     force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM, pnorm_samples: Optional[int] = PNORM_SAMPLES,
-    progress: bool = PROGRESS,
+    progress: bool = options.PROGRESS,
 ) -> None:
     """Invert photos into the generator's W+ space (ReStyle encoder, or II2S; see --encoder)."""
     from ..atomic import check_output_dir
@@ -219,8 +215,8 @@ def stylize(
         help="Reference style mixing on layers ≥ 7 (default: when the domain has a reference)."),
     strength: float = typer.Option(1.0, help="Domain strength α (1 = as trained)."),
     steps: int = STEPS, lambda_p: float = LAMBDA_P, fit: str = FIT, align: Optional[bool] = ALIGN,
-    device: str = DEVICE, precision: str = PRECISION, force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM,
-    pnorm_samples: Optional[int] = PNORM_SAMPLES, progress: bool = PROGRESS,
+    device: str = options.DEVICE, precision: str = options.PRECISION, force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM,
+    pnorm_samples: Optional[int] = PNORM_SAMPLES, progress: bool = options.PROGRESS,
 ) -> None:
     """Render photos in a domain given by --text (and a hypernetwork) or --domain:
     photo | reconstruction | stylised [| stylised + reference style]."""

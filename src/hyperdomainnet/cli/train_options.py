@@ -22,13 +22,13 @@ from ..atomic import check_output_dir
 from ..errors import ConfigError
 from ..training.config import (CONFIG_NAME, TrainConfig, build_config, load_config_file, load_preset,
                                on_command_line, option_name, preset_names)
+from . import options
 
 OUT = typer.Option(..., "--out", help="Run directory (created).")
 CONFIG = typer.Option(None, "--config", help="YAML file of settings (over the preset's).")
 RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out with its stored settings "
                                               "(only --steps may change).")
-FORCE = typer.Option(False, "--force", help="Start the run in a --out directory that already holds other files.")
-PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+FORCE = options.force("Start the run in a --out directory that already holds other files.")
 BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
@@ -118,10 +118,10 @@ def _run_options(default_presets: dict[str, Optional[str]]) -> list[inspect.Para
                          for kind, preset in default_presets.items() if preset)
     preset = typer.Option(None, "--preset", show_default=False,
                           help=f"Preset (`hdn presets`): {', '.join(names)} (default {defaults or 'none'}).")
-    options = {"out": (OUT, Path), "preset": (preset, Optional[str]), "config": (CONFIG, Optional[Path]),
-               "resume": (RESUME, bool), "force": (FORCE, bool), "progress": (PROGRESS, bool)}
+    run = {"out": (OUT, Path), "preset": (preset, Optional[str]), "config": (CONFIG, Optional[Path]),
+           "resume": (RESUME, bool), "force": (FORCE, bool), "progress": (options.PROGRESS, bool)}
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-            for name, (option, annotation) in options.items()]
+            for name, (option, annotation) in run.items()]
 
 
 def training_command(group: typer.Typer, name: str, model: type[TrainConfig],

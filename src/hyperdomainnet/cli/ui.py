@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
+from . import options
 from .app import app
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -28,16 +29,15 @@ def ui(
                                                   "searched for them; repeatable."),
     encoder: Optional[list[str]] = typer.Option(None, "--encoder", help="ReStyle encoder for the \"your photo\" "
                                                 "tab: zoo name or file; repeatable (downloaded ones are listed too)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", help="Renders and encoder passes: auto (bf16 where the device computes it "
-                                  "natively: AMX CPUs, CUDA capability >= 8.0; else fp32) | fp32 | bf16 | fp16."),
+    device: str = options.DEVICE,
+    precision: str = options.PRECISION,
 ) -> None:
     """Web app: pick a generator and a domain file or hypernetwork prompt, move seed, truncation,
     strength and style-mixing sliders, and see source and adapted renders side by side; or upload
     your photo and see it in the domain."""
     if importlib.util.find_spec("gradio") is None:
         raise ConfigError(f"hdn ui needs Gradio: {GRADIO_HINT}")
-    from ..training.runtime import resolve_device
+    from ..device import resolve_device
     from ..ui import Studio, domain_files, hypernet_files, serve
 
     if not 0 < port < 65536:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from hyperdomainnet.clip.preprocess import OPENAI_MEAN, OPENAI_STD, clip_preprocess
 from hyperdomainnet.clip.templates import IMAGENET_TEMPLATES, fill_templates
-from hyperdomainnet.errors import ConfigError, DownloadError, FileFormatError
+from hyperdomainnet.errors import ConfigError, DownloadError, FileFormatError, first_line
 
 OPENAI_NAMES: dict[str, str] = {
     "ViT-B/32": "ViT-B-32-quickgelu",
@@ -163,11 +163,6 @@ class ClipEncoder:
         return (self.template_embeddings(target) - self.template_embeddings(source)).mean(dim=0)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
 def _file_error(spec: str, path: str, exc: BaseException) -> str:
     return (
         f"cannot load CLIP '{spec}': '{path}' is not a weights-only state dict for that "
@@ -245,7 +240,7 @@ def _build_open_clip(spec: str, arch: str, kind: str, source: str | None) -> tor
     except Exception as exc:  # open_clip raises RuntimeError/OSError/KeyError variants
         if kind == "file":
             raise FileFormatError(_file_error(spec, str(source), exc)) from exc
-        reason = _one_line(exc)
+        reason = first_line(exc, 200)
         if "download" in reason.lower():
             raise MissingClipWeights(spec, _how_to_supply(arch, str(source))) from exc
         raise DownloadError(
@@ -303,7 +298,7 @@ def _tokenizer_for(spec: str, arch: str) -> Callable[[list[str]], torch.Tensor]:
         return open_clip.get_tokenizer(arch)
     except Exception as exc:
         raise DownloadError(
-            f"cannot build the tokenizer for CLIP '{spec}': {_one_line(exc)}; "
+            f"cannot build the tokenizer for CLIP '{spec}': {first_line(exc, 200)}; "
             "connect once so it can be cached, or use a ViT-* architecture"
         ) from exc
 

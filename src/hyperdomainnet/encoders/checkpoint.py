@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
-from ..errors import FileFormatError, HDNError
+from ..errors import FileFormatError, HDNError, first_line
 from ..stylegan2.formats.rosinality import GeneratorCheckpoint, infer_arch as infer_generator_arch
 from ..stylegan2.generator import Generator
 from ..stylegan2.loading import generator_from_checkpoint
@@ -44,8 +44,7 @@ def _load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first[:160]}); "
+        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first_line(exc)}); "
                               "expected a ReStyle encoder checkpoint of tensors and plain options") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}); "

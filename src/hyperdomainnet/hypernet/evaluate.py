@@ -22,16 +22,16 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..clip import IMAGENET_TEMPLATES, ClipEncoder
-from ..domain.files import Domain
 from ..images import image_sha256, load_image
 from ..metrics import evaluate_samples, target_embeddings
 from ..progress import progress_bar
 from ..render import Row
 from ..stylegan2.generator import Generator
+from ..version import __version__
 from .domains import list_sha256, load_domain_list, load_image_list
 from .model import HyperDomainNet
+from .prompts import vector_domains
 
 REPORT_FORMAT = "hyperdomainnet.hypernet_metrics"
 REPORT_VERSION = 1
@@ -84,7 +84,7 @@ def evaluate_lists(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, list
     total = sum(len(item.labels) for item in lists) * len(seeds)
     with progress_bar(total, "evaluating domains", "img", enabled=progress) as bar:
         for item in lists:
-            results.append(_evaluate_list(net, G, encoder, item, generator, seeds, truncation, noise_mode,
+            results.append(_evaluate_list(net, G, encoder, item, seeds, truncation, noise_mode,
                                           batch_size, bar))
     return {"format": REPORT_FORMAT, "version": REPORT_VERSION,
             "hypernet": {"input": net.metadata.get("input"), "clip_model": net.metadata.get("clip_model"),
@@ -99,16 +99,14 @@ def evaluate_lists(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, list
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def _evaluate_list(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, item: EvalList,
-                   generator: dict[str, Any], seeds: list[int], truncation: float, noise_mode: str,
-                   batch_size: int, bar: Any) -> dict[str, Any]:
+def _evaluate_list(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, item: EvalList, seeds: list[int],
+                   truncation: float, noise_mode: str, batch_size: int, bar: Any) -> dict[str, Any]:
     """One list's entry of the report: every domain's metrics, their mean and standard deviation."""
-    vectors = net.domain_vectors(item.inputs.to(next(net.parameters()).device)).float().cpu() \
-        if item.labels else []
+    predicted = vector_domains(net, net.domain_vectors(item.inputs.to(next(net.parameters()).device)),
+                               [{"target": label} for label in item.labels]) if item.labels else []
     domains = []
-    for label, vector, target in zip(item.labels, vectors, item.targets):
-        row = Row(label, Domain(vector, "domain_vector", list(net.domain_layout), generator,
-                                net.metadata.get("placement", "after_demod"), {"target": label}))
+    for label, domain, target in zip(item.labels, predicted, item.targets):
+        row = Row(label, domain)
         bar.set_postfix_str(label[:40], refresh=False)
         metrics = evaluate_samples(G, row, encoder, target, seeds, truncation, noise_mode, batch_size, bar=bar)
         domains.append({"domain": label, **metrics})

@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import fileformat
 from ..clip import ClipEncoder, load_clip
-from ..errors import ConfigError, FileFormatError
+from ..errors import ConfigError, FileFormatError, first_line
 from ..loaders import artefact_path
 
 FORMAT = "hyperdomainnet.hypernet"
@@ -216,7 +216,7 @@ class HyperDomainNet(nn.Module):
             result = net.load_state_dict(tensors, strict=False)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise FileFormatError(f"{path} is a corrupt {WHAT} "
-                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+                                  f"({type(exc).__name__}: {first_line(exc, 120)})") from None
         if result.missing_keys or result.unexpected_keys:
             raise FileFormatError(f"{path} does not match its recorded architecture (missing "
                                   f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})")

@@ -147,7 +147,7 @@ class Generator(nn.Module):
             res = 2 ** ((i + 5) // 2)
             self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
         self.register_buffer("latent_avg", torch.full((style_dim,), float("nan")))
-        self.channels_last = False  # render in the channels-last memory format (see runtime.prepare_generator)
+        self.channels_last = False  # render in the channels-last memory format (see device.prepare_generator)
         self.compile_options: dict[str, Any] | None = None  # see compile_synthesis
         self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
 

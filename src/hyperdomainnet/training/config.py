@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Beta = Annotated[float, Field(ge=0, lt=1)]
@@ -384,7 +384,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check the path") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"config file {path} is not valid YAML ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings")
     return data

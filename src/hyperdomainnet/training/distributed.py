@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import ConfigError, DeviceError, HDNError
 from .loop import (NonFiniteLoss, Trainer, TrainingInterrupted, check_new_run, load_checkpoint, run_training,
                    stop_signals)
-from .runtime import resolve_device
+from ..device import resolve_device
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from ..losses import offsets_l1, offsets_l2
 from ..stylegan2.generator import Generator
 from .config import HypernetConfig
 from .distributed import all_gather, data_parallel, init_distributed, mean_over_ranks
-from .sampling import PREVIEW_SEED, fixed_latents, sample_ws_per_call
-from .steps import (apply_update, load_step_state, optimisation, run_metadata, step_state, training_clip,
-                    training_generator)
+from .sampling import sample_ws_per_call
+from .steps import run_metadata
+from .trainer import Trainer
 
 SEED_RANGE = 2**62
 RESULT_NAME = "hypernet.safetensors"
@@ -38,22 +38,20 @@ def seeded_noise(G: Generator, seeds: Sequence[int], device: torch.device) -> li
     return [torch.cat(layer) for layer in zip(*per_sample)]
 
 
-class HypernetTrainerBase:
+class HypernetTrainerBase(Trainer):
     """Subclasses set ``input_kind`` and ``preview_labels``/``preview_inputs`` and implement
     ``train_step`` and ``domain_metadata``."""
 
     input_kind = "text"
+    result_name = RESULT_NAME
 
     def __init__(self, config: HypernetConfig, G: Generator | None = None, clip: ClipEnsemble | None = None) -> None:
-        self.config = config
         self.dist = init_distributed(config.device)
-        self.device = self.dist.device
         self.local = self.dist.local_slice(config.batch)
         if config.batch // self.dist.world_size < 2:
             raise ConfigError(f"batch {config.batch} leaves fewer than 2 samples per process "
                               f"({self.dist.world_size} processes); use --batch {2 * self.dist.world_size} or more")
-        self.G = training_generator(config, G, self.device)
-        self.clip = training_clip(config, clip, self.device)
+        super().__init__(config, G, clip, device=self.dist.device)
         try:
             self.mapper_encoder = self.encoder(config.mapper_clip).set_precision(config.clip_precision)
         except HDNError as exc:  # only a separately loaded encoder can fail: say which option names it
@@ -65,10 +63,7 @@ class HypernetTrainerBase:
                                            width=config.width, depth=config.depth,
                                            head_depth=config.head_depth).to(self.device)
         self.net = data_parallel(self.hypernet, self.dist)
-        self.optimizer, self.scaler, self.rng = optimisation(self.hypernet.parameters(), config, self.device)
-        self.result_name = RESULT_NAME
-        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
-                                        self.device)
+        self.optimise(self.hypernet)
         self.preview_labels: list[str] = []
         self.preview_inputs = torch.empty(0, self.hypernet.embed_dim, device=self.device)
 
@@ -124,13 +119,13 @@ class HypernetTrainerBase:
         layers = self.G.split_domain(all_gather(delta))
         return {k: (offsets_l2 if k == "offsets_l2" else offsets_l1)(layers) for k in wanted}
 
-    def optimise(self, terms: dict[str, torch.Tensor], local_terms: Sequence[str] = ()) -> dict[str, float]:
-        """``steps.apply_update``; ``local_terms`` are means over this rank's samples, reported as
+    def update_across_ranks(self, terms: dict[str, torch.Tensor], local_terms: Sequence[str] = ()) -> dict[str, float]:
+        """``update``; ``local_terms`` are means over this rank's samples, reported as
         their mean over ranks (so the report and the finiteness check agree on every rank)."""
         def summarize(values: dict[str, float]) -> dict[str, float]:
             return {**values, **mean_over_ranks({k: values[k] for k in local_terms})}
 
-        return apply_update(self.optimizer, self.config.losses, terms, self.scaler, summarize=summarize)
+        return self.update(terms, summarize=summarize)
 
     # ----- previews, state, result ---------------------------------------------------------------
     @torch.no_grad()
@@ -145,14 +140,13 @@ class HypernetTrainerBase:
         return torch.cat(rows).float().cpu(), n
 
     def state_dict(self) -> dict[str, Any]:
-        return {**step_state(self.hypernet, self.optimizer, self.scaler, self.rng),
-                "domains_sha256": self.domains_sha256()}
+        return {**super().state_dict(), "domains_sha256": self.domains_sha256()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("domains_sha256") != self.domains_sha256():
             raise ConfigError("the training domains (list or reference images) changed since the run started; "
                               "restore them or start a new run in another directory")
-        load_step_state(state, self.hypernet, self.optimizer, self.scaler, self.rng)
+        super().load_state_dict(state)
 
     def domain_metadata(self) -> dict[str, Any]:
         raise NotImplementedError

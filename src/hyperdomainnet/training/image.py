@@ -39,10 +39,9 @@ from ..stylegan2.generator import Generator
 from ..stylize import (MIX_TRUNCATION, InversionOptions, Inverted, invert_photo, save_domain_with_reference,
                        style_mix)
 from .config import ImageAdaptConfig
-from .runtime import autocast, resolve_device
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms, run_metadata,
-                    step_state, training_clip, training_generator)
+from .steps import ensemble_terms, regularization_terms, run_metadata
+from .trainer import Trainer
 
 CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 RECONSTRUCTION_TERMS = ("l2_rec", "lpips_rec")
@@ -99,25 +98,21 @@ def check_reference_unchanged(stored_sha256: str, reference: Inverted, path: str
                           "restore it or start a new run in another directory")
 
 
-class ImageTrainer:
+class ImageTrainer(Trainer):
     """Adapts a generator to the domain of the single reference image ``config.image``."""
+
+    config: ImageAdaptConfig
 
     def __init__(self, config: ImageAdaptConfig, G: Generator | None = None,
                  clip: ClipEnsemble | None = None, progress: bool = True) -> None:
-        self.config = config
-        self.device = resolve_device(config.device)
-        self.G = training_generator(config, G, self.device)
+        super().__init__(config, G, clip, prompts=())
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
         self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
         self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
-        self.clip = training_clip(config, clip, self.device, prompts=())
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
-        self.result_name = "domain.safetensors"
-        self.optimizer, self.scaler, self.rng = optimisation(self.param.parameters(), config, self.device)
+        self.optimise(self.param)
         self._set_reference_latent(self.reference.latent)
-        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
-                                        self.device)
         self.mix_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, MIX_TRUNCATION, self.device)
 
     @torch.no_grad()
@@ -157,7 +152,7 @@ class ImageTrainer:
         noise = [sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device) for _ in range(calls)]
         ref_noise = sample_noise(self.G, "random", 1, self.rng, self.device) if self.official else None
         cache = self.G.style_cache(ws[-1])  # styles and demodulation, shared by G_A and G_B if one W+
-        with autocast(self.device, cfg.precision):
+        with self.autocast():
             with torch.no_grad():
                 src = self.G.synthesis(ws[0], noise=noise[0], cache=cache)
             trg = self.param.synthesize(self.G, ws[-1], noise=noise[-1], cache=cache, checkpoint=cfg.low_memory)
@@ -167,7 +162,7 @@ class ImageTrainer:
             if ref_trg is not None:
                 terms.update(self.reconstruction_losses(ref_trg))
         terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
-        return apply_update(self.optimizer, cfg.losses, terms, self.scaler)
+        return self.update(terms)
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
@@ -179,12 +174,12 @@ class ImageTrainer:
         return torch.cat([src, trg, mixed]).float().cpu(), self.preview_ws.shape[0]
 
     def state_dict(self) -> dict[str, Any]:
-        return {**step_state(self.param, self.optimizer, self.scaler, self.rng),
-                "reference_sha256": self.reference.sha256, "reference_latent": self.reference_latent.cpu()}
+        return {**super().state_dict(), "reference_sha256": self.reference.sha256,
+                "reference_latent": self.reference_latent.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_reference_unchanged(state["reference_sha256"], self.reference, self.config.image)
-        load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
+        super().load_state_dict(state)
         self._set_reference_latent(state["reference_latent"])
 
     def metadata(self) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from ..errors import ConfigError, FileFormatError, HDNError
 from ..images import save_grid
 from ..progress import progress_bar
 from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
-from .runtime import resolve_device, resolve_precision
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -105,8 +104,11 @@ def command_and_label(config: TrainConfig) -> tuple[str, str]:
 class Trainer(Protocol):
     """What the loop needs from a trainer (text, image, multi-domain)."""
 
-    config: TrainConfig
+    config: TrainConfig  # with the resolved precision
     result_name: str
+    device: torch.device
+    precision: str  # resolved once, when the trainer was built
+    auto_precision: bool  # resolved from "auto" (the loop says to what)
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step; returns the loss terms (``total`` included)."""
@@ -228,11 +230,9 @@ def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False, pr
         check_new_run(run_dir, trainer.result_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)
-    if config.precision == "auto":
-        device = getattr(trainer, "device", None) or resolve_device(config.device)
-        config.precision = resolve_precision("auto", device)
-        print(f"precision: {config.precision} ({'native' if config.precision == 'bf16' else 'no native bf16'} "
-              f"on {device.type})", file=sys.stderr, flush=True)
+    if trainer.auto_precision:
+        print(f"precision: {trainer.precision} ({'native' if trainer.precision == 'bf16' else 'no native bf16'} "
+              f"on {trainer.device.type})", file=sys.stderr, flush=True)
     with atomic_path(run_dir / CONFIG_NAME) as tmp:
         tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     logger = MetricLogger(run_dir, config, start)

@@ -47,7 +47,6 @@ from ..stylize import InversionOptions, invert_photo
 from .config import HypernetConfig
 from .distributed import all_gather, broadcast_tensor
 from .hypernet_base import SEED_RANGE, HypernetTrainerBase, seeded_noise
-from .runtime import autocast
 from .sampling import sample_noise
 
 CLIP_TERMS = ("direction", "clip_within", "clip_ref", "tt_direction")
@@ -157,9 +156,9 @@ class ImageHypernetTrainer(HypernetTrainerBase):
         ws_src, ws, noise_src, noise_trg = self.draw_latents()
         refs = self.draw(len(self.paths), self.config.batch).to(self.device)
         ref_seeds = self.draw(SEED_RANGE, self.config.batch).tolist() if self.official else None
-        with autocast(self.device, self.config.precision):
+        with self.autocast():
             terms = self.losses(ws_src, ws, noise_src, noise_trg, refs, ref_seeds)
-        return self.optimise(terms, local_terms=[k for k in LOCAL_TERMS if k in terms])
+        return self.update_across_ranks(terms, local_terms=[k for k in LOCAL_TERMS if k in terms])
 
     def domain_metadata(self) -> dict[str, Any]:
         return {"domain_lists_sha256": {"train": list_sha256(self.sha256)},

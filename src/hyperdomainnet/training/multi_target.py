@@ -34,10 +34,9 @@ from ..stylegan2.generator import Generator, StyleCache
 from .config import TextAdaptConfig, TrainConfig
 from .loop import NonFiniteLoss
 from .memory import AdaptiveMicroBatch, MicroBatched, micro_slices, narrow_noise
-from .runtime import autocast, resolve_device
-from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws
-from .steps import (load_step_state, optimisation, optimizer_step, regularization_terms, run_metadata, step_state,
-                    training_clip, training_generator)
+from .sampling import sample_noise, sample_ws
+from .steps import optimizer_step, regularization_terms, run_metadata
+from .trainer import Trainer
 
 RESULTS = "targets"
 CLIP_TERMS = ("direction", "global", "indomain")
@@ -77,7 +76,7 @@ class StackedVectors(nn.Module):
         return self.vectors.index_select(0, index)
 
 
-class MultiTargetTrainer:
+class MultiTargetTrainer(Trainer):
     """What a run of K targets shares (module docstring): the frozen G, the CLIP ensemble, the
     stacked vectors and their Adam, the step over the K·B batch, previews and checkpoint state.
     Subclasses give ``target_terms`` (every target's loss terms) and ``save_result``.
@@ -92,19 +91,15 @@ class MultiTargetTrainer:
         if config.quirks == "official":
             raise ConfigError("several targets share one source render per step, which the official quirks (a "
                               "crossover and noise per generator call) do not allow; add --quirks corrected")
-        self.config, self.slugs = config, slugs
-        self.device = resolve_device(config.device)
-        self.G = training_generator(config, G, self.device)
-        self.clip = training_clip(config, clip, resolve_device(clip_device) if clip_device else self.device, prompts)
+        super().__init__(config, G, clip, prompts, clip_device=clip_device)
+        self.slugs = slugs
         options = {"placement": placement} if parameterization == DomainVector.name else {}
         # Style offsets and δ before demodulation recompute d(s) from the trained vector.
         self.own_demod = parameterization == StyleOffset.name or options.get("placement") == "before_demod"
         # Its vector kwargs (δ or Δs) and domain-file writer; the trained values live in ``stack``.
         self.param = build_parameterization(parameterization, self.G, **options).to(self.device)
         self.stack = StackedVectors(len(slugs), self.G.domain_size, self.device)
-        self.optimizer, self.scaler, self.rng = optimisation([self.stack.vectors], config, self.device)
-        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
-                                        self.device)
+        self.optimise(self.stack)
         self.micro_batch = AdaptiveMicroBatch(len(slugs) * config.batch, micro_batch,
                                               adaptive=config.low_memory)
 
@@ -192,8 +187,7 @@ class MultiTargetTrainer:
     def _step(self, cache: StyleCache, noise: list[torch.Tensor | None], parts: list[slice]) -> dict[str, float]:
         cfg = self.config
         batch = cfg.batch
-        precision = partial(autocast, self.device, cfg.precision)
-        with torch.no_grad(), precision():
+        with torch.no_grad(), self.autocast():
             src = torch.cat([self._source(cache, noise, part) for part in micro_slices(batch, min(self.micro_batch.size, batch))])
         big_cache, big_noise = repeat_cache(cache, self.k), repeat_noise(noise, self.k, batch)
 
@@ -209,8 +203,8 @@ class MultiTargetTrainer:
 
         if len(parts) > 1 and all(p.start % batch == 0 and p.stop % batch == 0 for p in parts):
             return self._step_by_targets(src, adapted, parts, regularizers())
-        trg = MicroBatched(adapted, parts, context=precision)
-        with precision():
+        trg = MicroBatched(adapted, parts, context=self.autocast)
+        with self.autocast():
             terms = self.target_terms(src, trg.outputs(), range(self.k))
         terms.update(regularizers())
         total = self._weighted(terms)
@@ -240,7 +234,7 @@ class MultiTargetTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
         for part in parts:
-            with autocast(self.device, cfg.precision):
+            with self.autocast():
                 part_terms = self.target_terms(src, adapted(part), range(part.start // cfg.batch, part.stop // cfg.batch))
             part_total = self._weighted(part_terms)
             self._checked_report(part_total, part_terms)
@@ -263,15 +257,6 @@ class MultiTargetTrainer:
         src = self.G.synthesis(self.preview_ws, cache=cache)
         trg = self._adapted(repeat_cache(cache, self.k), self.const_noise, slice(0, self.k * n), n)
         return torch.cat([src, trg]).float().cpu(), n
-
-    def state_dict(self) -> dict[str, Any]:
-        return step_state(self.stack, self.optimizer, self.scaler, self.rng)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_step_state(state, self.stack, self.optimizer, self.scaler, self.rng)
-
-    def save_result(self, path: Path) -> None:
-        raise NotImplementedError
 
     def _domain(self, k: int, metadata: dict[str, Any]) -> Domain:
         """The domain file of target ``k``'s trained vector with ``metadata``."""

@@ -51,7 +51,6 @@ from ..stylegan2.generator import Generator
 from .config import HypernetConfig
 from .distributed import all_gather
 from .hypernet_base import HypernetTrainerBase
-from .runtime import autocast
 
 
 def square_crop(images: torch.Tensor, offset: tuple[int, int] | None, side: int) -> torch.Tensor:
@@ -179,9 +178,9 @@ class TextHypernetTrainer(HypernetTrainerBase):
     def train_step(self, step: int) -> dict[str, float]:
         self.hypernet.train()
         plan = self.plan()
-        with autocast(self.device, self.config.precision):
+        with self.autocast():
             terms = self.losses(plan)
-        return self.optimise(terms)
+        return self.update_across_ranks(terms)
 
     def domain_metadata(self) -> dict[str, Any]:
         return {"domain_lists_sha256": {"train": self.domains.sha256},

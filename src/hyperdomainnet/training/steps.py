@@ -1,4 +1,5 @@
-"""Pieces every trainer's step shares: regularisers, the update, result metadata."""
+"""Pieces every trainer's step shares: the frozen generator and CLIP set-up, regularisers, the
+guarded update, result metadata."""
 from __future__ import annotations
 
 import datetime
@@ -8,15 +9,16 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..clip import ClipEncoder, ClipEnsemble
-from ..errors import ConfigError
+from ..clip.attention import prepare_clip
+from ..device import prepare_generator
+from ..errors import ConfigError, first_line
 from ..loaders import load_generator
 from ..losses import offsets_l1, offsets_l2
 from ..stylegan2.generator import Generator
+from ..version import __version__
 from .config import TrainConfig
 from .loop import NonFiniteLoss
-from .runtime import prepare_clip, prepare_generator
 
 REGULARIZERS = {"offsets_l2": offsets_l2, "offsets_l1": offsets_l1}
 
@@ -77,15 +79,6 @@ def training_clip(config: TrainConfig, clip: ClipEnsemble | None, device: torch.
     return ensemble
 
 
-def optimisation(params: Iterable[torch.nn.Parameter], config: TrainConfig, device: torch.device,
-                 ratio: float = 1.0) -> tuple[torch.optim.Adam, torch.amp.GradScaler, torch.Generator]:
-    """A trainer's Adam (lr·r, betas^r, the config's weight decay; r = ``ratio``), loss scaler
-    (``loss_scaler``) and sampling RNG seeded with ``config.seed``."""
-    betas = (config.betas[0] ** ratio, config.betas[1] ** ratio)
-    optimizer = torch.optim.Adam(list(params), lr=config.lr * ratio, betas=betas, weight_decay=config.weight_decay)
-    return optimizer, loss_scaler(device, config.precision), torch.Generator().manual_seed(config.seed)
-
-
 def optimizer_step(optimizer: torch.optim.Optimizer, total: torch.Tensor, scaler: torch.amp.GradScaler,
                    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> None:
     """Zero the gradients, ``backward(s · total)``, unscale by s and step; with fp16 scaling a
@@ -129,7 +122,7 @@ def load_step_state(state: dict[str, Any], param: torch.nn.Module, optimizer: to
     try:
         param.load_state_dict(state["param"])
     except (KeyError, RuntimeError) as exc:
-        raise ConfigError(f"the checkpoint does not fit this run's model ({str(exc).splitlines()[0]}); "
+        raise ConfigError(f"the checkpoint does not fit this run's model ({first_line(exc)}); "
                           "resume with the run's own config") from None
     optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):

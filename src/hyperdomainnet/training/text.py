@@ -13,7 +13,6 @@ every call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +26,21 @@ from ..stylegan2.formats.rosinality import write_rosinality
 from ..stylegan2.generator import Generator, StyleCache
 from .config import TextAdaptConfig
 from .memory import AdaptiveMicroBatch, MicroBatched, narrow_noise
-from .runtime import autocast, resolve_device
-from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import (apply_update, ensemble_terms, load_step_state, optimisation, regularization_terms, run_metadata,
-                    step_state, training_clip, training_generator)
+from .sampling import sample_noise, sample_ws_per_call
+from .steps import ensemble_terms, regularization_terms, run_metadata
+from .trainer import Trainer
 
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
 
 
-class TextTrainer:
+class TextTrainer(Trainer):
     """Adapts a generator to ``config.target`` (relative to ``config.source``) in words."""
+
+    config: TextAdaptConfig
 
     def __init__(self, config: TextAdaptConfig, G: Generator | None = None,
                  clip: ClipEnsemble | None = None) -> None:
-        self.config = config
-        self.device = resolve_device(config.device)
-        clip_device = resolve_device(config.clip_device) if config.clip_device else self.device
-        self.G = training_generator(config, G, self.device)
-        self.clip = training_clip(config, clip, clip_device, prompts=(config.target, config.source))
+        super().__init__(config, G, clip, prompts=(config.target, config.source), clip_device=config.clip_device)
         options: dict[str, Any] = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
         if config.phase is not None:
             options["phase"] = config.phase
@@ -53,12 +49,10 @@ class TextTrainer:
         # All of P's tensors: layers frozen by a phase or by layer selection get no gradient and
         # Adam leaves them alone. Full fine-tuning scales Adam by r = 4/5 as the official trainer.
         ratio = LAZY_REG_RATIO if config.parameterization == "full" else 1.0
-        self.optimizer, self.scaler, self.rng = optimisation(self.param.parameters(), config, self.device, ratio)
+        self.optimise(self.param, ratio)
         self.text = {enc.name: (enc.template_embeddings(config.target)[None].to(enc.device),
                                 enc.template_embeddings(config.source)[None].to(enc.device))
                      for enc, _ in self.clip}
-        self.preview_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, config.grid_truncation,
-                                        self.device)
         self.micro_batch = AdaptiveMicroBatch(config.batch, config.micro_batch, adaptive=config.low_memory)
 
     def clip_losses(self, src: torch.Tensor, trg: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -112,15 +106,14 @@ class TextTrainer:
             c, n = sub(cache_b, noise_b, part)
             return self.param.synthesize(self.G, c.ws, noise=n, cache=c, checkpoint=cfg.low_memory)
 
-        precision = partial(autocast, self.device, cfg.precision)
-        with torch.no_grad(), precision():
+        with torch.no_grad(), self.autocast():
             src = torch.cat([self.G.synthesis(c.ws, noise=n, cache=c)
                              for c, n in (sub(cache_a, noise_a, part) for part in parts)])
-        trg = MicroBatched(adapted, parts, context=precision)
-        with precision():
+        trg = MicroBatched(adapted, parts, context=self.autocast)
+        with self.autocast():
             terms = self.clip_losses(src, trg.outputs())
         terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
-        return apply_update(self.optimizer, cfg.losses, terms, self.scaler, backward=trg.backward)
+        return self.update(terms, backward=trg.backward)
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
@@ -130,12 +123,6 @@ class TextTrainer:
         src = self.G.synthesis(self.preview_ws, cache=cache)
         trg = self.param.synthesize(self.G, self.preview_ws, cache=cache)
         return torch.cat([src, trg]).float().cpu(), self.preview_ws.shape[0]
-
-    def state_dict(self) -> dict[str, Any]:
-        return step_state(self.param, self.optimizer, self.scaler, self.rng)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_step_state(state, self.param, self.optimizer, self.scaler, self.rng)
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config

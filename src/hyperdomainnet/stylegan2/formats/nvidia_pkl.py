@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ...errors import FileFormatError, HDNError
+from ...errors import FileFormatError, HDNError, first_line
 
 ROSINALITY_GAIN = 4.0  # rosinality's up-sampling kernels are NVIDIA's normalised filter × up²
 STANDARD_FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
@@ -173,8 +173,7 @@ def _unpickle(path: str | os.PathLike[str]) -> Any:
     except OSError as exc:
         raise FileFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # noqa: BLE001 — any decoding failure means a damaged file
-        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "no detail"
-        raise FileFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {detail}); "
+        raise FileFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {first_line(exc, 120, 'no detail')}); "
                               "is it truncated or corrupt? Download it again") from None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ...atomic import atomic_path
-from ...errors import FileFormatError
+from ...errors import FileFormatError, first_line
 from ..generator import Generator, GeneratorArch
 
 REQUIRED_KEYS = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
@@ -41,12 +41,11 @@ def safe_torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first[:160]}); "
+        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first_line(exc)}); "
                               "expected a StyleGAN2 checkpoint of tensors") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); "
+                              f"{first_line(exc, 120, 'no detail')}); "
                               "is it truncated or corrupt? Download it again") from None
 
 

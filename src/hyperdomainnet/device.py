@@ -1,21 +1,23 @@
-"""Device, precision and speed settings: device selection, autocast, the CPU allocator, the
-generator's memory format, optional ``torch.compile`` and CLIP's attention path."""
+"""Device, precision and speed settings, on the ground floor (every layer may use them): device
+selection, precision resolved once (``resolve_precision``) and then used as it is (``autocast``),
+the CPU allocator and the generator's memory format."""
 from __future__ import annotations
 
 import ctypes
 import platform
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ..clip import ClipEnsemble
-from ..errors import ConfigError, DeviceError
-from ..stylegan2.generator import Generator
+from .errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:
+    from .stylegan2.generator import Generator
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RESOLVED_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,21 +54,24 @@ def _cpu_flags() -> str:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 autocast where ``device`` computes it natively (``native_bf16``), else fp32;
-    any other of ``PRECISIONS`` as it is (anything else: ``ConfigError``)."""
+    any other of ``PRECISIONS`` as it is (anything else: ``ConfigError``; fp16 off CUDA: ``DeviceError``).
+    Resolve once, where a command or trainer starts, and pass the result on."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError("fp16 autocast needs a CUDA device; use --precision bf16 on the CPU")
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """Mixed-precision context for the forward pass (fp32 = none; auto as ``resolve_precision``)."""
-    precision = resolve_precision(precision, device)
+    """Mixed-precision context of a resolved precision (``resolve_precision``): fp32 = none."""
+    if precision not in RESOLVED_PRECISIONS:
+        raise ValueError(f"autocast takes a resolved precision ({', '.join(RESOLVED_PRECISIONS)}), got {precision!r}; "
+                         "pass it through resolve_precision first")
     if precision == "fp32":
         return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise DeviceError("fp16 autocast needs a CUDA device; use --precision bf16 on the CPU")
     return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
@@ -106,40 +111,3 @@ def prepare_generator(G: Generator, device: torch.device, channels_last: bool | 
     if compile:
         G.compile_synthesis()
     return G
-
-
-class PackedSelfAttention(nn.MultiheadAttention):
-    """``nn.MultiheadAttention`` whose batch-first, unmasked self-attention projects all (B·L)
-    tokens with one matrix product before ``scaled_dot_product_attention``.
-
-    PyTorch's generic path (taken whenever autograd records, e.g. for the adapted images' CLIP
-    encoding) projects a transposed (L, B, E) view against a broadcast weight as a batched matrix
-    product: a third of ViT-B/16's encoding time on a 2-core CPU. Other calls use that path.
-    """
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
-                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        plain = (query is key and key is value and self.batch_first and not need_weights
-                 and key_padding_mask is None and attn_mask is None and not is_causal
-                 and self._qkv_same_embed_dim and self.bias_k is None and not self.add_zero_attn
-                 and (self.dropout == 0 or not self.training))
-        if not plain:
-            return super().forward(query, key, value, key_padding_mask, need_weights, attn_mask,
-                                   average_attn_weights, is_causal)
-        b, n, e = query.shape
-        qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
-        q, k, v = qkv.view(b, n, 3, self.num_heads, e // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, e)
-        return F.linear(out, self.out_proj.weight, self.out_proj.bias), None
-
-
-def prepare_clip(clip: ClipEnsemble) -> ClipEnsemble:
-    """Switch the image towers' self-attention to ``PackedSelfAttention`` (same parameters and
-    results, in place); text towers keep theirs (causal masks)."""
-    for encoder, _ in clip:
-        for module in encoder.model.visual.modules():
-            if type(module) is nn.MultiheadAttention:
-                module.__class__ = PackedSelfAttention
-    return clip
