@@ -12,7 +12,7 @@ from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.fileformat import read_metadata
 from hyperdomainnet.domain.layer_selection import select_layers
 from hyperdomainnet.domain.parameterizations import (PARAMETERIZATIONS, PHASES, ChannelOut, FullFineTuning,
-                                                     Parameterization, build_parameterization)
+                                                     Parameterization, batch_key, build_parameterization, synthesize)
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.losses import offsets_l2
 from hyperdomainnet.stylegan2 import Generator
@@ -296,3 +296,27 @@ def test_errors(tiny_G: Generator) -> None:
         select_layers(tiny_G, lambda img: img.mean(), 8)
     with pytest.raises(HDNError, match="out of range"):
         build_parameterization("domain_vector", tiny_G).train_only_layers([7])
+
+
+def test_the_domain_door_renders_each_sample_in_its_own_domain(tiny_G: Generator) -> None:
+    ws = ws_of(tiny_G, batch=4)
+    vector = randomize(build_parameterization("domain_vector", tiny_G), seed=1).to_domain_file(tiny_G, {})
+    offset = randomize(build_parameterization("style_offset", tiny_G), seed=2).to_domain_file(tiny_G, {})
+    before = randomize(build_parameterization("domain_vector", tiny_G, placement="before_demod"), seed=3)
+    cout = randomize(build_parameterization("cout_mult", tiny_G), seed=4)
+    with torch.no_grad():
+        mixed = synthesize(tiny_G, ws, [None, vector, offset, vector], [1.0, 0.5, 0.8, 1.0])
+        alone = [tiny_G.synthesis(ws[:1])] + [Parameterization.from_domain_file(d, tiny_G).synthesize(
+            tiny_G, ws[i:i + 1], scale=s) for i, d, s in ((1, vector, 0.5), (2, offset, 0.8), (3, vector, 1.0))]
+        torch.testing.assert_close(mixed, torch.cat(alone), rtol=1e-5, atol=1e-5)
+        for param in (before, cout):  # one domain for the batch: its own parameterisation's render
+            domain = param.to_domain_file(tiny_G, {})
+            torch.testing.assert_close(synthesize(tiny_G, ws, [domain], [0.7]), param.synthesize(tiny_G, ws, 0.7))
+    assert [batch_key(d) for d in (None, vector, offset, before.to_domain_file(tiny_G, {}))] == \
+        ["after_demod"] * 3 + ["before_demod"]
+    with pytest.raises(HDNError, match="whole batch"):
+        synthesize(tiny_G, ws[:2], [cout.to_domain_file(tiny_G, {}), None], [1.0, 1.0])
+    with pytest.raises(HDNError, match="separate passes"):
+        synthesize(tiny_G, ws[:2], [vector, before.to_domain_file(tiny_G, {})], [1.0, 1.0])
+    with pytest.raises(HDNError, match="per-sample parameterisation"):
+        cout.synthesize(tiny_G, ws[:2], scale=torch.tensor([1.0, 0.5]))

@@ -5,11 +5,11 @@ Seed s fixes everything random about its image: z ~ N(0, I) drawn from ``torch.G
 with s, and (``noise_mode="random"``) the noise maps drawn next from the same generator, so a seed
 gives the same image alone, in any batch, and in every row.
 
-Vector kinds (domain vectors, StyleSpace offsets) and the source row share batched passes with a
-per-sample vector, G.synthesis(ws, domain=(B, D), style_offset=(B, D)), one pass per chunk of
-``batch_size`` (row, seed) pairs (rows of different placements go to separate passes; the source
-row has δ = 0). Multi-tensor kinds change the conv weights for the whole batch and are rendered
-row by row through their ``Parameterization``.
+Every chunk of ``batch_size`` (row, seed) pairs renders through the one door from domain data to
+images, ``domain.parameterizations.synthesize``: vector kinds (domain vectors, StyleSpace offsets)
+and the source row share batched passes with per-sample vectors (rows of different placements,
+``batch_key``, go to separate passes; the source row has δ = 0). Multi-tensor kinds change the
+conv weights for the whole batch and are rendered row by row.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import torch
 from .atomic import atomic_path
 from .device import autocast, resolve_precision
 from .domain.arithmetic import combine
-from .domain.files import KINDS, Domain
-from .domain.parameterizations import Parameterization
+from .domain.files import Domain
+from .domain.parameterizations import batch_key, synthesize
 from .errors import ConfigError, HDNError
 from .images import to_pil
 from .loaders import load_generator
@@ -103,16 +103,6 @@ def _seed_noise(G: Generator, seeds: Sequence[int], device: torch.device) -> lis
     return [torch.cat(layer).to(device) for layer in zip(*per_seed)]
 
 
-def _group_key(index: int, row: Row) -> str | int:
-    """Rows sharing a key share batched passes: vector rows by placement; a multi-tensor row is
-    its own group (key: its index)."""
-    if row.domain is None or row.domain.kind == "style_offset":
-        return "after_demod"
-    if row.domain.kind in KINDS:
-        return row.domain.placement
-    return index
-
-
 def generator_for(spec: str | None, rows: Sequence[Row], device: torch.device | str) -> Generator:
     """The generator ``spec`` names (a --generator), else the one the first domain row names."""
     if spec:
@@ -148,43 +138,16 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     ws = seed_latents(G, seeds, truncation, device)
     groups: dict[str | int, list[int]] = {}
     for r, row in enumerate(rows):
-        groups.setdefault(_group_key(r, row), []).append(r)
-    for key, members in groups.items():
+        groups.setdefault(batch_key(row.domain) or r, []).append(r)  # a weight-kind row: a group of its own
+    for members in groups.values():
         pairs = [(r, i) for r in members for i in range(len(seeds))]
-        weights = _weight_change(G, rows[key]) if isinstance(key, int) else None
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             idx = [i for _, i in chunk]
             kwargs: dict[str, Any] = ({"noise": _seed_noise(G, [seeds[i] for i in idx], device)}
                                       if noise_mode == "random" else {"noise_mode": noise_mode})
-            if weights is not None:
-                param, scale = weights
-                images = param.synthesize(G, ws[idx], scale=scale, **kwargs)
-            else:
-                kwargs.update(_vector_kwargs(G, [rows[r] for r, _ in chunk], str(key)))
-                images = G.synthesis(ws[idx], **kwargs)
-            yield chunk, images
-
-
-def _weight_change(G: Generator, row: Row) -> tuple[Parameterization, float]:
-    """The parameterisation of a multi-tensor row and its strength."""
-    if row.domain is None:
-        raise ValueError("the source row has no weight change")
-    return Parameterization.from_domain_file(row.domain, G), row.scale
-
-
-def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[str, Any]:
-    """Per-sample (B, D) ``domain`` and/or ``style_offset`` for a chunk (zeros where not used)."""
-    out: dict[str, Any] = {}
-    for kind, name in (("domain_vector", "domain"), ("style_offset", "style_offset")):
-        vectors = [r.domain.vector.float() * r.scale if r.domain is not None and r.domain.kind == kind
-                   and r.domain.vector is not None else None for r in rows]
-        if any(v is not None for v in vectors):
-            zero = torch.zeros(G.domain_size)
-            out[name] = torch.stack([zero if v is None else v for v in vectors]).to(G.input.input.device)
-    if "domain" in out:
-        out["placement"] = placement
-    return out
+            yield chunk, synthesize(G, ws[idx], [rows[r].domain for r, _ in chunk], [rows[r].scale for r, _ in chunk],
+                                    **kwargs)
 
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,

@@ -27,7 +27,7 @@ import torch
 from . import paths
 from .device import autocast
 from .domain.files import Domain
-from .domain.parameterizations import Parameterization
+from .domain.parameterizations import synthesize
 from .encoders.restyle import INPUT_SIZE
 from .errors import ConfigError, HDNError
 from .hypernet.prompts import prompt_domains
@@ -265,14 +265,13 @@ def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted],
     under the resolved ``precision`` (``device.resolve_precision``; images come back in float32)."""
     check_domain(G, domain, mix)
     reference = reference_latent(domain)
-    param = Parameterization.from_domain_file(domain, G)
     results: list[Stylized] = []
     for start in range(0, len(inverted), batch_size):
         chunk = inverted[start:start + batch_size]
         ws = torch.cat([item.latent for item in chunk])
         with autocast(G.latent_avg.device, precision):
-            adapted = param.synthesize(G, ws, scale).float()
-            mixed = param.synthesize(G, style_mix(ws, reference), scale).float() \
+            adapted = synthesize(G, ws, [domain], [scale]).float()
+            mixed = synthesize(G, style_mix(ws, reference), [domain], [scale]).float() \
                 if reference is not None and mix is not False else None
         results += [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
                     for i, item in enumerate(chunk)]

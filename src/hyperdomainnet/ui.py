@@ -19,7 +19,7 @@ server an image, never a path).
 Rendering (:meth:`Studio.render`): seed s → W+ code as ``render.seed_latents`` (so seed s matches
 ``hdn generate --seeds s``), ψ-truncated; style mixing with crossover c > 0 takes W+ entries c… from
 the mixing seed's code. The source image is ``G.synthesis(ws)``; the adapted one applies the domain
-file (any kind, through its ``Parameterization``) or the hypernetwork's δ for the prompt
+file (any kind, through ``domain.parameterizations.synthesize``) or the hypernetwork's δ for the prompt
 (``hypernet.prompts.prompt_domains``) at strength α. Noise is the generator's constant noise. Loaded
 generators, domain files and prompt vectors are cached.
 
@@ -50,7 +50,7 @@ from PIL import Image
 from .device import autocast, prepare_generator, resolve_precision
 from .domain.files import FORMAT as DOMAIN_FORMAT
 from .domain.files import Domain
-from .domain.parameterizations import Parameterization
+from .domain.parameterizations import synthesize
 from .errors import ConfigError, FileFormatError, HDNError
 from .fileformat import read_metadata
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
@@ -328,8 +328,7 @@ class Studio:
             return source_image, None, caption + " · no domain chosen"
         label, domain_file = chosen
         with autocast(self.device, self.precision):
-            adapted = Parameterization.from_domain_file(domain_file, G).synthesize(G, ws, scale=scale,
-                                                                                   noise_mode="const")
+            adapted = synthesize(G, ws, [domain_file], [scale], noise_mode="const")
         return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}"
 
     @torch.no_grad()

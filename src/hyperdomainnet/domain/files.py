@@ -33,6 +33,16 @@ REQUIRED_METADATA: tuple[str, ...] = ("kind", "domain_layout", "generator")
 WHAT = "domain file"
 
 
+def synthesis_arguments(kind: str, vectors: torch.Tensor, placement: str = "after_demod") -> dict[str, Any]:
+    """``Generator.synthesis`` keyword arguments applying a vector kind's change ``vectors``, (D,) or
+    per sample (B, D): δ with its placement, or the StyleSpace offset Δs."""
+    if kind == "style_offset":
+        return {"style_offset": vectors}
+    if kind == "domain_vector":
+        return {"domain": vectors, "placement": placement}
+    raise ConfigError(f"a {kind} domain changes conv weights, not a vector; vector kinds: {', '.join(KINDS)}")
+
+
 @dataclass
 class Domain:
     """A domain vector (or a multi-tensor kind's ``tensors``) with its metadata.
@@ -54,9 +64,7 @@ class Domain:
         if self.vector is None:
             raise ConfigError(f"a {self.kind} domain changes conv weights, not a vector; render it with "
                               "Parameterization.from_domain_file(domain, G).synthesize(G, ws)")
-        if self.kind == "style_offset":
-            return {"style_offset": self.vector * scale}
-        return {"domain": self.vector * scale, "placement": self.placement}
+        return synthesis_arguments(self.kind, self.vector * scale, self.placement)
 
     def check_generator(self, G: torch.nn.Module) -> None:
         """Raise a one-line error unless ``G`` has this domain's layout."""

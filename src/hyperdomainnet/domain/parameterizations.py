@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -39,20 +39,24 @@ from torch import nn
 from ..errors import ConfigError, FileFormatError
 from ..stylegan2.generator import Generator
 from ..stylegan2.layers import PLACEMENTS, ConvModifier, Placement
-from .files import Domain
+from .files import KINDS, Domain, synthesis_arguments
 
 DEFAULT_PARAMETERIZATION = "domain_vector"
 Scale = float | torch.Tensor
 
 
 class Parameterization(nn.Module):
-    """A trainable change of the frozen source generator G; ``name`` is its registry key."""
+    """A trainable change of the frozen source generator G; ``name`` is its registry key;
+    ``per_sample``: whether it can change each sample differently (vector kinds) or changes the
+    conv weights of the whole batch."""
 
     name: ClassVar[str] = ""
+    per_sample: ClassVar[bool] = False
 
     def synthesize(self, G: Generator, ws: torch.Tensor, scale: Scale = 1.0,
                    **synthesis_kwargs: Any) -> torch.Tensor:
-        """Adapted images G_B(ws), the change scaled by α = ``scale``; kwargs go to ``G.synthesis``."""
+        """Adapted images G_B(ws), the change scaled by α = ``scale`` (a (B,) tensor: per sample,
+        vector kinds only); kwargs go to ``G.synthesis``."""
         raise NotImplementedError
 
     def regularized_tensors(self) -> list[torch.Tensor]:
@@ -106,17 +110,27 @@ def _device(G: Generator) -> torch.device:
     return G.input.input.device
 
 
+def require_per_sample(kind: str, need: str, fix: str) -> None:
+    """One-line ConfigError unless ``kind`` changes each sample on its own (a vector kind): ``need``
+    says what needs that, ``fix`` what to do instead."""
+    if not parameterization_class(kind).per_sample:
+        raise ConfigError(f"{need} needs a per-sample parameterisation ({' or '.join(KINDS)}), not {kind}, "
+                          f"which applies one change to the whole batch; {fix}")
+
+
 def _scalar_scale(scale: Scale, name: str) -> float | torch.Tensor:
     """α for batch-shared kinds: a float or a 0-d tensor."""
     if isinstance(scale, torch.Tensor) and scale.ndim > 0:
-        raise ConfigError(f"{name} applies one change to the whole batch; per-sample scales need "
-                          "domain_vector or style_offset")
+        require_per_sample(name, "a per-sample scale", "give one scale")
     return scale
 
 
 # ----- vector kinds --------------------------------------------------------------------------
 class _VectorParameterization(Parameterization):
     """One trainable vector per conv (input-channel layout), initialised at 0."""
+
+    per_sample = True
+    placement: str = "after_demod"
 
     def __init__(self, G: Generator) -> None:
         super().__init__()
@@ -140,20 +154,20 @@ class _VectorParameterization(Parameterization):
     def regularized_tensors(self) -> list[torch.Tensor]:
         return list(self.layers)
 
-    def _vector_kwargs(self, vector: torch.Tensor) -> dict[str, Any]:
-        raise NotImplementedError
-
     def synthesize(self, G: Generator, ws: torch.Tensor, scale: Scale = 1.0,
                    **synthesis_kwargs: Any) -> torch.Tensor:
         """``scale`` may be a (B,) tensor: a per-sample strength α_b of the same vector."""
-        return G.synthesis(ws, **self._vector_kwargs(self.scaled_vector(scale)), **synthesis_kwargs)
+        return self.synthesize_per_sample(G, ws, self.scaled_vector(scale), **synthesis_kwargs)
 
-    def _placement(self) -> str:
-        return "after_demod"
+    def synthesize_per_sample(self, G: Generator, ws: torch.Tensor, vectors: torch.Tensor,
+                              **synthesis_kwargs: Any) -> torch.Tensor:
+        """G_B(ws) with this kind's change given per sample, ``vectors`` (B, D) (or (D,) for all)
+        instead of the trained one, e.g. K trained vectors over a K·B batch."""
+        return G.synthesis(ws, **synthesis_arguments(self.name, vectors, self.placement), **synthesis_kwargs)
 
     def to_domain_file(self, G: Generator, metadata: dict[str, Any]) -> Domain:
         return Domain(self.vector().detach().cpu(), self.name, list(G.domain_layout), dict(G.identity),
-                      self._placement(), dict(metadata))
+                      self.placement, dict(metadata))
 
     def load_vector(self, vector: torch.Tensor) -> None:
         """Copy a (D,) vector into the per-layer parameters."""
@@ -173,12 +187,6 @@ class DomainVector(_VectorParameterization):
         super().__init__(G)
         self.placement = placement
 
-    def _vector_kwargs(self, vector: torch.Tensor) -> dict[str, Any]:
-        return {"domain": vector, "placement": self.placement}
-
-    def _placement(self) -> str:
-        return self.placement
-
     @classmethod
     def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
         p = cls(G, placement=domain.placement)
@@ -190,9 +198,6 @@ class StyleOffset(_VectorParameterization):
     """StyleDomain StyleSpace offset: s ← s + Δs."""
 
     name = "style_offset"
-
-    def _vector_kwargs(self, vector: torch.Tensor) -> dict[str, Any]:
-        return {"style_offset": vector}
 
     @classmethod
     def _from_domain_file(cls, domain: Domain, G: Generator) -> Parameterization:
@@ -400,3 +405,43 @@ def build_parameterization(name: str, G: Generator, **options: Any) -> Parameter
                           f"its options: {', '.join(allowed) or 'none'}")
     return cls(G, **options)
 
+
+
+# ----- the door from domain data to images ------------------------------------------------------
+def batch_key(domain: Domain | None) -> str | None:
+    """Domains with one key render in one pass of ``synthesize``: vector kinds by placement (the
+    source and StyleSpace offsets count as ``after_demod``); a weight-kind domain only with itself (None)."""
+    if domain is None:
+        return "after_demod"
+    if not parameterization_class(domain.kind).per_sample:
+        return None
+    return domain.placement if domain.kind == "domain_vector" else "after_demod"
+
+
+def synthesize(G: Generator, ws: torch.Tensor, domains: Sequence[Domain | None], scales: Sequence[float],
+               **synthesis_kwargs: Any) -> torch.Tensor:
+    """Images of W+ codes ``ws`` (B, n_latent, D), sample b in ``domains[b]`` at strength ``scales[b]``
+    (None: the source generator; one domain and scale: every sample). Vector kinds apply per sample,
+    several at once when they share a ``batch_key`` (a kind a sample does not use gets 0 there); a
+    weight-kind domain changes the conv weights of the whole batch, so it must be every sample's.
+    Domains are checked against G; kwargs go to ``G.synthesis``."""
+    count = ws.shape[0]
+    domains, scales = (list(domains) * count, list(scales) * count) if len(domains) == 1 else (domains, scales)
+    used = [d for d in domains if d is not None]
+    for domain in used:
+        domain.check_generator(G)
+    keys = {batch_key(d) for d in domains}
+    if None in keys:
+        if any(d is not used[0] for d in domains) or len(set(scales)) > 1:
+            raise ConfigError(f"a {used[0].kind} domain changes the conv weights of the whole batch; render "
+                              "it in a batch of its own")
+        return Parameterization.from_domain_file(used[0], G).synthesize(G, ws, scales[0], **synthesis_kwargs)
+    if len(keys) > 1:
+        raise ConfigError(f"domains of placements {sorted(keys)} need separate passes; group them by batch_key")
+    placement, zero = keys.pop(), torch.zeros(G.domain_size)
+    arguments: dict[str, Any] = {}
+    for kind in dict.fromkeys(d.kind for d in used):
+        vectors = torch.stack([d.vector.float() * s if d is not None and d.kind == kind else zero
+                               for d, s in zip(domains, scales)])
+        arguments.update(synthesis_arguments(kind, vectors.to(ws.device), placement))
+    return G.synthesis(ws, **arguments, **synthesis_kwargs)

@@ -17,6 +17,7 @@ import torch
 
 from ..clip import ClipEncoder, ClipEnsemble, load_clip
 from ..errors import ConfigError, HDNError
+from ..domain.parameterizations import DomainVector
 from ..hypernet.model import HyperDomainNet
 from ..losses import offsets_l1, offsets_l2
 from ..stylegan2.generator import Generator
@@ -62,6 +63,7 @@ class HypernetTrainerBase(Trainer):
             self.hypernet = HyperDomainNet(self.G.domain_layout, embed_dim=self.mapper_encoder.embed_dim,
                                            width=config.width, depth=config.depth,
                                            head_depth=config.head_depth).to(self.device)
+        self.output = DomainVector(self.G)  # what the network predicts: δ after demodulation, per sample
         self.net = data_parallel(self.hypernet, self.dist)
         self.optimise(self.hypernet)
         self.preview_labels: list[str] = []
@@ -107,8 +109,8 @@ class HypernetTrainerBase(Trainer):
         with torch.no_grad():
             src = self.G.synthesis(ws_src, noise=self.noise(noise_src[self.local]), cache=cache)
         delta = self.net(inputs)
-        trg = self.G.synthesis(ws_trg, domain=delta, noise=self.noise(noise_trg[self.local]), cache=cache,
-                               checkpoint=self.config.low_memory)
+        trg = self.output.synthesize_per_sample(self.G, ws_trg, delta, noise=self.noise(noise_trg[self.local]),
+                                                cache=cache, checkpoint=self.config.low_memory)
         return src, trg, delta
 
     def regularizers(self, delta: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -136,7 +138,7 @@ class HypernetTrainerBase(Trainer):
         if len(self.preview_inputs):
             vectors = self.hypernet.domain_vectors(self.preview_inputs)
             ws = self.preview_ws.repeat(len(vectors), 1, 1)
-            rows.append(self.G.synthesis(ws, domain=vectors.repeat_interleave(n, 0)))
+            rows.append(self.output.synthesize_per_sample(self.G, ws, vectors.repeat_interleave(n, 0)))
         return torch.cat(rows).float().cpu(), n
 
     def state_dict(self) -> dict[str, Any]:

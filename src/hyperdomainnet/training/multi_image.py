@@ -116,7 +116,7 @@ class ImageHypernetTrainer(HypernetTrainerBase):
         if self.official:
             latents = research_remap(self.G, latents)
             noise = seeded_noise(self.G, seeds[self.local], self.device)
-        return self.G.synthesis(latents, domain=delta, noise=noise, checkpoint=self.config.low_memory)
+        return self.output.synthesize_per_sample(self.G, latents, delta, noise=noise, checkpoint=self.config.low_memory)
 
     def losses(self, ws_src: torch.Tensor, ws: torch.Tensor, noise_src: list[int], noise_trg: list[int],
                refs: torch.Tensor, ref_seeds: list[int] | None = None) -> dict[str, torch.Tensor]:

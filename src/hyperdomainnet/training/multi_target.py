@@ -26,7 +26,7 @@ from torch import nn
 
 from ..clip import ClipEncoder, ClipEnsemble
 from ..domain import Domain
-from ..domain.parameterizations import DomainVector, StyleOffset, build_parameterization
+from ..domain.parameterizations import DomainVector, StyleOffset, build_parameterization, require_per_sample
 from ..errors import ConfigError
 from ..losses import direction_loss, global_loss, indomain_angle_loss
 from ..paths import unique_names
@@ -40,7 +40,6 @@ from .trainer import Trainer
 
 RESULTS = "targets"
 CLIP_TERMS = ("direction", "global", "indomain")
-VECTOR_KINDS = (DomainVector.name, StyleOffset.name)
 TermValues = Callable[[ClipEncoder, int, torch.Tensor, torch.Tensor], dict[str, Callable[[], torch.Tensor]]]
 
 
@@ -128,8 +127,8 @@ class MultiTargetTrainer(Trainer):
                               for a, b in zip(edges, edges[1:])])
         c = cache.narrow(part.start, part.stop - part.start)
         vectors = self.stack.per_sample(part.start, part.stop, batch)
-        return self.G.synthesis(c.ws, **self.param._vector_kwargs(vectors), noise=narrow_noise(noise, part, self.k * batch),
-                                cache=c, checkpoint=checkpoint)
+        return self.param.synthesize_per_sample(self.G, c.ws, vectors, noise=narrow_noise(noise, part, self.k * batch),
+                                                cache=c, checkpoint=checkpoint)
 
     def _source(self, cache: StyleCache, noise: list[torch.Tensor | None], part: slice) -> torch.Tensor:
         """G_A of rows ``part`` of the step's batch."""
@@ -271,9 +270,7 @@ class MultiTargetTextTrainer(MultiTargetTrainer):
 
     def __init__(self, config: TextAdaptConfig, G: Generator | None = None,
                  clip: ClipEnsemble | None = None) -> None:
-        if config.parameterization not in VECTOR_KINDS:
-            raise ConfigError(f"several targets in one run need a per-sample parameterisation "
-                              f"({' or '.join(VECTOR_KINDS)}), not {config.parameterization!r}; train it with one --target")
+        require_per_sample(config.parameterization, "training several targets in one run", "train it with one --target")
         if config.auto_layer_iters > 0:
             raise ConfigError("adaptive layer selection changes the trained layers per target; "
                               "train it with one --target per run")
