@@ -83,6 +83,8 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     files["domain_list"] = d / "domains.txt"
     files["domain_list"].write_text("Sketch - Photo\nPixar - Photo\n")
     files["missing"] = d / "missing.safetensors"
+    files["junk_pt"] = d / "j.pt"
+    files["junk_pt"].write_text("junk\n")  # echo junk > j.pt
     return files
 
 
@@ -186,6 +188,13 @@ CASES = [
     case("invert-unsupported", "not an image format", "invert", "{svg}", *GEN, "--out", "{out}"),
     case("invert-text-as-png", "not an image format", "invert", "{text_as_png}", *GEN, "--out", "{out}"),
     case("invert-truncated-png", "truncated", "invert", "{truncated_png}", *GEN, "--out", "{out}"),
+    case("invert-junk-encoder", "not a readable PyTorch checkpoint", "invert", "{image}", "--encoder",
+         "{junk_pt}", "--out", "{out}"),
+    case("invert-truncated-encoder", "truncated", "invert", "{image}", "--encoder", "{truncated_pt}",
+         "--out", "{out}"),
+    case("invert-generator-as-encoder", "not an encoder", "invert", "{image}", "--encoder", "{pt}", "--out", "{out}"),
+    case("stylize-junk-encoder", "not a readable PyTorch checkpoint", "stylize", "--domain", "{domain}", "--image",
+         "{image}", "--encoder", "{junk_pt}", "--out", "{out}"),
     case("invert-folder", "holds no photos", "invert", "{folder}", *GEN, "--out", "{out}"),
     case("invert-out-under-file", "is a file", "invert", "{image}", *GEN, "--steps", "1", "--lpips-random-backbone",
          "--pnorm-samples", "8", "--device", "cpu", "--out", "{blocker}/x"),

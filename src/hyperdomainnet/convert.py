@@ -17,16 +17,14 @@ The official trainers save ``models_<step>.pt``: a pickled dict with
   reference's W+ codes used for layers 7+ at rendering);
 * mapper only: ``mapper_config`` (a dict or a pickled OmegaConf DictConfig) and ``clip_encoder``.
 
-Files are read with ``torch.load(weights_only=True)``. An OmegaConf config inside is rebuilt from
+Files are read by :func:`hyperdomainnet.torchfile.read_torch_file`. An OmegaConf config inside is rebuilt from
 inert stand-in classes (an explicit allowlist of OmegaConf and typing names) and turned into plain
 dicts; no code from the file runs and OmegaConf need not be installed. Any other pickled object is
 refused with a one-line :class:`FileFormatError`.
 """
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from .errors import ConfigError, FileFormatError, HDNError
 from .hashing import sha256_file
 from .hypernet.model import HyperDomainNet
 from .stylegan2.generator import Generator, GeneratorArch
+from .torchfile import PickledStub, read_torch_file
 
 MODEL_TYPES: tuple[str, ...] = ("parameterization", "mapper", "original")
 DOMAIN_PATCH_KEY = "cin_mult"
@@ -66,27 +65,9 @@ class OfficialCheckpoint:
 
 
 # ----- safe reading ------------------------------------------------------------------------------
-class PickledStub:
-    """Inert stand-in for an allowlisted class named in a pickle; keeps what the pickle passes."""
-
-    pickled_name = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-def allowed_stub_names(names: list[str]) -> tuple[list[str], list[str]]:
-    """Split global names into (allowlisted config names, refused names)."""
-    ok = [n for n in names if n.startswith(OMEGACONF_PREFIX) or n in CONFIG_GLOBALS]
-    return ok, [n for n in names if n not in ok]
-
-
-def stub_globals(names: list[str]) -> list[tuple[type, str]]:
-    """One stand-in class per name, as (class, full name) pairs for ``safe_globals``."""
-    return [(type(n.rsplit(".", 1)[-1], (PickledStub,), {"pickled_name": n}), n) for n in names]
+def is_config_global(name: str) -> bool:
+    """Whether a pickled global is part of an OmegaConf config (read as an inert stand-in)."""
+    return name.startswith(OMEGACONF_PREFIX) or name in CONFIG_GLOBALS
 
 
 def plain(obj: Any) -> Any:
@@ -107,40 +88,15 @@ def plain(obj: Any) -> Any:
 
 
 def first_line(exc: BaseException) -> str:
-    """The informative line of an exception message (torch's weights-only errors bury it)."""
-    text = str(exc).split("WeightsUnpickler error:", 1)[-1].strip()
+    """The informative line of an exception message."""
+    text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:160]
-
-
-def safe_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` allowing only OmegaConf config stand-ins; plain values out."""
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile):
-        names = None  # not a (complete) zip checkpoint
-    ok, refused = allowed_stub_names(names or [])
-    if refused:
-        raise FileFormatError(f"{path} pickles objects that cannot be loaded safely ({', '.join(refused[:4])}); "
-                              "only tensors, plain values and OmegaConf configs are accepted")
-    try:
-        with torch.serialization.safe_globals(stub_globals(ok)):
-            return plain(torch.load(path, map_location="cpu", weights_only=True))
-    except pickle.UnpicklingError as exc:
-        if names is not None:
-            raise FileFormatError(f"{path} holds objects that cannot be loaded safely ({first_line(exc)})") from None
-        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({first_line(exc)}); "
-                              "is it truncated? Download it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{first_line(exc)}); is it truncated? Download it again") from None
 
 
 def read_official_checkpoint(path: str | Path) -> OfficialCheckpoint:
     """Read an official ``.pt`` checkpoint safely and check its top-level structure."""
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"official checkpoint {path} does not exist")
-    obj = safe_load(path)
+    obj = plain(read_torch_file(path, "official HyperDomainNet checkpoint", stub=is_config_global))
     if not isinstance(obj, dict) or obj.get("model_type") not in MODEL_TYPES:
         found = (f"keys {', '.join(map(str, list(obj)[:6]))}" if isinstance(obj, dict)
                  else f"a {type(obj).__name__}")
