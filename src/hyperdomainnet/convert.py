@@ -24,15 +24,17 @@ refused with a one-line :class:`FileFormatError`.
 """
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .domain.files import Domain
-from .errors import ConfigError, FileFormatError, HDNError
+from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain
+from .errors import ConfigError, FileFormatError
 from .hashing import sha256_file
 from .hypernet.model import HyperDomainNet
 from .stylegan2.generator import Generator, GeneratorArch
@@ -129,9 +131,10 @@ def official_arch(ckpt: OfficialCheckpoint, layout: list[int]) -> GeneratorArch:
                          channel_multiplier=int(args.get("channel_multiplier") or 2))
 
 
-def generator_identity(ckpt: OfficialCheckpoint, layout: list[int],
-                       generator: Generator | None) -> dict[str, Any]:
-    """``generator.identity``, else the zoo entry the checkpoint's generator file names, else its name.
+def generator_identity(ckpt: OfficialCheckpoint, layout: list[int], generator: Generator | None,
+                       identify: Callable[[str], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """``generator.identity``; else ``identify(file)`` for the generator file the checkpoint names (the
+    caller's registry), else that file's name with the architecture of ``sg2_params``.
 
     Raises ConfigError when the given generator's domain layout differs from the checkpoint's tensors.
     """
@@ -141,21 +144,14 @@ def generator_identity(ckpt: OfficialCheckpoint, layout: list[int],
                               f"convs ({sum(layout)} domain numbers), but the given generator has "
                               f"{generator.domain_size}; pass the generator it was trained on")
         return dict(generator.identity)
-    from . import zoo
-
     ref = ckpt.generator_args.get("checkpoint_path") or ckpt.generator_args.get("ckpt_path")
     name = Path(str(ref)).name if ref else None
-    arch, sha256 = official_arch(ckpt, layout), None
-    entry = None
-    if name:
-        try:
-            entry = zoo.resolve(name)
-        except HDNError:
-            entry = None
-    if entry is not None:
-        arch = GeneratorArch(entry.arch.size, entry.arch.style_dim, entry.arch.n_mlp,
-                             entry.arch.channel_multiplier)
-        name, sha256 = entry.name, entry.sha256
+    known = identify(name) if (name and identify is not None) else None
+    if known is not None:
+        arch = GeneratorArch.from_dict(known["arch"])
+        name, sha256 = known["name"], known["sha256"]
+    else:
+        arch, sha256 = official_arch(ckpt, layout), None
     if arch.domain_layout() != layout:
         raise FileFormatError(f"{ckpt.path.name} names generator {name or arch.size} whose layout does not "
                               "match its tensors; pass the generator it was trained on (generator=...)")
@@ -195,13 +191,29 @@ def domain_vector(ckpt: OfficialCheckpoint) -> tuple[torch.Tensor, list[int]]:
     return torch.cat(parts), [p.numel() for p in parts]
 
 
-def convert_parameterization(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None) -> Path:
+def reference_tensors(ckpt: OfficialCheckpoint, identity: dict[str, Any]) -> tuple[dict[str, torch.Tensor],
+                                                                                   dict[str, Any]]:
+    """An image domain's ``style_latents`` (1, K, D) as the reference latent and its mixing rule: the
+    research code replaces the last K W+ layers (K = 11 of 18 at 1024 px: layers 7 and up)."""
+    if ckpt.style_latents is None:
+        return {}, {}
+    latents = ckpt.style_latents.detach().float().cpu()
+    latents = latents[None] if latents.ndim == 2 else latents
+    n_latent = 2 * int(math.log2(int(identity["arch"]["size"]))) - 2
+    if latents.ndim != 3 or latents.shape[0] != 1 or not 0 < latents.shape[1] <= n_latent:
+        raise FileFormatError(f"{ckpt.path} has style_latents of shape {tuple(ckpt.style_latents.shape)}; "
+                              f"expected (1, K, D) with K ≤ {n_latent} W+ layers")
+    first = n_latent - latents.shape[1] if latents.shape[1] < n_latent else MIX_FROM
+    return {REFERENCE_LATENT: latents}, {MIX_FROM_KEY: first}
+
+
+def convert_parameterization(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None,
+                             identify: Callable[[str], dict[str, Any] | None] | None) -> Path:
     vector, layout = domain_vector(ckpt)
-    metadata: dict[str, Any] = {"official": provenance(ckpt)}
-    if ckpt.style_latents is not None:
-        metadata["reference_latents"] = ckpt.style_latents.detach().float().cpu().tolist()
-    domain = Domain(vector, "domain_vector", layout, generator_identity(ckpt, layout, generator),
-                    "after_demod", metadata)
+    identity = generator_identity(ckpt, layout, generator, identify)
+    tensors, rule = reference_tensors(ckpt, identity)
+    domain = Domain(vector, "domain_vector", layout, identity, "after_demod",
+                    {"official": provenance(ckpt), **rule}, tensors)
     return domain.save(out)
 
 
@@ -261,29 +273,32 @@ def hypernet_from_official(ckpt: OfficialCheckpoint) -> HyperDomainNet:
     return net.eval()
 
 
-def convert_mapper(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None) -> Path:
+def convert_mapper(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None,
+                   identify: Callable[[str], dict[str, Any] | None] | None) -> Path:
     if ckpt.patch_key not in (None, DOMAIN_PATCH_KEY):
         raise FileFormatError(f"{ckpt.path} is a mapper for parameterisation {ckpt.patch_key!r}; only "
                               f"{DOMAIN_PATCH_KEY!r} converts")
     net = hypernet_from_official(ckpt)
     meta = {"clip_model": ckpt.clip_model or DEFAULT_CLIP_MODEL,
             "input": "image" if ckpt.da_type == "im2im" else "text",
-            "generator": generator_identity(ckpt, net.domain_layout, generator),
+            "generator": generator_identity(ckpt, net.domain_layout, generator, identify),
             "official": {**provenance(ckpt), "mapper_config": ckpt.mapper_config}}
     return net.save(out, meta)
 
 
-def convert_official(path: str | Path, out: str | Path, generator: Generator | None = None) -> Path:
+def convert_official(path: str | Path, out: str | Path, generator: Generator | None = None,
+                     identify: Callable[[str], dict[str, Any] | None] | None = None) -> Path:
     """Convert an official checkpoint: ``parameterization`` → domain file, ``mapper`` → HyperDomainNet.
 
-    ``generator`` (a loaded Generator) supplies the identity recorded in the output; without it the
-    checkpoint's ``sg2_params`` name one (a zoo entry when the file name matches). Returns ``out``.
+    ``generator`` (a loaded Generator) supplies the identity recorded in the output; without it
+    ``identify`` (the caller's registry, e.g. :func:`hyperdomainnet.zoo.generator_identity`) maps the
+    generator file named in ``sg2_params`` to its identity. Returns ``out``.
     """
     ckpt = read_official_checkpoint(path)
     out = Path(out)
     if ckpt.model_type == "parameterization":
-        return convert_parameterization(ckpt, out, generator)
+        return convert_parameterization(ckpt, out, generator, identify)
     if ckpt.model_type == "mapper":
-        return convert_mapper(ckpt, out, generator)
+        return convert_mapper(ckpt, out, generator, identify)
     raise FileFormatError(f"{ckpt.path} holds a fully fine-tuned generator (model_type 'original'); only "
                           "'parameterization' and 'mapper' checkpoints convert")

@@ -253,11 +253,11 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
 def hypernet_rows(path: Path, prompts: Sequence[str], device: torch.device | str = "cpu") -> list[Row]:
     """One row per prompt: δ = HyperDomainNet(e), e = the normalised CLIP text embedding of the raw
     prompt (template "{}", as the official inference) with the encoder named in the file."""
-    from .hypernet import HyperDomainNet
+    from .loaders import load_hypernet
 
     if not prompts or any(not p.strip() for p in prompts):
         raise ConfigError("a --text prompt is empty; describe the domain, e.g. --text \"Pixar\"")
-    net = HyperDomainNet.load(path, device)
+    net = load_hypernet(path, device)
     vectors = net.domain_vectors(list(prompts)).cpu()
     meta = net.metadata
     generator = dict(meta.get("generator") or {"name": None})

@@ -125,7 +125,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     from .. import __version__, perceptual
     from ..clip import load_clip
     from ..domain.arithmetic import parse_domain_spec
-    from ..domain.files import Domain
+    from ..loaders import load_domain
     from ..images import load_image
     from ..metrics import (LPIPS_SIZE, REPORT_FORMAT, DistributionMetrics, evaluate_samples, reference_images,
                            require_distribution_metrics, target_embeddings)
@@ -135,7 +135,7 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     from .generate import generator_for
 
     spec = parse_domain_spec(domain_text)
-    domain = Domain.load(spec.path)
+    domain = load_domain(spec.path)
     target = None if reference is not None else (target or domain.metadata.get("target"))
     template_list, template_name = _templates(templates)
     if lpips != "none" and (lpips not in perceptual.NETS or min(lpips_samples, n) < 2):

@@ -33,11 +33,11 @@ def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
 def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
     """``FILE[*α]`` texts → [(row label, α, Domain)]; labels name the domain (``domain_name``)."""
     from ..domain.arithmetic import parse_domain_spec
-    from ..domain.files import Domain
+    from ..loaders import load_domain
     from ..render import domain_name, row_label
 
     specs = [parse_domain_spec(t) for t in texts]
-    loaded = [(spec, Domain.load(spec.path)) for spec in specs]
+    loaded = [(spec, load_domain(spec.path)) for spec in specs]
     return [(row_label(domain_name(d, spec.path), spec.scale), spec.scale, d) for spec, d in loaded]
 
 
@@ -184,10 +184,10 @@ def prune(
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
     from ..atomic import check_output_file
     from ..domain.arithmetic import prune as prune_domain
-    from ..domain.files import Domain
+    from ..loaders import load_domain
 
     check_output_file(out, force)
-    result = prune_domain(Domain.load(domain), keep)
+    result = prune_domain(load_domain(domain), keep)
     result.save(out)
     info = result.metadata["sparsify"]
     typer.echo(f"kept {info['kept']} of {info['total']} entries: {out}")
