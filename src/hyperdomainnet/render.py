@@ -113,9 +113,10 @@ def _group_key(index: int, row: Row) -> str | int:
 
 @torch.no_grad()
 def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
-                noise_mode: str = "const", batch_size: int = 16
+                noise_mode: str = "const", batch_size: int = 16, style_mixing: bool = True
                 ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
-    """Render every (row, seed) pair in chunks of ≤ ``batch_size``.
+    """Render every (row, seed) pair in chunks of ≤ ``batch_size``; image domains style-mix their
+    reference into the ψ-truncated codes (:meth:`Domain.mix`) unless ``style_mixing`` is false.
 
     Yields (pairs, images): pairs are (row index, seed index), images (len(pairs), 3, H, W) on
     G's device, in [−1, 1]. Domain files are checked against G.
@@ -142,13 +143,21 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
             idx = [i for _, i in chunk]
             kwargs: dict[str, Any] = ({"noise": _seed_noise(G, [seeds[i] for i in idx], device)}
                                       if noise_mode == "random" else {"noise_mode": noise_mode})
+            codes = _row_codes(ws, chunk, rows, style_mixing)
             if weights is not None:
                 param, scale = weights
-                images = param.synthesize(G, ws[idx], scale=scale, **kwargs)
+                images = param.synthesize(G, codes, scale=scale, **kwargs)
             else:
                 kwargs.update(_vector_kwargs(G, [rows[r] for r, _ in chunk], str(key)))
-                images = G.synthesis(ws[idx], **kwargs)
+                images = G.synthesis(codes, **kwargs)
             yield chunk, images
+
+
+def _row_codes(ws: torch.Tensor, chunk: Sequence[tuple[int, int]], rows: Sequence[Row],
+               style_mixing: bool) -> torch.Tensor:
+    """W+ codes of a chunk of (row, seed) pairs: the seed's code, style-mixed by the row's domain."""
+    return torch.cat([ws[i:i + 1] if rows[r].domain is None else rows[r].domain.mix(ws[i:i + 1], style_mixing)
+                      for r, i in chunk])
 
 
 def _weight_change(G: Generator, row: Row) -> tuple[Parameterization, float]:
@@ -174,7 +183,7 @@ def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[st
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
                 noise_mode: str = "const", batch_size: int = 16, progress: bool = False,
-                precision: str = "fp32") -> torch.Tensor:
+                precision: str = "fp32", style_mixing: bool = True) -> torch.Tensor:
     """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``), rendered
     under ``precision`` (fp32 | bf16 | fp16 | auto: ``runtime.resolve_precision``); ``progress``
     draws a bar of rendered images on a terminal."""
@@ -184,7 +193,7 @@ def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     device = G.latent_avg.device
     with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar, \
             autocast(device, precision):
-        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
+        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size, style_mixing):
             for (r, i), image in zip(pairs, images):
                 out[r, i] = image.float().cpu()
             bar.update(len(pairs))

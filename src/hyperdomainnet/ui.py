@@ -328,9 +328,11 @@ class Studio:
             return source_image, None, caption + " · no domain chosen"
         label, domain_file = chosen
         with autocast(self.device, self.precision):
-            adapted = Parameterization.from_domain_file(domain_file, G).synthesize(G, ws, scale=scale,
+            adapted = Parameterization.from_domain_file(domain_file, G).synthesize(G, domain_file.mix(ws), scale=scale,
                                                                                    noise_mode="const")
-        return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}"
+        first = domain_file.style_mixing_from
+        styled = "" if first is None else f" · reference style from W+ {first}"
+        return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}{styled}"
 
     @torch.no_grad()
     def stylize_photo(self, photo: Image.Image | None, encoder: str, source: str, domain: str | None,

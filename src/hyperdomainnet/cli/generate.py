@@ -101,6 +101,8 @@ def generate(
                                          help="Video file of an animation (.gif or .mp4)."),
     force: bool = typer.Option(False, "--force", show_default="off",
                                help="Write into an --out folder that already holds files and replace an existing --video."),
+    style_mixing: bool = typer.Option(True, "--style-mixing/--no-style-mixing",
+                                      help="Image domains: replace the fine W+ layers by the reference's, as released."),
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
@@ -139,10 +141,11 @@ def generate(
             prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved)
+    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved,
+                         style_mixing=style_mixing)
     _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
-                    "noise_mode": noise_mode, "precision": resolved})
+                    "noise_mode": noise_mode, "precision": resolved, "style_mixing": style_mixing})
 
 
 def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
@@ -167,7 +170,9 @@ def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], gr
     manifest = {**settings, "rows": [
         {"label": row.label, "folder": folder, "scale": row.scale,
          "kind": None if row.domain is None else row.domain.kind,
-         "target": None if row.domain is None else row.domain.metadata.get("target")}
+         "target": None if row.domain is None else row.domain.metadata.get("target"),
+         "style_mixing_from": None if row.domain is None or not settings["style_mixing"]
+         else row.domain.style_mixing_from}
         for row, folder in zip(rows, folders)]}
     with atomic_path(out / "generate.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))

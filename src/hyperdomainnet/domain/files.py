@@ -79,9 +79,9 @@ class Domain:
         first = self.style_mixing_from
         if not enabled or first is None:
             return ws
-        reference = self.tensors[REFERENCE_LATENT]  # (1, K, D): the last K ≥ L − first layers are used
+        reference = self.tensors[REFERENCE_LATENT]  # (1, K, D): K = L − first layers (released) or all L
         n = ws.shape[1] - first
-        if ws.ndim != 3 or not 0 < n <= reference.shape[1] or reference.shape[2] != ws.shape[2]:
+        if ws.ndim != 3 or n < 1 or reference.shape[1] not in (n, ws.shape[1]) or reference.shape[2] != ws.shape[2]:
             raise ConfigError(f"the domain's reference latent {tuple(reference.shape)} cannot replace W+ layers "
                               f"{first}… of codes {tuple(ws.shape)}; use the generator the domain was made for")
         mixed = ws.clone()
