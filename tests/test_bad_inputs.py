@@ -83,6 +83,10 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     files["domain_list"] = d / "domains.txt"
     files["domain_list"].write_text("Sketch - Photo\nPixar - Photo\n")
     files["missing"] = d / "missing.safetensors"
+    from hyperdomainnet.metrics import REPORT_FORMAT
+
+    files["metrics_no_domain"] = d / "nodomain.json"
+    files["metrics_no_domain"].write_text(json.dumps({"format": REPORT_FORMAT, "protocol": {}, "metrics": {}}))
     files["junk_pt"] = d / "j.pt"
     files["junk_pt"].write_text("junk\n")  # echo junk > j.pt
     return files
@@ -165,6 +169,7 @@ CASES = [
          "file:tiny:{garbage_domain}", "--device", "cpu", "--lpips", "none", "--n", "2", "--out", "{out}.json"),
     case("eval-out-under-file", "is a file", "eval", "--domain", "{domain}", *EVAL, "--out", "{blocker}/m.json"),
     case("eval-compare-not-json", "metrics file", "eval", "--compare", "{bad_json}", "--out", "{out}.md"),
+    case("eval-compare-no-domain", "lacks domain", "eval", "--compare", "{metrics_no_domain}", "--out", "{out}.md"),
     case("eval-compare-folder", "metrics file", "eval", "--compare", "{folder}", "--out", "{out}.md"),
     # ----- hdn info / convert / export / download / models
     case("info-missing", "does not exist", "info", "{missing}"),

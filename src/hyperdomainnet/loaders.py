@@ -30,12 +30,12 @@ def fetch(name: str | zoo.ZooEntry) -> Path:
     entry = zoo.resolve(name)
     if entry.member is None:
         return zoo.fetch(entry)
-    if zoo.status(entry) == "downloaded":
+    records = zoo.read_manifest()  # a cache of the conversion: rebuilt when missing or unreadable
+    if records is not None and zoo.status(entry) == "downloaded":
         return entry.path()
-    archive, manifest = zoo.fetch(zoo.ARCHIVE), zoo.manifest_path()
-    records = zoo.read_manifest()
+    archive = zoo.fetch(zoo.ARCHIVE)
     if records is None or entry.name not in {r["name"] for r in records}:
-        convert_archive(archive, manifest, zoo.released_names(), zoo.generator_identity)
+        convert_archive(archive, zoo.manifest_path(), zoo.released_names(), zoo.generator_identity)
     if not entry.path().is_file():
         raise DownloadError(f"{archive} holds no convertible {entry.member}; delete it to download the archive again")
     return entry.path()

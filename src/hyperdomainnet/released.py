@@ -24,7 +24,7 @@ from .errors import FileFormatError, HDNError
 MEMBER = re.compile(r"(?:^|/)(?P<folder>td_checkpoints/|im2im_checkpoints/)?(?P<stem>[^/.][^/]*)\.pt$")
 FOLDER_KIND = {"td_checkpoints/": "text-driven", "im2im_checkpoints/": "image-driven"}
 #: The largest member accepted (the released mappers are a few hundred MB).
-MAX_MEMBER_BYTES = 4 << 30
+MAX_MEMBER_BYTES = 1 << 31
 
 
 def released_models(members: list[str], fixed_names: dict[str, str]) -> list[dict[str, Any]]:

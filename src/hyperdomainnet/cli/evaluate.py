@@ -35,11 +35,16 @@ def _markdown(report: dict[str, Any], name: str) -> str:
     from ..metrics import markdown_table
 
     p = report["protocol"]
+    first = p.get("reference_style_from")
+    mixing = "no style mixing" if first is None else f"the reference's style from W+ layer {first}"
     lines = [f"# Evaluation of {name}", "",
              f"CLIP {p['clip_model']}, templates {p['templates']}, {p['samples']} samples (seeds {p['seeds']}), "
-             f"truncation ψ = {p['truncation']}, noise {p['noise_mode']}, no style mixing; generator "
+             f"truncation ψ = {p['truncation']}, noise {p['noise_mode']}, {mixing}; generator "
              f"{p['generator']}.", "", markdown_table([report], [name])]
     return "\n".join(lines)
+
+
+COMPARED_PROTOCOL: tuple[str, ...] = ("clip_model", "templates", "samples", "truncation", "seeds")
 
 
 def _compare(runs: list[Path], out: Path, force: bool) -> None:
@@ -54,6 +59,11 @@ def _compare(runs: list[Path], out: Path, force: bool) -> None:
             raise FileFormatError(f"cannot read metrics file {path} ({exc}); pass JSON files written by hdn eval") from None
         if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
             raise FileFormatError(f"{path} is not a metrics file written by hdn eval")
+        missing = [key for key in ("domain", "protocol", "metrics") if not isinstance(report.get(key), dict)]
+        missing += [f"protocol.{key}" for key in COMPARED_PROTOCOL if key not in (report.get("protocol") or {})]
+        if missing:
+            raise FileFormatError(f"metrics file {path} lacks {', '.join(missing)}; it is damaged or was edited, "
+                                  "write it again with hdn eval")
         reports.append(report)
     table = markdown_table(reports, [report["domain"].get("name") or p.stem for report, p in zip(reports, runs)])
     _write(out, table)
@@ -170,7 +180,8 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     protocol = {"clip_model": clip, "templates": template_name, "target": target,
                 "reference": None if reference is None else str(reference), "samples": n,
                 "seeds": f"{seed}-{seed + n - 1}", "truncation": truncation, "noise_mode": noise_mode,
-                "style_mixing": 0.0, "generator": G.identity.get("name"),
+                "style_mixing": 0.0, "reference_style_from": domain.style_mixing_from,
+                "generator": G.identity.get("name"),
                 "lpips": None if lpips_model is None else {"net": lpips, "samples": min(lpips_samples, n),
                                                           "max_size": LPIPS_SIZE,
                                                           "random_backbone": lpips_random_backbone},
