@@ -16,6 +16,13 @@ from hyperdomainnet import load_generator  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The cache (downloads, remembered digests) lives in the session's temporary folder, never in
+    the user's; a test wanting its own sets HDN_HOME again."""
+    monkeypatch.setenv("HDN_HOME", str(tmp_path_factory.getbasetemp() / "hdn-home"))
+
+
+@pytest.fixture(autouse=True)
 def auto_precision_is_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--precision auto`` resolves to fp32 in tests, whatever the CPU (AMX would give bf16), so the
     exactness tests compare fp32 with fp32; tests of bf16 ask for it or patch ``native_bf16`` back."""

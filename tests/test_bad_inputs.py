@@ -83,6 +83,12 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     files["domain_list"] = d / "domains.txt"
     files["domain_list"].write_text("Sketch - Photo\nPixar - Photo\n")
     files["missing"] = d / "missing.safetensors"
+    from hyperdomainnet.metrics import REPORT_FORMAT
+
+    files["metrics_no_domain"] = d / "nodomain.json"
+    files["metrics_no_domain"].write_text(json.dumps({"format": REPORT_FORMAT, "protocol": {}, "metrics": {}}))
+    files["junk_pt"] = d / "j.pt"
+    files["junk_pt"].write_text("junk\n")  # echo junk > j.pt
     return files
 
 
@@ -163,6 +169,7 @@ CASES = [
          "file:tiny:{garbage_domain}", "--device", "cpu", "--lpips", "none", "--n", "2", "--out", "{out}.json"),
     case("eval-out-under-file", "is a file", "eval", "--domain", "{domain}", *EVAL, "--out", "{blocker}/m.json"),
     case("eval-compare-not-json", "metrics file", "eval", "--compare", "{bad_json}", "--out", "{out}.md"),
+    case("eval-compare-no-domain", "lacks domain", "eval", "--compare", "{metrics_no_domain}", "--out", "{out}.md"),
     case("eval-compare-folder", "metrics file", "eval", "--compare", "{folder}", "--out", "{out}.md"),
     # ----- hdn info / convert / export / download / models
     case("info-missing", "does not exist", "info", "{missing}"),
@@ -186,6 +193,13 @@ CASES = [
     case("invert-unsupported", "not an image format", "invert", "{svg}", *GEN, "--out", "{out}"),
     case("invert-text-as-png", "not an image format", "invert", "{text_as_png}", *GEN, "--out", "{out}"),
     case("invert-truncated-png", "truncated", "invert", "{truncated_png}", *GEN, "--out", "{out}"),
+    case("invert-junk-encoder", "not a readable PyTorch checkpoint", "invert", "{image}", "--encoder",
+         "{junk_pt}", "--out", "{out}"),
+    case("invert-truncated-encoder", "truncated", "invert", "{image}", "--encoder", "{truncated_pt}",
+         "--out", "{out}"),
+    case("invert-generator-as-encoder", "not an encoder", "invert", "{image}", "--encoder", "{pt}", "--out", "{out}"),
+    case("stylize-junk-encoder", "not a readable PyTorch checkpoint", "stylize", "--domain", "{domain}", "--image",
+         "{image}", "--encoder", "{junk_pt}", "--out", "{out}"),
     case("invert-folder", "holds no photos", "invert", "{folder}", *GEN, "--out", "{out}"),
     case("invert-out-under-file", "is a file", "invert", "{image}", *GEN, "--steps", "1", "--lpips-random-backbone",
          "--pnorm-samples", "8", "--device", "cpu", "--out", "{blocker}/x"),
@@ -254,5 +268,6 @@ def test_bad_input_is_one_line_and_writes_nothing(argv, expect, corpus, tmp_path
     assert expect.lower() in err.lower(), err
     assert "Traceback" not in out + err
     assert _snapshot(corpus["pt"].parent) == before  # inputs untouched, nothing written beside them
-    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    remembered = tmp_path / "home" / "hashes"  # the cache's digests of the inputs it read: not outputs
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and remembered not in p.parents]
     assert not written, f"half-written: {written}"

@@ -14,7 +14,7 @@ from torch import nn
 
 from hyperdomainnet import zoo
 from hyperdomainnet.convert import convert_official, read_official_checkpoint
-from hyperdomainnet.domain.files import Domain
+from hyperdomainnet.domain.files import REFERENCE_LATENT, Domain
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 
@@ -95,7 +95,7 @@ def mapper_payload(root: nn.Module, **extra) -> dict:
 
 # ----- parameterization → domain file -----------------------------------------------------------
 def test_parameterization_becomes_a_domain_file_in_layer_order(tmp_path) -> None:
-    out = convert_official(param_ckpt(tmp_path), tmp_path / "anime.safetensors")
+    out = convert_official(param_ckpt(tmp_path), tmp_path / "anime.safetensors", identify=zoo.generator_identity)
     domain = Domain.load(out)
     assert domain.kind == "domain_vector" and domain.placement == "after_demod"
     assert domain.domain_layout == CAT_LAYOUT and domain.vector.shape == (5760,)
@@ -113,7 +113,7 @@ def test_parameterization_becomes_a_domain_file_in_layer_order(tmp_path) -> None
 
 def test_given_generator_supplies_identity_and_is_checked(tmp_path, tiny_G) -> None:
     layout = list(tiny_G.domain_layout)
-    latents = torch.randn(1, 11, tiny_G.style_dim)
+    latents = torch.randn(1, 3, tiny_G.style_dim)  # the last 3 of 8 W+ layers, as released (11 of 18)
     state = {f"module.{k}": v for k, v in cin_mult_state(layout, "ch_in_wise_shift").items()}
     path = save(tmp_path / "im2im.pt", {"model_type": "parameterization", "patch_key": "cin_mult",
                                         "state_dict": state, "sg_2_params": {"img_size": 32},
@@ -122,7 +122,7 @@ def test_given_generator_supplies_identity_and_is_checked(tmp_path, tiny_G) -> N
     assert domain.generator == tiny_G.identity
     domain.check_generator(tiny_G)
     assert torch.equal(domain.vector[layout[0]:2 * layout[0]], torch.ones(layout[1]))
-    assert torch.tensor(domain.metadata["reference_latents"]).equal(latents)
+    assert domain.tensors[REFERENCE_LATENT].equal(latents) and domain.style_mixing_from == 8 - 3
     ws = tiny_G.ws(torch.randn(2, tiny_G.style_dim, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(tiny_G.synthesis(ws, **domain.synthesis_kwargs()),
                        tiny_G.synthesis(ws, domain=domain.vector))
@@ -142,7 +142,7 @@ def test_unknown_generator_file_is_recorded_by_name(tmp_path) -> None:
 def test_mapper_becomes_a_hyperdomainnet_with_identical_outputs(tmp_path) -> None:
     root = official_mapper(CAT_LAYOUT)
     path = save(tmp_path / "mapper_20_td.pt", mapper_payload(root))
-    net = HyperDomainNet.load(convert_official(path, tmp_path / "h.safetensors"))
+    net = HyperDomainNet.load(convert_official(path, tmp_path / "h.safetensors", identify=zoo.generator_identity))
     assert net.architecture == {"domain_layout": CAT_LAYOUT, "embed_dim": 8, "width": 16,
                                 "depth": 3, "head_depth": 2}
     x = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)

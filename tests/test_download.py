@@ -93,7 +93,7 @@ def test_url_download_is_verified_placed_and_remembered(server: Served, tmp_path
     dest = download([server.add("/g.pt", data)], tmp_path / "models" / "g.pt", sha, "g")
     assert dest.read_bytes() == data
     assert remembered_sha256(dest) == sha
-    assert leftovers(dest.parent) == ["g.pt", "g.pt.sha256.json"]
+    assert leftovers(dest.parent) == ["g.pt"]  # the digest is remembered in the cache, not beside it
 
 
 def test_checksum_mismatch_places_nothing_and_next_url_wins(server: Served, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_hugging_face_urls_go_through_huggingface_hub(hub: Served, tmp_path: Pat
     dest = download([url], tmp_path / "w.pt", sha, "w")
     assert dest.read_bytes() == data
     assert any(h.startswith(f"GET /org/repo/resolve/{REV}/sub/w.pt") for h in hub.hits)
-    assert leftovers(tmp_path) == ["w.pt", "w.pt.sha256.json"]  # HF's staging folder is gone
+    assert leftovers(tmp_path) == ["w.pt"]  # HF's staging folder is gone
 
 
 def test_hugging_face_offline_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

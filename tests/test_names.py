@@ -12,7 +12,8 @@ from test_zoo import released_archive
 
 from hyperdomainnet import zoo
 from hyperdomainnet.describe import describe_target
-from hyperdomainnet.domain.files import Domain, load_domain
+from hyperdomainnet.domain.files import Domain
+from hyperdomainnet.loaders import fetch, load_domain, load_hypernet
 from hyperdomainnet.errors import ConfigError, FileFormatError
 from hyperdomainnet.hypernet import HyperDomainNet
 
@@ -26,35 +27,35 @@ def mappers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.
     archive.parent.mkdir(parents=True, exist_ok=True)
     archive.write_bytes(data)
     with pytest.warns(UserWarning, match="skipped .*td_broken.pt"):
-        zoo.fetch("hdn-20")
+        fetch("hdn-20")
     return mappers
 
 
 def test_released_models_load_by_name(mappers: dict[str, torch.nn.Module]) -> None:
-    domain = Domain.load("td-ukiyo-e")
+    domain = load_domain("td-ukiyo-e")
     assert domain.kind == "domain_vector" and domain.domain_layout == CAT_LAYOUT
     assert [float(p[0]) for p in torch.split(domain.vector, CAT_LAYOUT)] == list(range(len(CAT_LAYOUT)))
     assert torch.equal(load_domain("td_ukiyo-e").vector, domain.vector)  # aliases spelled as the file
-    assert "reference_latents" in Domain.load("im2im-sketch").metadata
+    assert Domain.load(fetch("im2im-sketch")).style_mixing_from == 14 - 9  # (1, 9, 512) latents of 14 layers
     x = torch.randn(4, 8)
     with torch.no_grad():
-        assert torch.allclose(HyperDomainNet.load("hdn-20").domain_vectors(x),
+        assert torch.allclose(load_hypernet("hdn-20").domain_vectors(x),
                               official_forward(mappers["mapper_20_td.pt"], x), atol=1e-5)
     with pytest.raises(ConfigError, match="^td-ukiyo-e is a zoo domain, not a hypernet"):
-        HyperDomainNet.load("td-ukiyo-e")
+        load_hypernet("td-ukiyo-e")
     with pytest.raises(ConfigError, match="^hdn-20 is a zoo hypernet, not a domain"):
-        Domain.load("hdn-20")
+        load_domain("hdn-20")
 
 
 def test_a_missing_path_keeps_its_own_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HDN_HOME", str(tmp_path / "hdn"))
     with pytest.raises(FileFormatError, match="^domain file runs/x/domain.safetensors does not exist$"):
-        Domain.load("runs/x/domain.safetensors")
+        load_domain("runs/x/domain.safetensors")
     with pytest.raises(FileFormatError, match="^HyperDomainNet file hypernet.safetensors does not exist$"):
-        HyperDomainNet.load("hypernet.safetensors")
+        load_hypernet("hypernet.safetensors")
     with pytest.raises(ConfigError, match="^nope is neither an existing file nor a zoo name"):
-        Domain.load("nope")
+        load_domain("nope")
     code, _, err = run_cli(capsys, "info", "runs/x/domain.safetensors")
     assert (code, err) == (1, "error: runs/x/domain.safetensors does not exist; check the path\n")
 
@@ -87,7 +88,7 @@ def test_hdn_generate_reads_a_released_domain_by_name(mappers: dict[str, torch.n
 
 
 def test_a_released_model_is_not_checked_against_the_archive_digest(mappers: dict[str, torch.nn.Module]) -> None:
-    archive = dataclasses.replace(zoo.resolve(zoo.ARCHIVE), sha256="0" * 64, sha256_verified=True)
+    archive = dataclasses.replace(zoo.resolve(zoo.ARCHIVE), sha256="0" * 64, sha256_provenance="published")
     entry = zoo._released(archive, "td-ukiyo-e", "domain", "checkpoints/td_checkpoints/td_ukiyo-e.pt", "ukiyo-e")
-    assert (entry.sha256, entry.sha256_verified) == (None, False)
+    assert (entry.sha256, entry.sha256_provenance) == (None, "none")
     assert zoo.status(entry) == "downloaded" and zoo.cached_path(entry) == entry.path()

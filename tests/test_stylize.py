@@ -72,7 +72,7 @@ def test_reference_latent_round_trips_through_the_domain_file(tmp_path: Path, G,
     path = write_domain(tmp_path / "d.safetensors", G)
     domain = Domain.load(path)
     assert reference_latent(domain).shape == (1, G.n_latent, G.style_dim)
-    assert domain.metadata == {"trainer": "test"} and domain.kind == "domain_vector"
+    assert domain.metadata == {"trainer": "test", "style_mixing_from": 7} and domain.kind == "domain_vector"
     with safe_open(str(path), framework="pt") as fh:
         assert set(fh.keys()) == {"vector", REFERENCE_LATENT}
     P = Parameterization.from_domain_file(domain, G)

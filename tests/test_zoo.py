@@ -17,7 +17,8 @@ from hyperdomainnet import zoo
 from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.errors import ConfigError, DownloadError, HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
-from hyperdomainnet.stylegan2.generator import GeneratorArch
+from hyperdomainnet.loaders import artefact_path, fetch
+from hyperdomainnet.domain.files import REFERENCE_LATENT
 
 SHORT_ALIASES = {"ffhq": "stylegan2-ffhq-config-f", "afhq-cat": "stylegan2-afhqcat-512x512",
                  "afhq-dog": "stylegan2-ada-afhqdog", "car": "stylegan2-car-config-f",
@@ -41,32 +42,54 @@ def use_entries(monkeypatch: pytest.MonkeyPatch, *changed: zoo.ZooEntry) -> None
 
 def local_generator(server: Served, data: bytes) -> zoo.ZooEntry:
     return dataclasses.replace(zoo.resolve("church"), name="tiny-generator", file_name="tiny.pt", aliases=(),
-                               urls=(server.add("/tiny.pt", data),), sha256=hashlib.sha256(data).hexdigest())
+                               urls=(server.add("/tiny.pt", data),), sha256=hashlib.sha256(data).hexdigest(),
+                               size=len(data))
 
 
 # ----- the registry -------------------------------------------------------------------------------
+REGISTRY_FLOOR = {"zoo", "download", "hashing", "paths", "atomic", "progress", "errors"}
+
+
+def test_the_registry_imports_no_model_code() -> None:
+    """zoo.py and what it stands on import (at any depth of the file, functions included) only each
+    other: names are resolved at the edge (loaders), so no import circle can run through the zoo."""
+    import ast
+
+    src = Path(zoo.__file__).parent
+    for module in REGISTRY_FLOOR:
+        tree = ast.parse((src / f"{module}.py").read_text())
+        used = {(node.module or "").split(".")[0] or alias.name for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.level == 1 for alias in node.names}
+        assert used <= REGISTRY_FLOOR, (module, used - REGISTRY_FLOOR)
+
+
 def test_entries_are_well_formed() -> None:
     entries = zoo.list_entries()
     assert len({e.name for e in entries}) == len(entries) == len({e.file_name for e in entries})
     for e in entries:
         assert e.kind in ("generator", "encoder", "archive", "domain", "hypernet"), e.name
-        assert (e.sha256 is not None) == e.sha256_verified, e.name  # no hash without a published value
+        assert e.sha256_provenance in zoo.PROVENANCES, e.name
+        assert (e.sha256 is not None) == (e.sha256_provenance != "none"), e.name  # a hash says where it is from
+        assert e.size is None or (e.size > 0 and e.sha256 is not None), e.name
         assert e.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", e.sha256), e.name
         assert e.sha256_source and e.source and e.license and e.description and e.urls, e.name
         assert all(u.startswith("https://") and " " not in u for u in e.urls), e.name
         assert (e.member is not None) == (e.kind in ("domain", "hypernet")), e.name
         if e.kind == "generator":  # every generator has a Hugging Face copy pinned to a commit, first
-            assert HF_PINNED.fullmatch(e.urls[0]) and e.sha256_verified, e.name
-    assert {e.name for e in entries if e.member} == {"hdn-20", "hdn-large", "hdn-im2im"}
+            assert HF_PINNED.fullmatch(e.urls[0]) and e.sha256_provenance == "published", e.name
+    released = {e.name for e in entries if e.member}
+    assert {"hdn-20", "hdn-large", "hdn-im2im", "td-ukiyo-e", "td-pixar", "im2im-sketch"} <= released
+    assert len(released) == 3 + 9 + 7  # the research code's three mappers and sixteen example domains
+    assert zoo.resolve("ffhq").size == 381_462_551
 
 
 def test_generator_architectures() -> None:
-    sizes = {e.name: e.arch.size for e in zoo.list_entries() if e.kind == "generator"}
+    sizes = {e.name: e.resolution for e in zoo.list_entries() if e.kind == "generator"}
     assert sizes == {"stylegan2-ffhq-config-f": 1024, "stylegan2-afhqcat-512x512": 512, "stylegan2-ada-afhqdog": 512,
                      "stylegan2-car-config-f": 512, "stylegan2-cat-config-f": 256,
                      "stylegan2-church-config-f": 256, "stylegan2-horse-config-f": 256}
     for e in zoo.list_entries():
-        assert e.arch == GeneratorArch(e.arch.size, n_mlp=8, channel_multiplier=2), e.name
+        assert e.arch == {"size": e.resolution, "n_mlp": 8, "channel_multiplier": 2}, e.name
 
 
 @pytest.mark.parametrize(("alias", "name"), sorted(SHORT_ALIASES.items()))
@@ -80,8 +103,8 @@ def test_names_and_file_names_resolve_unknown_is_one_line() -> None:
         assert zoo.resolve(e.name) == e == zoo.resolve(Path(e.file_name).name) == zoo.resolve(e)
     with pytest.raises(HDNError, match="unknown zoo name 'stylegan2-wikiart'; `hdn models` lists"):
         zoo.resolve("stylegan2-wikiart")
-    with pytest.raises(ConfigError, match="no/such.pt is neither an existing file nor a zoo name"):
-        zoo.local_path("no/such.pt", "generator")
+    with pytest.raises(ConfigError, match="no-such is neither an existing file nor a zoo name"):
+        artefact_path("no-such", "generator")
 
 
 # ----- fetch and status ---------------------------------------------------------------------------
@@ -91,7 +114,7 @@ def test_fetch_downloads_once_then_needs_no_network(server: Served, tmp_path: Pa
     assert zoo.status(entry) == "not downloaded" and zoo.cached_path(entry) is None
     path = zoo.fetch(entry)
     assert path == tmp_path / "hdn" / "models" / "tiny.pt" and path.read_bytes() == data
-    assert zoo.local_path(tmp_path, "generator") == tmp_path  # an existing path is itself
+    assert artefact_path(tmp_path, "generator") == tmp_path  # an existing path is itself
     server.files.clear()  # the source is gone: the verified cache suffices
     assert zoo.fetch(entry) == path == zoo.cached_path(entry) and zoo.status(entry) == "downloaded"
 
@@ -111,12 +134,15 @@ def test_hdn_models_says_corrupt(server: Served, capsys: pytest.CaptureFixture[s
     entry = local_generator(server, b"published bytes")
     use_entries(monkeypatch, entry)
     code, out, _ = run_cli(capsys, "models")
-    assert code == 0 and re.search(r"tiny-generator +generator +256 px +not downloaded", out)
-    assert re.search(r"hdn-20 +hypernet +1024 px +not downloaded", out)
+    assert code == 0 and re.search(r"tiny-generator +generator +256 +15 B +published +not downloaded", out)
+    assert re.search(r"hdn-20 +hypernet +1024 +- +converted +comes with hyperdomainnet-checkpoints", out)
+    assert re.search(r"im2im-titan-erwin +domain +1024 +- +converted +comes with", out)
+    assert re.search(r"restyle-psp-ffhq +encoder +1024 +\? +not pinned +not downloaded", out)
+    assert out.startswith("SHA-256: published = an independent published hash")
     entry.path().parent.mkdir(parents=True)
     entry.path().write_bytes(b"truncated")
     _, out, _ = run_cli(capsys, "models")
-    assert re.search(rf"tiny-generator +generator +256 px +corrupt: delete {re.escape(str(entry.path()))} to "
+    assert re.search(rf"tiny-generator +generator +256 +15 B +published +corrupt: delete {re.escape(str(entry.path()))} to "
                      "download again\n", out)
 
 
@@ -142,8 +168,8 @@ def released_archive(tmp_path: Path) -> tuple[bytes, dict[str, torch.nn.Module]]
     mappers = {"mapper_20_td.pt": official_mapper(CAT_LAYOUT), "mapper_base_im2im.pt": official_mapper(CAT_LAYOUT)}
     td = {"model_type": "parameterization", "patch_key": "cin_mult", "state_dict": cin_mult_state(CAT_LAYOUT),
           "sg2_params": CAT_ARGS, "da_type": "td"}
-    im2im = {**td, "da_type": "im2im", "style_latents": torch.randn(1, 14, 512)}
-    payloads = {"checkpoints/td_checkpoints/td_ukiyo-e.pt": td, "checkpoints/im2im_checkpoints/im2im_sketch.pt": im2im,
+    im2im = {**td, "da_type": "im2im", "style_latents": torch.randn(1, 9, 512)}  # W+ layers 5…13 of 14
+    payloads = {"checkpoints/td_checkpoints/td_ukiyo-e.pt": td, "checkpoints/td_checkpoints/td_unlisted.pt": td, "checkpoints/im2im_checkpoints/im2im_sketch.pt": im2im,
                 **{f"checkpoints/{k}": mapper_payload(v) for k, v in mappers.items()},
                 "checkpoints/notes/readme.pt": td, "__MACOSX/checkpoints/td_checkpoints/._td_ukiyo-e.pt": td,
                 "checkpoints/td_checkpoints/td_broken.pt": {**td, "patch_key": "csa"}}  # ignored / skipped
@@ -162,10 +188,11 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     url = server.add("/checkpoints.zip", data)
     use_entries(monkeypatch, *(dataclasses.replace(e, urls=(url,)) for e in zoo._registry()
                                if e.name == zoo.ARCHIVE or e.member))
-    assert "td-ukiyo-e" not in {e.name for e in zoo.list_entries()}  # listed once the archive is unpacked
+    assert "td-unlisted" not in {e.name for e in zoo.list_entries()}  # listed once the archive is unpacked
+    assert zoo.status("td-ukiyo-e") == "comes with hyperdomainnet-checkpoints"  # named by the registry
 
     with pytest.warns(UserWarning) as caught:
-        path = zoo.fetch("hdn-20")
+        path = fetch("hdn-20")
     assert [str(w.message).split(" ")[0] for w in caught] == ["hyperdomainnet-checkpoints:", "skipped"]
     assert re.search(r"skipped checkpoints/td_checkpoints/td_broken.pt of .*: td_broken.pt uses parameterisation 'csa'",
                      str(caught[1].message))
@@ -174,27 +201,30 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     with torch.no_grad():
         assert torch.allclose(HyperDomainNet.load(path).domain_vectors(x),
                               official_forward(mappers["mapper_20_td.pt"], x), atol=1e-5)
-    assert HyperDomainNet.load(zoo.fetch("hdn-im2im")).metadata["official"]["file"] == "mapper_base_im2im.pt"
+    assert HyperDomainNet.load(fetch("hdn-im2im")).metadata["official"]["file"] == "mapper_base_im2im.pt"
 
     server.files.clear()  # everything below comes from the cache
     kinds = {e.name: e.kind for e in zoo.list_entries() if e.member}
-    assert kinds == {"hdn-20": "hypernet", "hdn-large": "hypernet", "hdn-im2im": "hypernet",
-                     "td-ukiyo-e": "domain", "im2im-sketch": "domain"}
-    domain = Domain.load(zoo.fetch("td_ukiyo-e"))
+    assert {"hdn-20": "hypernet", "hdn-large": "hypernet", "hdn-im2im": "hypernet", "td-ukiyo-e": "domain",
+            "im2im-sketch": "domain", "td-unlisted": "domain"}.items() <= kinds.items()
+    assert zoo.status("td-pixar") == "not downloaded"  # named by the registry, absent from this archive
+    domain = Domain.load(fetch("td_ukiyo-e"))
     assert [float(p[0]) for p in torch.split(domain.vector, CAT_LAYOUT)] == list(range(len(CAT_LAYOUT)))
-    assert "reference_latents" in Domain.load(zoo.fetch("im2im-sketch")).metadata
-    assert zoo.resolve("im2im-sketch").sha256_verified is False
+    assert Domain.load(fetch("im2im-sketch")).tensors[REFERENCE_LATENT].shape == (1, 9, 512)
+    assert zoo.resolve("im2im-sketch").sha256_provenance == "none"
     with pytest.raises(DownloadError, match="holds no convertible mapper_large_resample_td.pt"):
-        zoo.fetch("hdn-large")  # known from the manifest: no second conversion (it would warn again)
+        fetch("hdn-large")  # known from the manifest: no second conversion (it would warn again)
     _, out, _ = run_cli(capsys, "models")
-    assert re.search(r"td-ukiyo-e +domain +1024 px +downloaded", out)
-    assert zoo.local_path("hdn-20", "hypernet") == path
+    assert re.search(r"td-ukiyo-e +domain +1024 +- +converted +downloaded", out)
+    assert artefact_path("hdn-20", "hypernet") == path
     with pytest.raises(ConfigError, match="td-ukiyo-e is a zoo domain, not a hypernet"):
-        zoo.local_path("td-ukiyo-e", "hypernet")
+        artefact_path("td-ukiyo-e", "hypernet")
 
 
-def test_an_archive_that_is_not_a_zip_is_named(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = server.add("/checkpoints.zip", b"<html>quota exceeded</html>")
+def test_an_html_page_instead_of_the_archive_is_refused(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = server.add("/checkpoints.zip", b"<!DOCTYPE html><html>Google Drive: quota exceeded</html>")
     use_entries(monkeypatch, dataclasses.replace(zoo.resolve(zoo.ARCHIVE), urls=(url,)))
-    with pytest.warns(UserWarning), pytest.raises(HDNError, match="is not a zip archive; delete it to download again"):
-        zoo.fetch("hdn-20")
+    with pytest.raises(DownloadError, match="served an HTML page instead of the file .*set HDN_MIRROR") as info:
+        fetch("hdn-20")
+    assert "\n" not in str(info.value)
+    assert not zoo.resolve(zoo.ARCHIVE).path().parent.exists() or not any(zoo.resolve(zoo.ARCHIVE).path().parent.iterdir())

@@ -17,27 +17,28 @@ The official trainers save ``models_<step>.pt``: a pickled dict with
   reference's W+ codes used for layers 7+ at rendering);
 * mapper only: ``mapper_config`` (a dict or a pickled OmegaConf DictConfig) and ``clip_encoder``.
 
-Files are read with ``torch.load(weights_only=True)``. An OmegaConf config inside is rebuilt from
+Files are read by :func:`hyperdomainnet.torchfile.read_torch_file`. An OmegaConf config inside is rebuilt from
 inert stand-in classes (an explicit allowlist of OmegaConf and typing names) and turned into plain
 dicts; no code from the file runs and OmegaConf need not be installed. Any other pickled object is
 refused with a one-line :class:`FileFormatError`.
 """
 from __future__ import annotations
 
-import pickle
+import math
 import re
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .domain.files import Domain
-from .errors import ConfigError, FileFormatError, HDNError, first_line
+from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain
+from .errors import ConfigError, FileFormatError, first_line
 from .hashing import sha256_file
 from .hypernet.model import HyperDomainNet
 from .stylegan2.generator import Generator, GeneratorArch
+from .torchfile import PickledStub, read_torch_file
 
 MODEL_TYPES: tuple[str, ...] = ("parameterization", "mapper", "original")
 DOMAIN_PATCH_KEY = "cin_mult"
@@ -66,27 +67,9 @@ class OfficialCheckpoint:
 
 
 # ----- safe reading ------------------------------------------------------------------------------
-class PickledStub:
-    """Inert stand-in for an allowlisted class named in a pickle; keeps what the pickle passes."""
-
-    pickled_name = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-def allowed_stub_names(names: list[str]) -> tuple[list[str], list[str]]:
-    """Split global names into (allowlisted config names, refused names)."""
-    ok = [n for n in names if n.startswith(OMEGACONF_PREFIX) or n in CONFIG_GLOBALS]
-    return ok, [n for n in names if n not in ok]
-
-
-def stub_globals(names: list[str]) -> list[tuple[type, str]]:
-    """One stand-in class per name, as (class, full name) pairs for ``safe_globals``."""
-    return [(type(n.rsplit(".", 1)[-1], (PickledStub,), {"pickled_name": n}), n) for n in names]
+def is_config_global(name: str) -> bool:
+    """Whether a pickled global is part of an OmegaConf config (read as an inert stand-in)."""
+    return name.startswith(OMEGACONF_PREFIX) or name in CONFIG_GLOBALS
 
 
 def plain(obj: Any) -> Any:
@@ -106,35 +89,11 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-def safe_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` allowing only OmegaConf config stand-ins; plain values out."""
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile):
-        names = None  # not a (complete) zip checkpoint
-    ok, refused = allowed_stub_names(names or [])
-    if refused:
-        raise FileFormatError(f"{path} pickles objects that cannot be loaded safely ({', '.join(refused[:4])}); "
-                              "only tensors, plain values and OmegaConf configs are accepted")
-    try:
-        with torch.serialization.safe_globals(stub_globals(ok)):
-            return plain(torch.load(path, map_location="cpu", weights_only=True))
-    except pickle.UnpicklingError as exc:
-        if names is not None:
-            raise FileFormatError(f"{path} holds objects that cannot be loaded safely ({first_line(exc)})") from None
-        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({first_line(exc)}); "
-                              "is it truncated? Download it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{first_line(exc)}); is it truncated? Download it again") from None
-
 
 def read_official_checkpoint(path: str | Path) -> OfficialCheckpoint:
     """Read an official ``.pt`` checkpoint safely and check its top-level structure."""
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"official checkpoint {path} does not exist")
-    obj = safe_load(path)
+    obj = plain(read_torch_file(path, "official HyperDomainNet checkpoint", stub=is_config_global))
     if not isinstance(obj, dict) or obj.get("model_type") not in MODEL_TYPES:
         found = (f"keys {', '.join(map(str, list(obj)[:6]))}" if isinstance(obj, dict)
                  else f"a {type(obj).__name__}")
@@ -167,9 +126,10 @@ def official_arch(ckpt: OfficialCheckpoint, layout: list[int]) -> GeneratorArch:
                          channel_multiplier=int(args.get("channel_multiplier") or 2))
 
 
-def generator_identity(ckpt: OfficialCheckpoint, layout: list[int],
-                       generator: Generator | None) -> dict[str, Any]:
-    """``generator.identity``, else the zoo entry the checkpoint's generator file names, else its name.
+def generator_identity(ckpt: OfficialCheckpoint, layout: list[int], generator: Generator | None,
+                       identify: Callable[[str], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """``generator.identity``; else ``identify(file)`` for the generator file the checkpoint names (the
+    caller's registry), else that file's name with the architecture of ``sg2_params``.
 
     Raises ConfigError when the given generator's domain layout differs from the checkpoint's tensors.
     """
@@ -179,21 +139,14 @@ def generator_identity(ckpt: OfficialCheckpoint, layout: list[int],
                               f"convs ({sum(layout)} domain numbers), but the given generator has "
                               f"{generator.domain_size}; pass the generator it was trained on")
         return dict(generator.identity)
-    from . import zoo
-
     ref = ckpt.generator_args.get("checkpoint_path") or ckpt.generator_args.get("ckpt_path")
     name = Path(str(ref)).name if ref else None
-    arch, sha256 = official_arch(ckpt, layout), None
-    entry = None
-    if name:
-        try:
-            entry = zoo.resolve(name)
-        except HDNError:
-            entry = None
-    if entry is not None:
-        arch = GeneratorArch(entry.arch.size, entry.arch.style_dim, entry.arch.n_mlp,
-                             entry.arch.channel_multiplier)
-        name, sha256 = entry.name, entry.sha256
+    known = identify(name) if (name and identify is not None) else None
+    if known is not None:
+        arch = GeneratorArch.from_dict(known["arch"])
+        name, sha256 = known["name"], known["sha256"]
+    else:
+        arch, sha256 = official_arch(ckpt, layout), None
     if arch.domain_layout() != layout:
         raise FileFormatError(f"{ckpt.path.name} names generator {name or arch.size} whose layout does not "
                               "match its tensors; pass the generator it was trained on (generator=...)")
@@ -233,13 +186,29 @@ def domain_vector(ckpt: OfficialCheckpoint) -> tuple[torch.Tensor, list[int]]:
     return torch.cat(parts), [p.numel() for p in parts]
 
 
-def convert_parameterization(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None) -> Path:
+def reference_tensors(ckpt: OfficialCheckpoint, identity: dict[str, Any]) -> tuple[dict[str, torch.Tensor],
+                                                                                   dict[str, Any]]:
+    """An image domain's ``style_latents`` (1, K, D) as the reference latent and its mixing rule: the
+    research code replaces the last K W+ layers (K = 11 of 18 at 1024 px: layers 7 and up)."""
+    if ckpt.style_latents is None:
+        return {}, {}
+    latents = ckpt.style_latents.detach().float().cpu()
+    latents = latents[None] if latents.ndim == 2 else latents
+    n_latent = 2 * int(math.log2(int(identity["arch"]["size"]))) - 2
+    if latents.ndim != 3 or latents.shape[0] != 1 or not 0 < latents.shape[1] <= n_latent:
+        raise FileFormatError(f"{ckpt.path} has style_latents of shape {tuple(ckpt.style_latents.shape)}; "
+                              f"expected (1, K, D) with K ≤ {n_latent} W+ layers")
+    first = n_latent - latents.shape[1] if latents.shape[1] < n_latent else MIX_FROM
+    return {REFERENCE_LATENT: latents}, {MIX_FROM_KEY: first}
+
+
+def convert_parameterization(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None,
+                             identify: Callable[[str], dict[str, Any] | None] | None) -> Path:
     vector, layout = domain_vector(ckpt)
-    metadata: dict[str, Any] = {"official": provenance(ckpt)}
-    if ckpt.style_latents is not None:
-        metadata["reference_latents"] = ckpt.style_latents.detach().float().cpu().tolist()
-    domain = Domain(vector, "domain_vector", layout, generator_identity(ckpt, layout, generator),
-                    "after_demod", metadata)
+    identity = generator_identity(ckpt, layout, generator, identify)
+    tensors, rule = reference_tensors(ckpt, identity)
+    domain = Domain(vector, "domain_vector", layout, identity, "after_demod",
+                    {"official": provenance(ckpt), **rule}, tensors)
     return domain.save(out)
 
 
@@ -299,29 +268,32 @@ def hypernet_from_official(ckpt: OfficialCheckpoint) -> HyperDomainNet:
     return net.eval()
 
 
-def convert_mapper(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None) -> Path:
+def convert_mapper(ckpt: OfficialCheckpoint, out: Path, generator: Generator | None,
+                   identify: Callable[[str], dict[str, Any] | None] | None) -> Path:
     if ckpt.patch_key not in (None, DOMAIN_PATCH_KEY):
         raise FileFormatError(f"{ckpt.path} is a mapper for parameterisation {ckpt.patch_key!r}; only "
                               f"{DOMAIN_PATCH_KEY!r} converts")
     net = hypernet_from_official(ckpt)
     meta = {"clip_model": ckpt.clip_model or DEFAULT_CLIP_MODEL,
             "input": "image" if ckpt.da_type == "im2im" else "text",
-            "generator": generator_identity(ckpt, net.domain_layout, generator),
+            "generator": generator_identity(ckpt, net.domain_layout, generator, identify),
             "official": {**provenance(ckpt), "mapper_config": ckpt.mapper_config}}
     return net.save(out, meta)
 
 
-def convert_official(path: str | Path, out: str | Path, generator: Generator | None = None) -> Path:
+def convert_official(path: str | Path, out: str | Path, generator: Generator | None = None,
+                     identify: Callable[[str], dict[str, Any] | None] | None = None) -> Path:
     """Convert an official checkpoint: ``parameterization`` → domain file, ``mapper`` → HyperDomainNet.
 
-    ``generator`` (a loaded Generator) supplies the identity recorded in the output; without it the
-    checkpoint's ``sg2_params`` name one (a zoo entry when the file name matches). Returns ``out``.
+    ``generator`` (a loaded Generator) supplies the identity recorded in the output; without it
+    ``identify`` (the caller's registry, e.g. :func:`hyperdomainnet.zoo.generator_identity`) maps the
+    generator file named in ``sg2_params`` to its identity. Returns ``out``.
     """
     ckpt = read_official_checkpoint(path)
     out = Path(out)
     if ckpt.model_type == "parameterization":
-        return convert_parameterization(ckpt, out, generator)
+        return convert_parameterization(ckpt, out, generator, identify)
     if ckpt.model_type == "mapper":
-        return convert_mapper(ckpt, out, generator)
+        return convert_mapper(ckpt, out, generator, identify)
     raise FileFormatError(f"{ckpt.path} holds a fully fine-tuned generator (model_type 'original'); only "
                           "'parameterization' and 'mapper' checkpoints convert")

@@ -88,7 +88,7 @@ def describe_zoo_entry(name: str) -> dict[str, Any]:
     hint = "" if state == "downloaded" else f"; `hdn download {entry.name}` fetches it"
     return {"kind": f"zoo {entry.kind} ({state}{hint})",
             "name": entry.name, "format": entry.format, "urls": " ".join(entry.urls), "sha256": entry.sha256,
-            "architecture": entry.arch.to_dict(), "sha256_source": entry.sha256_source}
+            "architecture": dict(entry.arch), "sha256_source": entry.sha256_source}
 
 
 def describe_target(target: str) -> dict[str, Any]:

@@ -5,11 +5,13 @@
 * ``https://huggingface.co/<repo>/resolve/<commit>/<path>``: :func:`huggingface_hub.hf_hub_download`
   pinned to that commit (its locks, resume, progress, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` mirrors);
 * Google Drive links: ``gdown`` (it handles the large-file confirmation page);
-* any other URL: :func:`torch.hub.download_url_to_file`.
+* any other URL: :func:`torch.hub.download_url_to_file`;
+* a local path (a mirror folder): a copy.
 
-The bytes land in a temporary sibling of the destination, which they replace only when their
-SHA-256 is the expected one (the digest is then recorded beside the file). Every failure is one
-:class:`DownloadError` line naming the URL to get the file from by hand and the path to put it at.
+The bytes land in a temporary sibling of the destination, which they replace only when they pass:
+not an HTML page (a Drive quota or sign-in page), the expected size and SHA-256 when known (the
+digest is then remembered). Every failure is one :class:`DownloadError` line listing each source
+tried and why it failed, the setting or URL to get the file another way, and the path to put it at.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from .progress import interactive
 
 HF_URL = re.compile(r"https://huggingface\.co/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[0-9a-f]{40})/(?P<path>.+)")
 DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
+HTML_PEEK = 512
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<!--")
 
 
 class UnverifiedDownloadWarning(UserWarning):
@@ -49,14 +53,21 @@ def _hugging_face(match: re.Match[str], tmp: Path, dest: Path) -> None:
 def _google_drive(url: str, tmp: Path) -> None:
     import gdown
 
-    if gdown.download(url, output=str(tmp), quiet=not interactive()) is None:
-        raise OSError("Google Drive served no file (quota exceeded or not shared)")
+    try:
+        done = gdown.download(url, output=str(tmp), quiet=not interactive())
+    except Exception as exc:  # noqa: BLE001 - gdown raises its own types, with pages of advice
+        raise OSError(f"Google Drive refused the file (download quota exceeded, or not shared): "
+                      f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+    if done is None:
+        raise OSError("Google Drive served no file (download quota exceeded, or not shared)")
 
 
 def _transfer(url: str, tmp: Path, dest: Path) -> None:
     """Write the bytes behind ``url`` (meant for ``dest``) to ``tmp`` with the transport that fits it."""
     match = HF_URL.fullmatch(url)
-    if match:
+    if not url.startswith(("http://", "https://")):
+        shutil.copyfile(url, tmp)
+    elif match:
         _hugging_face(match, tmp, dest)
     elif url.split("/")[2] in DRIVE_HOSTS:
         _google_drive(url, tmp)
@@ -64,6 +75,26 @@ def _transfer(url: str, tmp: Path, dest: Path) -> None:
         from torch.hub import download_url_to_file
 
         download_url_to_file(url, str(tmp), progress=interactive())
+
+
+def _check(tmp: Path, size: int | None, sha256: str | None) -> str:
+    """The SHA-256 of the bytes in ``tmp``; DownloadError if they are an HTML page or not the pinned file."""
+    with open(tmp, "rb") as fh:
+        head = fh.read(HTML_PEEK).lstrip().lower()
+    if head.startswith(HTML_STARTS):
+        raise DownloadError("served an HTML page instead of the file (a Google Drive quota or sign-in page, "
+                            "or a proxy's)")
+    got = tmp.stat().st_size
+    if size is not None and got != size:
+        raise DownloadError(f"wrong size: got {got:,} bytes, expected {size:,}")
+    digest = sha256_file(tmp)
+    if sha256 is not None and digest != sha256:
+        raise DownloadError(f"checksum mismatch: got sha256 {digest}, expected {sha256}")
+    return digest
+
+
+def _source(url: str) -> str:
+    return url.split("/")[2] if url.startswith(("http://", "https://")) else url
 
 
 def _reason(exc: BaseException) -> str:
@@ -75,13 +106,15 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def download(urls: Sequence[str], dest: str | os.PathLike[str], sha256: str | None, name: str) -> Path:
-    """Fetch ``dest`` from the first of ``urls`` that delivers bytes with digest ``sha256``.
+def download(urls: Sequence[str], dest: str | os.PathLike[str], sha256: str | None, name: str,
+             size: int | None = None, hint: str = "") -> Path:
+    """Fetch ``dest`` from the first of ``urls`` (URLs or local paths) that delivers the file.
 
-    ``sha256=None`` (no published value) accepts the bytes, records their digest and warns with
-    :class:`UnverifiedDownloadWarning`. ``dest`` only ever appears complete and verified.
-    Raises :class:`DownloadError`: could not download NAME (reasons); download it yourself from
-    URL and place it at DEST.
+    The bytes must not be an HTML page and must have ``size`` bytes and digest ``sha256`` when these
+    are given; ``sha256=None`` (not pinned) accepts them, remembers their digest and warns with
+    :class:`UnverifiedDownloadWarning`. ``dest`` only ever appears complete and checked.
+    Raises :class:`DownloadError`: could not download NAME (each source: reason); HINT, or download
+    it yourself from URL and place it at DEST.
     """
     dest = Path(dest)
     reasons = []
@@ -89,17 +122,17 @@ def download(urls: Sequence[str], dest: str | os.PathLike[str], sha256: str | No
         try:
             with atomic_path(dest) as tmp:
                 _transfer(url, tmp, dest)
-                digest = sha256_file(tmp)
-                if sha256 is not None and digest != sha256:
-                    raise DownloadError(f"checksum mismatch: got sha256 {digest}, expected {sha256}")
-        except Exception as exc:  # noqa: BLE001 - each transport raises its own types; next URL
-            reasons.append(f"{url.split('/')[2]}: {_reason(exc)}")
+                digest = _check(tmp, size, sha256)
+        except Exception as exc:  # noqa: BLE001 - each transport raises its own types; next source
+            reasons.append(f"{_source(url)}: {_reason(exc)}")
             continue
         remember_sha256(dest, digest)
         if sha256 is None:
-            warnings.warn(f"{name}: no published SHA-256 exists; accepted the download with sha256 "
-                          f"{digest} (recorded beside {dest})", UnverifiedDownloadWarning, stacklevel=2)
+            warnings.warn(f"{name}: no pinned SHA-256 exists; accepted the download with sha256 "
+                          f"{digest} (remembered for {dest})", UnverifiedDownloadWarning, stacklevel=2)
         return dest
-    manual = urls[0] if urls else "its publisher"
-    raise DownloadError(f"could not download {name} ({'; '.join(reasons) or 'no URL known'}); "
-                        f"download it yourself from {manual} and place it at {dest}")
+    published = [u for u in urls if u.startswith(("http://", "https://"))]
+    manual = published[0] if published else "its publisher"
+    other = f"{hint}, or " if hint else ""
+    raise DownloadError(f"could not download {name} ({'; '.join(reasons) or 'no source known'}); "
+                        f"{other}download it yourself from {manual} and place it at {dest}")

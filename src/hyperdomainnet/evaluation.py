@@ -17,9 +17,9 @@ import torch
 from . import perceptual
 from .clip import IMAGENET_TEMPLATES, load_clip
 from .domain.arithmetic import parse_domain_spec
-from .domain.files import Domain
 from .errors import ConfigError, FileFormatError, HDNError
 from .images import load_image
+from .loaders import load_domain
 from .metrics import (LPIPS_SIZE, REPORT_FORMAT, DistributionMetrics, evaluate_samples, markdown_table,
                       reference_images, require_distribution_metrics, target_embeddings)
 from .progress import progress_bar
@@ -27,6 +27,7 @@ from .render import Row, domain_name, generator_for, row_label
 from .version import __version__
 
 REPORT_VERSION = 1
+COMPARED_PROTOCOL: tuple[str, ...] = ("clip_model", "templates", "samples", "truncation", "seeds")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def evaluate_domain(domain_spec: str, settings: EvalSettings, generator: str | N
     """The report of a domain (``FILE`` or ``FILE*α``) rendered by ``generator`` (default: the one the
     file names): against ``reference``'s embedding, else the ``target`` prompt (default: the file's)."""
     spec = parse_domain_spec(domain_spec)
-    domain = Domain.load(spec.path)
+    domain = load_domain(spec.path)
     target = None if reference is not None else (target or domain.metadata.get("target"))
     templates, template_name = template_list(settings.templates)
     _check_lpips(settings)
@@ -119,7 +120,8 @@ def evaluate_domain(domain_spec: str, settings: EvalSettings, generator: str | N
     protocol = {"clip_model": settings.clip, "templates": template_name, "target": target,
                 "reference": None if reference is None else str(reference), "samples": settings.samples,
                 "seeds": f"{settings.seed}-{settings.seeds[-1]}", "truncation": settings.truncation,
-                "noise_mode": settings.noise_mode, "style_mixing": 0.0, "generator": G.identity.get("name"),
+                "noise_mode": settings.noise_mode, "style_mixing": 0.0,
+                "reference_style_from": domain.style_mixing_from, "generator": G.identity.get("name"),
                 "lpips": None if lpips is None else {"net": settings.lpips,
                                                      "samples": min(settings.lpips_samples, settings.samples),
                                                      "max_size": LPIPS_SIZE,
@@ -135,9 +137,11 @@ def evaluate_domain(domain_spec: str, settings: EvalSettings, generator: str | N
 def report_markdown(report: dict[str, Any], name: str) -> str:
     """The protocol in a sentence above the metrics table of one report."""
     p = report["protocol"]
+    first = p.get("reference_style_from")
+    mixing = "no style mixing" if first is None else f"the reference's style from W+ layer {first}"
     lines = [f"# Evaluation of {name}", "",
              f"CLIP {p['clip_model']}, templates {p['templates']}, {p['samples']} samples (seeds {p['seeds']}), "
-             f"truncation ψ = {p['truncation']}, noise {p['noise_mode']}, no style mixing; generator "
+             f"truncation ψ = {p['truncation']}, noise {p['noise_mode']}, {mixing}; generator "
              f"{p['generator']}.", "", markdown_table([report], [name])]
     return "\n".join(lines)
 
@@ -152,5 +156,10 @@ def comparison_table(paths: Sequence[Path]) -> str:
             raise FileFormatError(f"cannot read metrics file {path} ({exc}); pass JSON files written by hdn eval") from None
         if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
             raise FileFormatError(f"{path} is not a metrics file written by hdn eval")
+        missing = [key for key in ("domain", "protocol", "metrics") if not isinstance(report.get(key), dict)]
+        missing += [f"protocol.{key}" for key in COMPARED_PROTOCOL if key not in (report.get("protocol") or {})]
+        if missing:
+            raise FileFormatError(f"metrics file {path} lacks {', '.join(missing)}; it is damaged or was edited, "
+                                  "write it again with hdn eval")
         reports.append(report)
     return markdown_table(reports, [report["domain"].get("name") or p.stem for report, p in zip(reports, paths)])

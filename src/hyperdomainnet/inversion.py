@@ -129,6 +129,13 @@ class PNormStats:
                           self.n_samples, self.seed)
 
 
+def _check_shapes(tensors: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> None:
+    """ValueError naming the first cached tensor whose shape is not the expected one (a stale cache)."""
+    for name, shape in shapes.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(tensors[name].shape)}, expected {shape}")
+
+
 def _pnorm_path(G: torch.nn.Module, n_samples: int, seed: int) -> tuple[Path, str]:
     mapping_sha = weights_sha256(G, prefix="style.")
     return paths.subdir(PNORM_DIR) / f"{mapping_sha[:16]}-n{n_samples}-s{seed}.safetensors", mapping_sha
@@ -148,6 +155,8 @@ def pnorm_stats(G: torch.nn.Module, n_samples: int = PNORM_SAMPLES, seed: int = 
             tensors, meta = fileformat.load(path, file_format=PNORM_FORMAT, max_version=PNORM_VERSION,
                                             what="P-norm cache file", required=("mapping_sha256",))
             if meta["mapping_sha256"] == mapping_sha:
+                dim = G.style_dim
+                _check_shapes(tensors, {"mean": (dim,), "components": (dim, dim), "std": (dim,)})
                 return PNormStats(tensors["mean"], tensors["components"], tensors["std"],
                                   n_samples, seed).to(device)
         except (OSError, ValueError, KeyError) as exc:
@@ -290,6 +299,7 @@ def cached_invert(G: torch.nn.Module, image_path: str | Path, steps: int = 1000,
         try:
             tensors, meta = fileformat.load(path, file_format=LATENT_FORMAT, max_version=LATENT_VERSION,
                                             what="latent cache file", required=("loss_keys",))
+            _check_shapes(tensors, {"latent": (1, G.n_latent, G.style_dim)})
             latent = tensors["latent"].to(device)
             losses = [dict(zip(meta["loss_keys"], row)) for row in tensors["losses"].tolist()]
             with torch.no_grad():

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError, DownloadError, FileFormatError, first_line
+from .torchfile import read_torch_file
 
 NETS: tuple[str, ...] = ("vgg", "alex", "squeeze")
 LPIPS_VERSION = "0.1"
@@ -52,7 +53,7 @@ def _build(net: str, random_backbone: bool) -> torch.nn.Module:
                             "pass --lpips-random-backbone to run offline with a random backbone "
                             "(its distances are not perceptual: for trials only)") from None
     weights = Path(lpips.__file__).parent / "weights" / f"v{LPIPS_VERSION}" / f"{net}.pth"
-    result = model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=False)
+    result = model.load_state_dict(read_torch_file(weights, "LPIPS weights file"), strict=False)
     if result.unexpected_keys or any(re.fullmatch(r"lin\d+", k.split(".")[0]) for k in result.missing_keys):
         raise FileFormatError(f"{weights} does not match lpips.LPIPS(net={net!r}); reinstall the lpips package")
     return model

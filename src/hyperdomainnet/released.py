@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from .errors import FileFormatError, HDNError
 
 MEMBER = re.compile(r"(?:^|/)(?P<folder>td_checkpoints/|im2im_checkpoints/)?(?P<stem>[^/.][^/]*)\.pt$")
 FOLDER_KIND = {"td_checkpoints/": "text-driven", "im2im_checkpoints/": "image-driven"}
+#: The largest member accepted (the released mappers are a few hundred MB).
+MAX_MEMBER_BYTES = 1 << 31
 
 
 def released_models(members: list[str], fixed_names: dict[str, str]) -> list[dict[str, Any]]:
@@ -43,27 +46,46 @@ def released_models(members: list[str], fixed_names: dict[str, str]) -> list[dic
     return models
 
 
-def convert_archive(archive: Path, manifest: Path, fixed_names: dict[str, str]) -> list[dict[str, Any]]:
+def _extract(zf: zipfile.ZipFile, member: str, folder: Path, archive: Path) -> Path:
+    """Copy ``member`` to ``folder`` under its base name (no path from the zip is followed); its
+    declared size is bounded, and a member whose bytes differ from its entry (size, CRC) is refused."""
+    info = zf.getinfo(member)
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise FileFormatError(f"{archive} member {member} claims {info.file_size:,} bytes (more than "
+                              f"{MAX_MEMBER_BYTES:,}); it is not the released archive, delete it to download again")
+    local = folder / Path(member).name
+    try:
+        with zf.open(info) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        raise FileFormatError(f"{archive} is corrupt at member {member} ({type(exc).__name__}: {exc}); "
+                              "delete it to download again") from None
+    return local
+
+
+def convert_archive(archive: Path, manifest: Path, fixed_names: dict[str, str],
+                    identify: Callable[[str], dict[str, Any] | None]) -> list[dict[str, Any]]:
     """Convert every released model in the zip ``archive`` into ``manifest``'s folder; return the manifest.
 
-    A model that does not convert is skipped with a one-line warning; the others stay usable.
+    ``identify`` maps the generator file a checkpoint names to that generator's identity (the
+    registry's). A model that does not convert is skipped with a one-line warning; the others stay
+    usable. A corrupt archive is a one-line :class:`FileFormatError` and leaves no manifest.
     """
     converted = []
     try:
         with zipfile.ZipFile(archive) as zf, tempfile.TemporaryDirectory() as tmp:
             for model in released_models(zf.namelist(), fixed_names):
-                local = Path(tmp) / Path(model["member"]).name  # the base name only: no path from the zip
-                with zf.open(model["member"]) as src, open(local, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                local = _extract(zf, model["member"], Path(tmp), archive)
                 try:
-                    convert_official(local, manifest.parent / f"{model['name']}.safetensors")
+                    convert_official(local, manifest.parent / f"{model['name']}.safetensors", identify=identify)
                     converted.append(model)
                 except HDNError as exc:
                     reason = str(exc).replace(str(local), Path(model["member"]).name)
                     warnings.warn(f"skipped {model['member']} of {archive}: {reason}", stacklevel=2)
                 local.unlink()
-    except zipfile.BadZipFile:
-        raise FileFormatError(f"{archive} is not a zip archive; delete it to download again") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise FileFormatError(f"{archive} is not a readable zip archive ({type(exc).__name__}: {exc}); "
+                              "delete it to download again") from None
     with atomic_path(manifest) as out:
         out.write_text(json.dumps(converted, indent=1))
     return converted

@@ -118,9 +118,10 @@ def generator_for(spec: str | None, rows: Sequence[Row], device: torch.device | 
 
 @torch.no_grad()
 def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
-                noise_mode: str = "const", batch_size: int = 16
+                noise_mode: str = "const", batch_size: int = 16, style_mixing: bool = True
                 ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
-    """Render every (row, seed) pair in chunks of ≤ ``batch_size``.
+    """Render every (row, seed) pair in chunks of ≤ ``batch_size``; image domains style-mix their
+    reference into the ψ-truncated codes (:meth:`Domain.mix`) unless ``style_mixing`` is false.
 
     Yields (pairs, images): pairs are (row index, seed index), images (len(pairs), 3, H, W) on
     G's device, in [−1, 1]. Domain files are checked against G.
@@ -147,12 +148,12 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
             kwargs: dict[str, Any] = ({"noise": _seed_noise(G, [seeds[i] for i in idx], device)}
                                       if noise_mode == "random" else {"noise_mode": noise_mode})
             yield chunk, synthesize(G, ws[idx], [rows[r].domain for r, _ in chunk], [rows[r].scale for r, _ in chunk],
-                                    **kwargs)
+                                    style_mixing, **kwargs)
 
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
                 noise_mode: str = "const", batch_size: int = 16, progress: bool = False,
-                precision: str = "fp32") -> torch.Tensor:
+                precision: str = "fp32", style_mixing: bool = True) -> torch.Tensor:
     """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``), rendered
     under ``precision`` (fp32 | bf16 | fp16 | auto: ``device.resolve_precision``); ``progress``
     draws a bar of rendered images on a terminal."""
@@ -161,7 +162,7 @@ def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     precision = resolve_precision(precision, device)
     with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar, \
             autocast(device, precision):
-        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size):
+        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size, style_mixing):
             for (r, i), image in zip(pairs, images):
                 out[r, i] = image.float().cpu()
             bar.update(len(pairs))

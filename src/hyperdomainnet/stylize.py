@@ -6,10 +6,10 @@
   by II2S started from the encoder's codes.
 * ``text_domain``: the domain a HyperDomainNet predicts for a prompt.
 * ``style_mix``: MindTheGap rendering — W+ layers ``< MIX_FROM`` (= 7) from the given codes, the
-  fine layers ``≥ MIX_FROM`` from the reference image's inverted latent w_ref.
+  fine layers ``≥ MIX_FROM`` from the reference image's inverted latent w_ref (training previews).
 * Image-domain files store w_ref as the extra tensor ``reference_latent`` (1, n_latent, D) next to
-  the vector (``save_domain_with_reference`` / ``reference_latent``); ``Domain.load`` reads
-  it into ``Domain.tensors``.
+  the vector, and the mixing rule (``save_domain_with_reference``); renders apply it by
+  :meth:`Domain.mix`.
 * ``stylize``: photo → (photo, reconstruction G(w), adapted G_B(w), mixed G_B(w[:7] ‖ w_ref[7:]));
   ``stylize_inverted`` does the rendering for photos already inverted.
 """
@@ -26,7 +26,7 @@ import torch
 
 from . import paths
 from .device import autocast
-from .domain.files import Domain
+from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain
 from .domain.parameterizations import synthesize
 from .encoders.restyle import INPUT_SIZE
 from .errors import ConfigError, HDNError
@@ -39,9 +39,7 @@ from .stylegan2.generator import Generator
 if TYPE_CHECKING:
     from .encoders import ReStyleEncoder
 
-MIX_FROM = 7          # first W+ index taken from the reference latent (MindTheGap)
 MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in previews
-REFERENCE_LATENT = "reference_latent"
 ALIGNED_DIR = "aligned"
 ENCODER_BATCH = 4     # photos per encoder forward
 FACES_HINT = "pip install hyperdomainnet[faces]"
@@ -220,11 +218,13 @@ def reference_latent(domain: Domain) -> torch.Tensor | None:
 
 
 def save_domain_with_reference(path: str | Path, domain: Domain, latent: torch.Tensor) -> Path:
-    """``Domain.save`` with the extra tensor ``reference_latent`` (vector kinds only)."""
+    """``Domain.save`` with the extra tensor ``reference_latent`` and its mixing rule (first replaced
+    W+ layer ``MIX_FROM``; vector kinds only)."""
     if domain.vector is None:
         raise ConfigError(f"a reference latent can only be stored next to a domain vector, not a {domain.kind} "
                           "domain; save that domain without one (Domain.save)")
-    with_latent = replace(domain, tensors={**domain.tensors, REFERENCE_LATENT: latent})
+    with_latent = replace(domain, tensors={**domain.tensors, REFERENCE_LATENT: latent},
+                          metadata={**domain.metadata, MIX_FROM_KEY: MIX_FROM})
     return with_latent.save(path)
 
 
@@ -264,15 +264,14 @@ def stylize_inverted(G: Generator, domain: Domain, inverted: Sequence[Inverted],
     """Render inverted photos in a domain, as :func:`stylize` does, ``batch_size`` per forward,
     under the resolved ``precision`` (``device.resolve_precision``; images come back in float32)."""
     check_domain(G, domain, mix)
-    reference = reference_latent(domain)
+    mixing = reference_latent(domain) is not None and mix is not False
     results: list[Stylized] = []
     for start in range(0, len(inverted), batch_size):
         chunk = inverted[start:start + batch_size]
         ws = torch.cat([item.latent for item in chunk])
         with autocast(G.latent_avg.device, precision):
-            adapted = synthesize(G, ws, [domain], [scale]).float()
-            mixed = synthesize(G, style_mix(ws, reference), [domain], [scale]).float() \
-                if reference is not None and mix is not False else None
+            adapted = synthesize(G, ws, [domain], [scale], style_mixing=False).float()
+            mixed = synthesize(G, ws, [domain], [scale]).float() if mixing else None
         results += [Stylized(item, adapted[i:i + 1], None if mixed is None else mixed[i:i + 1])
                     for i, item in enumerate(chunk)]
     return results

@@ -329,7 +329,9 @@ class Studio:
         label, domain_file = chosen
         with autocast(self.device, self.precision):
             adapted = synthesize(G, ws, [domain_file], [scale], noise_mode="const")
-        return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}"
+        first = domain_file.style_mixing_from
+        styled = "" if first is None else f" · reference style from W+ {first}"
+        return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}{styled}"
 
     @torch.no_grad()
     def stylize_photo(self, photo: Image.Image | None, encoder: str, source: str, domain: str | None,

@@ -33,6 +33,7 @@ def convert(checkpoint: Path = typer.Argument(..., help="Official HyperDomainNet
             generator: Optional[str] = typer.Option(None, help="Generator it belongs to (default: from the file)."),
             force: bool = options.force(FORCE_HELP)) -> None:
     """Convert an official HyperDomainNet checkpoint: parameterisation → domain file, mapper → hypernetwork file."""
+    from .. import zoo
     from ..atomic import check_output_file
     from ..convert import convert_official
     from ..loaders import load_generator
@@ -40,7 +41,8 @@ def convert(checkpoint: Path = typer.Argument(..., help="Official HyperDomainNet
     _check_suffix(out, (CONVERT_SUFFIX,), "a converted checkpoint (domain or hypernetwork file)")
     check_output_file(out, force)
     G = load_generator(generator) if generator else None
-    typer.echo(f"converted {checkpoint} → {convert_official(checkpoint, out, generator=G)}")
+    result = convert_official(checkpoint, out, generator=G, identify=zoo.generator_identity)
+    typer.echo(f"converted {checkpoint} → {result}")
 
 
 @app.command()

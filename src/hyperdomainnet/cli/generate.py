@@ -34,11 +34,11 @@ def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
 def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
     """``FILE[*α]`` texts → [(row label, α, Domain)]; labels name the domain (``domain_name``)."""
     from ..domain.arithmetic import parse_domain_spec
-    from ..domain.files import Domain
+    from ..loaders import load_domain
     from ..render import domain_name, row_label
 
     specs = [parse_domain_spec(t) for t in texts]
-    loaded = [(spec, Domain.load(spec.path)) for spec in specs]
+    loaded = [(spec, load_domain(spec.path)) for spec in specs]
     return [(row_label(domain_name(d, spec.path), spec.scale), spec.scale, d) for spec, d in loaded]
 
 
@@ -85,6 +85,8 @@ def generate(
     video: Optional[Path] = typer.Option(None, show_default="OUT/interpolation.gif",
                                          help="Video file of an animation (.gif or .mp4)."),
     force: bool = options.force("Write into an --out folder that already holds files and replace an existing --video."),
+    style_mixing: bool = typer.Option(True, "--style-mixing/--no-style-mixing",
+                                      help="Image domains: replace the fine W+ layers by the reference's, as released."),
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
@@ -125,10 +127,11 @@ def generate(
                        if hypernet is not None else [])
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved)
+    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved,
+                         style_mixing=style_mixing)
     _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
-                    "noise_mode": noise_mode, "precision": resolved})
+                    "noise_mode": noise_mode, "precision": resolved, "style_mixing": style_mixing})
 
 
 def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
@@ -153,7 +156,9 @@ def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], gr
     manifest = {**settings, "rows": [
         {"label": row.label, "folder": folder, "scale": row.scale,
          "kind": None if row.domain is None else row.domain.kind,
-         "target": None if row.domain is None else row.domain.metadata.get("target")}
+         "target": None if row.domain is None else row.domain.metadata.get("target"),
+         "style_mixing_from": None if row.domain is None or not settings["style_mixing"]
+         else row.domain.style_mixing_from}
         for row, folder in zip(rows, folders)]}
     with atomic_path(out / "generate.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
@@ -170,10 +175,10 @@ def prune(
     """StyleSpaceSparse: keep the top fraction of a domain file's entries by magnitude, zero the rest."""
     from ..atomic import check_output_file
     from ..domain.arithmetic import prune as prune_domain
-    from ..domain.files import Domain
+    from ..loaders import load_domain
 
     check_output_file(out, force)
-    result = prune_domain(Domain.load(domain), keep)
+    result = prune_domain(load_domain(domain), keep)
     result.save(out)
     info = result.metadata["sparsify"]
     typer.echo(f"kept {info['kept']} of {info['total']} entries: {out}")

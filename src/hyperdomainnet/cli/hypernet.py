@@ -92,7 +92,7 @@ def evaluate(
 
     from ..atomic import atomic_path, check_output_dir
     from ..clip import load_clip
-    from ..hypernet import HyperDomainNet
+    from ..loaders import load_hypernet
     from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
     from ..loaders import load_generator
     from ..device import resolve_device
@@ -101,7 +101,7 @@ def evaluate(
         raise ConfigError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")
     check_output_dir(out, force)
     dev = resolve_device(device)
-    net = HyperDomainNet.load(hypernet, dev)
+    net = load_hypernet(hypernet, dev)
     meta = net.metadata
     name = generator or (meta.get("generator") or {}).get("name")
     if not name:

@@ -223,8 +223,8 @@ def stylize(
     import torch
 
     from ..atomic import atomic_path, check_output_dir
-    from ..domain.files import Domain
     from ..images import save_grid
+    from ..loaders import load_domain
     from ..stylize import check_domain, stylize_inverted, text_domain
 
     given = list(photos or []) + ([image] if image is not None else [])
@@ -235,7 +235,7 @@ def stylize(
     options = _ii2s_options(steps, lambda_p, fit, False, lpips_random_backbone, pnorm_samples)
     check_output_dir(out, force)
     files = collect_photos(given)
-    dom = Domain.load(domain) if domain is not None else None
+    dom = load_domain(domain) if domain is not None else None
     if dom is not None and generator is None and encoder is None and dom.generator.get("name"):
         generator = _domain_generator(dom, domain)
     with _warnings_as_lines():

@@ -1,4 +1,4 @@
 """Domain parameterisations and domains (``Domain.load`` / ``Domain.save``)."""
-from .files import Domain, load_domain
+from .files import Domain
 
-__all__ = ["Domain", "load_domain"]
+__all__ = ["Domain"]

@@ -7,6 +7,11 @@ and metadata with ``format`` ("hyperdomainnet.domain"), ``version``, ``kind`` ("
 sha256, arch). Trainers add prompts, reference image, CLIP models, steps, training config and
 library version. About 24 KB at 1024 px.
 
+A domain made from one image (trained here, or a released ``im2im`` checkpoint) also stores the
+reference's W+ codes as the tensor ``reference_latent`` (1, K, D) and its mixing rule as metadata
+``style_mixing_from`` (the first W+ layer the reference replaces; 7 for 1024 px, as released).
+:meth:`Domain.mix` applies that rule wherever a domain is rendered.
+
 Multi-tensor kinds (the ablation parameterisations, e.g. ``cout_mult``) store their named tensors
 (``Domain.tensors``, e.g. ``out.0``, ``out.1``, …) instead of ``vector`` and are written as
 version 2; vector kinds are still written as version 1, so older readers keep reading them.
@@ -22,7 +27,6 @@ import torch
 
 from .. import fileformat
 from ..errors import ConfigError, FileFormatError
-from ..loaders import artefact_path
 
 FORMAT = "hyperdomainnet.domain"
 FORMAT_VERSION = 2
@@ -31,6 +35,9 @@ VECTOR_KEY = "vector"
 KINDS: tuple[str, ...] = ("domain_vector", "style_offset")  # the vector kinds
 REQUIRED_METADATA: tuple[str, ...] = ("kind", "domain_layout", "generator")
 WHAT = "domain file"
+REFERENCE_LATENT = "reference_latent"
+MIX_FROM_KEY = "style_mixing_from"
+MIX_FROM = 7  # first W+ layer the reference replaces (MindTheGap; the released image domains)
 
 
 def synthesis_arguments(kind: str, vectors: torch.Tensor, placement: str = "after_demod") -> dict[str, Any]:
@@ -66,6 +73,29 @@ class Domain:
                               "Parameterization.from_domain_file(domain, G).synthesize(G, ws)")
         return synthesis_arguments(self.kind, self.vector * scale, self.placement)
 
+    @property
+    def style_mixing_from(self) -> int | None:
+        """First W+ layer the reference latent replaces when rendering; None for domains without one."""
+        if REFERENCE_LATENT not in self.tensors:
+            return None
+        return int(self.metadata.get(MIX_FROM_KEY, MIX_FROM))
+
+    def mix(self, ws: torch.Tensor, enabled: bool = True) -> torch.Tensor:
+        """Style mixing as the research code renders image domains: ``w⁺[:, l] = w_ref[l]`` for
+        l ≥ ``style_mixing_from``, applied to W+ codes (B, L, D) after truncation. ``ws`` itself when
+        ``enabled`` is false or the domain has no reference latent."""
+        first = self.style_mixing_from
+        if not enabled or first is None:
+            return ws
+        reference = self.tensors[REFERENCE_LATENT]  # (1, K, D): K = L − first layers (released) or all L
+        n = ws.shape[1] - first
+        if ws.ndim != 3 or n < 1 or reference.shape[1] not in (n, ws.shape[1]) or reference.shape[2] != ws.shape[2]:
+            raise ConfigError(f"the domain's reference latent {tuple(reference.shape)} cannot replace W+ layers "
+                              f"{first}… of codes {tuple(ws.shape)}; use the generator the domain was made for")
+        mixed = ws.clone()
+        mixed[:, first:] = reference[:, reference.shape[1] - n:].to(ws)
+        return mixed
+
     def check_generator(self, G: torch.nn.Module) -> None:
         """Raise a one-line error unless ``G`` has this domain's layout."""
         if list(G.domain_layout) != list(self.domain_layout):
@@ -99,9 +129,8 @@ class Domain:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Domain:
-        """Read a domain file (a path or a released domain's zoo name), checking its format marker,
-        metadata, shapes and finiteness."""
-        path = artefact_path(path, "domain")
+        """Read a domain file, checking its format marker, metadata, shapes and finiteness (zoo
+        names are resolved by :func:`hyperdomainnet.loaders.load_domain`)."""
         tensors, meta = fileformat.load(path, file_format=FORMAT, max_version=FORMAT_VERSION, what=WHAT,
                                         required=REQUIRED_METADATA)
         kind, layout, generator = meta.pop("kind"), meta.pop("domain_layout"), meta.pop("generator")
@@ -110,6 +139,10 @@ class Domain:
                 or not isinstance(generator, dict) or not isinstance(kind, str)):
             raise FileFormatError(f"{path} has corrupt metadata (kind, domain_layout or generator of the "
                                   "wrong type); write the file again")
+        mix_from = meta.get(MIX_FROM_KEY, MIX_FROM)
+        if not isinstance(mix_from, int) or isinstance(mix_from, bool) or mix_from < 1:
+            raise FileFormatError(f"{path} has a corrupt {MIX_FROM_KEY} {mix_from!r} (a W+ layer index ≥ 1); "
+                                  "write the file again")
         vector = tensors.pop(VECTOR_KEY, None)
         if kind in KINDS and (vector is None or vector.shape != (sum(layout),)):
             shape = None if vector is None else tuple(vector.shape)
@@ -118,13 +151,3 @@ class Domain:
             raise FileFormatError(f"{path} is inconsistent: a {kind} domain file must hold named tensors "
                                   "and no vector")
         return cls(vector, kind, layout, generator, placement, meta, tensors)
-
-
-def load_domain(path: str | os.PathLike[str]) -> Domain:
-    """Read a domain file (``Domain.load``), e.g. to apply it::
-
-        G = load_generator("ffhq")
-        domain = load_domain("runs/pixar/domain.safetensors")
-        images = G(torch.randn(4, 512), **domain.synthesis_kwargs(scale=1.0))
-    """
-    return Domain.load(path)

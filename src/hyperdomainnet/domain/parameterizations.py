@@ -419,14 +419,17 @@ def batch_key(domain: Domain | None) -> str | None:
 
 
 def synthesize(G: Generator, ws: torch.Tensor, domains: Sequence[Domain | None], scales: Sequence[float],
-               **synthesis_kwargs: Any) -> torch.Tensor:
+               style_mixing: bool = True, **synthesis_kwargs: Any) -> torch.Tensor:
     """Images of W+ codes ``ws`` (B, n_latent, D), sample b in ``domains[b]`` at strength ``scales[b]``
     (None: the source generator; one domain and scale: every sample). Vector kinds apply per sample,
     several at once when they share a ``batch_key`` (a kind a sample does not use gets 0 there); a
     weight-kind domain changes the conv weights of the whole batch, so it must be every sample's.
-    Domains are checked against G; kwargs go to ``G.synthesis``."""
+    Image domains replace the fine W+ layers of their samples by the reference's (``Domain.mix``)
+    unless ``style_mixing`` is false. Domains are checked against G; kwargs go to ``G.synthesis``."""
     count = ws.shape[0]
     domains, scales = (list(domains) * count, list(scales) * count) if len(domains) == 1 else (domains, scales)
+    if style_mixing and any(d is not None and d.style_mixing_from is not None for d in domains):
+        ws = torch.cat([ws[b:b + 1] if d is None else d.mix(ws[b:b + 1]) for b, d in enumerate(domains)])
     used = [d for d in domains if d is not None]
     for domain in used:
         domain.check_generator(G)

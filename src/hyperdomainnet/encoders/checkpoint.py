@@ -1,5 +1,5 @@
-"""Released ReStyle checkpoints: ``{"state_dict", "opts", "latent_avg"}`` read with
-``torch.load(weights_only=True)``.
+"""Released ReStyle checkpoints: ``{"state_dict", "opts", "latent_avg"}`` read by
+:func:`hyperdomainnet.torchfile.read_torch_file`.
 
 * ``state_dict``: ``encoder.*`` (a :class:`ReStyleNet`) and ``decoder.*`` (a rosinality
   StyleGAN2 generator, noise buffers included);
@@ -11,8 +11,6 @@ Every other layout is a one-line :class:`FileFormatError`.
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,11 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
-from ..errors import FileFormatError, HDNError, first_line
+from ..errors import FileFormatError, HDNError
 from ..stylegan2.formats.rosinality import GeneratorCheckpoint, infer_arch as infer_generator_arch
 from ..stylegan2.generator import Generator
 from ..stylegan2.loading import generator_from_checkpoint
+from ..torchfile import read_torch_file
 from .network import ENCODER_TYPES, EncoderArch, ReStyleNet, infer_arch
 
 ENCODER_PREFIX = "encoder."
@@ -38,17 +37,6 @@ class EncoderCheckpoint:
     generator: Generator
     latent_avg: torch.Tensor
     opts: dict[str, Any]
-
-
-def _load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first_line(exc)}); "
-                              "expected a ReStyle encoder checkpoint of tensors and plain options") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}); "
-                              "is it truncated? Download it again") from None
 
 
 def _check_layout(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], torch.Tensor]:
@@ -77,7 +65,7 @@ def read_encoder_checkpoint(path: str | Path) -> EncoderCheckpoint:
     if path.suffix == ".safetensors":
         raise FileFormatError(f"{path} is a safetensors file (a domain or hypernetwork?), not a ReStyle "
                               "encoder checkpoint")
-    state, opts, latent_avg = _check_layout(_load(path), path)
+    state, opts, latent_avg = _check_layout(read_torch_file(path, "ReStyle encoder checkpoint"), path)
     encoder_type = opts.get("encoder_type")
     if encoder_type not in ENCODER_TYPES:
         raise FileFormatError(f"{path} holds a {encoder_type!r} encoder; supported: "

@@ -31,7 +31,6 @@ from torch import nn
 from .. import fileformat
 from ..clip import ClipEncoder, load_clip
 from ..errors import ConfigError, FileFormatError, first_line
-from ..loaders import artefact_path
 
 FORMAT = "hyperdomainnet.hypernet"
 FORMAT_VERSION = 1
@@ -206,9 +205,8 @@ class HyperDomainNet(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> HyperDomainNet:
-        """Read a file written by :meth:`save` (or a released model's zoo name, e.g. ``hdn-large``);
-        the model comes back in eval mode on ``device``."""
-        path = artefact_path(path, "hypernet")
+        """Read a file written by :meth:`save`; the model comes back in eval mode on ``device`` (zoo
+        names such as ``hdn-large`` are resolved by :func:`hyperdomainnet.loaders.load_hypernet`)."""
         tensors, meta = fileformat.load(path, file_format=FORMAT, max_version=FORMAT_VERSION, what=WHAT,
                                         required=(*REQUIRED_METADATA, *STORED_KEYS))
         try:

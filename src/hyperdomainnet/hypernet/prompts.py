@@ -10,6 +10,7 @@ import torch
 
 from ..domain.files import Domain
 from ..errors import ConfigError
+from ..loaders import load_hypernet
 from .model import HyperDomainNet
 
 
@@ -27,6 +28,6 @@ def prompt_domains(path: Path, prompts: Sequence[str], device: torch.device | st
     prompt (template "{}", as the official inference) with the encoder named in the file."""
     if not prompts or any(not p.strip() for p in prompts):
         raise ConfigError("a --text prompt is empty; describe the domain, e.g. --text \"Pixar\"")
-    net = HyperDomainNet.load(path, device)
+    net = load_hypernet(path, device)
     return vector_domains(net, net.domain_vectors(list(prompts)),
                           [{"target": prompt, "hypernet": str(path)} for prompt in prompts])

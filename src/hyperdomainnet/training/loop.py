@@ -37,6 +37,7 @@ from ..atomic import atomic_path, remove_stale_temporaries
 from ..errors import ConfigError, FileFormatError, HDNError
 from ..images import save_grid
 from ..progress import progress_bar
+from ..torchfile import read_torch_file
 from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -189,11 +190,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise FileFormatError(f"nothing to resume: {path} does not exist; start the run without --resume")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise FileFormatError(f"cannot read checkpoint {path} ({type(exc).__name__}); it is corrupt — "
-                              "start a new run in another directory") from None
+    return read_torch_file(path, "run checkpoint (if it is corrupt, start a new run in another directory)")
 
 
 def check_new_run(run_dir: Path, result_name: str) -> None:

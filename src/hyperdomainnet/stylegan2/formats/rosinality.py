@@ -1,7 +1,7 @@
 """rosinality ``.pt`` checkpoints: ``{"g_ema": state_dict, "latent_avg": tensor, ...}``.
 
-Loaded with ``torch.load(weights_only=True)`` only, in PyTorch's zip format or its legacy (pre-1.6,
-``_use_new_zipfile_serialization=False``) format, which older conversions use. The file does not
+Read by :func:`hyperdomainnet.torchfile.read_torch_file` (``weights_only``; zip or legacy format,
+which older conversions use; rosinality's ``argparse.Namespace`` of arguments allowed). The file does not
 record the architecture: size, mapping depth, style dimension and channel multiplier/cap are
 inferred from key names and tensor shapes. Files written here add an ``hdn_arch`` entry (ignored by
 rosinality's code) so that settings the shapes cannot show (``conv_clamp``, ``lr_mlp``) survive a
@@ -10,9 +10,7 @@ round trip.
 from __future__ import annotations
 
 import argparse
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ from typing import Any
 import torch
 
 from ...atomic import atomic_path
-from ...errors import FileFormatError, first_line
+from ...errors import FileFormatError
+from ...torchfile import read_torch_file
 from ..generator import Generator, GeneratorArch
 
 REQUIRED_KEYS = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
@@ -33,20 +32,6 @@ class GeneratorCheckpoint:
     state_dict: dict[str, torch.Tensor]
     latent_avg: torch.Tensor | None
     arch: GeneratorArch
-
-
-def safe_torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` (argparse.Namespace allowed: rosinality stores its args)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise FileFormatError(f"{path} holds Python objects that cannot be loaded safely ({first_line(exc)}); "
-                              "expected a StyleGAN2 checkpoint of tensors") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise FileFormatError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                              f"{first_line(exc, 120, 'no detail')}); "
-                              "is it truncated or corrupt? Download it again") from None
 
 
 def describe(obj: Any) -> str:
@@ -92,7 +77,7 @@ def infer_arch(state: dict[str, torch.Tensor], source: str = "state dict") -> Ge
 def read_rosinality(path: str | Path) -> GeneratorCheckpoint:
     """Read a rosinality-layout ``.pt`` safely and infer its architecture."""
     path = Path(path)
-    state, latent_avg, stored_arch = extract_state(safe_torch_load(path), path)
+    state, latent_avg, stored_arch = extract_state(read_torch_file(path, "StyleGAN2 checkpoint", allowed=(argparse.Namespace,)), path)
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     arch = infer_arch(state, str(path))
     if stored_arch:
