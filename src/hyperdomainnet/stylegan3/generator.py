@@ -37,7 +37,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import ConfigError
-from ..stylegan2.generator import NOISE_MODES, MappedGenerator, StyleCache
+from ..stylegan2.generator import NOISE_MODES, Generator, GeneratorArch, MappedGenerator, StyleCache
 from ..stylegan2.layers import PLACEMENTS, ConvModifier, EqualLinear, Impl, PixelNorm, Placement, _pointwise
 from .filters import LayerDesign, SynthesisDesign
 from .ops import filtered_lrelu, filtered_lrelu_reference
@@ -382,3 +382,16 @@ def _compiled(options: dict[str, Any]) -> Callable[..., torch.Tensor]:
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(StyleGAN3Generator._render, **options)
     return _COMPILED[key]
+
+
+def arch_from_dict(d: dict[str, Any]) -> GeneratorArch | StyleGAN3Arch:
+    """The architecture a ``G.identity["arch"]`` / checkpoint dict describes, of either family."""
+    return StyleGAN3Arch.from_dict(d) if generator_family(d) == FAMILY else GeneratorArch.from_dict(d)
+
+
+def build_generator(arch: GeneratorArch | StyleGAN3Arch) -> MappedGenerator:
+    """An uninitialised-weights generator of either family."""
+    if isinstance(arch, StyleGAN3Arch):
+        return StyleGAN3Generator(arch)
+    return Generator(arch.size, arch.style_dim, arch.n_mlp, arch.channel_multiplier, arch.channel_max,
+                     arch.lr_mlp, arch.conv_clamp, arch.blur_taps)
