@@ -129,7 +129,7 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     for row in rows:
         if row.domain is not None:
             row.domain.check_generator(G)
-    device = G.input.input.device
+    device = G.latent_avg.device
     ws = seed_latents(G, seeds, truncation, device)
     groups: dict[str | int, list[int]] = {}
     for r, row in enumerate(rows):
@@ -166,7 +166,7 @@ def _vector_kwargs(G: Generator, rows: Sequence[Row], placement: str) -> dict[st
                    and r.domain.vector is not None else None for r in rows]
         if any(v is not None for v in vectors):
             zero = torch.zeros(G.domain_size)
-            out[name] = torch.stack([zero if v is None else v for v in vectors]).to(G.input.input.device)
+            out[name] = torch.stack([zero if v is None else v for v in vectors]).to(G.latent_avg.device)
     if "domain" in out:
         out["placement"] = placement
     return out

@@ -137,6 +137,11 @@ class MappedGenerator(nn.Module):
     def domain_size(self) -> int:
         return sum(self.domain_layout)
 
+    @property
+    def conv_code_indices(self) -> list[int]:
+        """The W+ entry each modulated conv of ``domain_layout`` reads (StyleGAN2: conv j reads w[j])."""
+        return list(range(len(self.domain_layout)))
+
     def split_domain(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """Split (D,) or (B, D) into per-layer (1, C_l) or (B, C_l) views."""
         if vector.shape[-1] != self.domain_size or vector.ndim not in (1, 2):

@@ -304,6 +304,11 @@ class StyleGAN3Generator(MappedGenerator):
     def domain_layout(self) -> list[int]:
         return [layer.in_channels for layer in self.styled_convs]
 
+    @property
+    def conv_code_indices(self) -> list[int]:
+        """Layer j reads w[j + 1] (w[0] drives the Fourier input)."""
+        return list(range(1, self.num_layers + 1))
+
     def set_transform(self, translate: tuple[float, float] = (0.0, 0.0), rotate: float = 0.0) -> None:
         """Translate (in image widths: the image spans [−0.5, 0.5]) and rotate (degrees) the output
         through the input transform, which stores the inverse of the image transform M =

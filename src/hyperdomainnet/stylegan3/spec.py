@@ -16,6 +16,7 @@ PREFIX = "random:sg3-"
 KEYS: dict[str, type] = {"channel_base": int, "channel_max": int, "n_mlp": int, "style_dim": int,
                          "conv_clamp": float, "seed": int}
 EXAMPLE = "random:sg3-t:32:channel_base=256:channel_max=16:style_dim=16"
+CALIBRATION_SAMPLES = 16  # latents for the magnitude calibration (2 above 256 px, for memory)
 
 
 def is_stylegan3_spec(spec: str) -> bool:
@@ -54,11 +55,24 @@ def canonical_stylegan3_spec(arch: StyleGAN3Arch, seed: int) -> str:
     return ":".join(parts + ([f"seed={seed}"] if seed else []))
 
 
+@torch.no_grad()
+def calibrate_magnitudes(G: StyleGAN3Generator, samples: int = CALIBRATION_SAMPLES) -> None:
+    """Set each layer's ``magnitude_ema`` to the mean square of its input over random latents,
+    layer by layer, as training leaves it (so random generators give images of a natural range)."""
+    ws = G.ws(torch.randn(samples, G.style_dim))
+    x = G.input(ws[:, 0])
+    for i, layer in enumerate(G.layers):
+        layer.magnitude_ema.fill_(float(x.square().mean()))
+        x = layer(x, layer.affine(ws[:, i + 1]))
+
+
 def random_stylegan3(spec: str) -> StyleGAN3Generator:
-    """A StyleGAN3 generator with random weights drawn deterministically from the spec's seed."""
+    """A StyleGAN3 generator with random weights drawn deterministically from the spec's seed,
+    magnitude EMAs calibrated (``calibrate_magnitudes``)."""
     arch, seed = parse_stylegan3_spec(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = StyleGAN3Generator(arch)
+        calibrate_magnitudes(G, CALIBRATION_SAMPLES if arch.size <= 256 else 2)
     G.identity = {"name": canonical_stylegan3_spec(arch, seed), "sha256": None, "arch": arch.to_dict()}
     return G
