@@ -104,3 +104,20 @@ def test_random_spec_is_deterministic_and_canonical():
                          ("random:sg3-t:24", "power of two"), ("random:sg3-t:abc", "invalid generator spec")]:
         with pytest.raises(ConfigError, match=message):
             load_generator(bad)
+
+
+def test_zoo_lists_nvidia_stylegan3_pickles_pinned_on_first_download():
+    from hyperdomainnet import zoo
+    from hyperdomainnet.stylegan3 import StyleGAN3Arch
+
+    entries = {e.name: e for e in zoo.list_entries() if e.name.startswith("sg3-")}
+    expected = {f"sg3-{c}-{d}-1024" for c in "tr" for d in ("ffhq", "ffhqu", "metfaces", "metfacesu")}
+    expected |= {f"sg3-{c}-ffhqu-256" for c in "tr"} | {f"sg3-{c}-afhqv2-512" for c in "tr"}
+    assert set(entries) == expected
+    for name, e in entries.items():
+        config, size = name.split("-")[1], int(name.rsplit("-", 1)[1])
+        assert isinstance(e.arch, StyleGAN3Arch) and (e.arch.config, e.arch.size) == (config, size)
+        assert e.urls == (f"https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
+                          f"{e.file_name}",) and e.file_name.endswith(f"{size}x{size}.pkl")
+        assert e.sha256 is None and not e.sha256_verified and "pinned by us on first download" in e.sha256_source
+    assert zoo.resolve("stylegan3-r-afhqv2-512x512.pkl").name == "sg3-r-afhqv2-512"

@@ -24,6 +24,7 @@ from .download import download
 from .errors import ConfigError, DownloadError
 from .hashing import file_identity_sha256
 from .stylegan2.generator import GeneratorArch
+from .stylegan3.generator import StyleGAN3Arch, arch_from_dict
 
 __all__ = ["ZooEntry", "ARCHIVE", "resolve", "list_entries", "cached_path", "status", "fetch", "local_path"]
 
@@ -41,7 +42,7 @@ class ZooEntry:
     format: str
     urls: tuple[str, ...]
     sha256: str | None
-    arch: GeneratorArch
+    arch: GeneratorArch | StyleGAN3Arch
     dataset: str
     description: str
     source: str
@@ -63,7 +64,7 @@ class ZooEntry:
 
 def _entry(raw: dict[str, Any]) -> ZooEntry:
     return ZooEntry(**{**raw, "urls": tuple(raw["urls"]), "aliases": tuple(raw.get("aliases", ())),
-                       "arch": GeneratorArch(**raw["arch"])})
+                       "arch": arch_from_dict(raw["arch"])})
 
 
 def _released(archive: ZooEntry, name: str, kind: str, member: str, description: str,
