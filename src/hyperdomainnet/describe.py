@@ -19,15 +19,20 @@ from .stylegan2.loading import RANDOM_PREFIX
 def describe_generator(G: Generator) -> dict[str, Any]:
     """Architecture and sizes of a loaded generator."""
     arch = G.arch
+    if getattr(G, "family", "stylegan2") == "stylegan3":
+        channels = {"kind": f"StyleGAN3-{arch.config.upper()} generator",
+                    "channel_base": arch.resolved("channel_base"), "channel_max": arch.resolved("channel_max")}
+    else:
+        channels = {"kind": "StyleGAN2 generator", "channel_multiplier": arch.channel_multiplier,
+                    "channel_max": arch.channel_max}
     return {
-        "kind": "StyleGAN2 generator",
+        "kind": channels.pop("kind"),
         "name": G.identity.get("name"),
         "sha256": G.identity.get("sha256"),
         "size": arch.size,
         "style_dim": arch.style_dim,
         "mapping_layers": arch.n_mlp,
-        "channel_multiplier": arch.channel_multiplier,
-        "channel_max": arch.channel_max,
+        **channels,
         "conv_clamp": arch.conv_clamp,
         "n_latent": G.n_latent,
         "parameters": sum(p.numel() for p in G.parameters()),

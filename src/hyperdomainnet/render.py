@@ -135,7 +135,7 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
     for row in rows:
         if row.domain is not None:
             row.domain.check_generator(G)
-    device = G.input.input.device
+    device = G.latent_avg.device
     ws = seed_latents(G, seeds, truncation, device)
     groups: dict[str | int, list[int]] = {}
     for r, row in enumerate(rows):

@@ -69,6 +69,9 @@ def generate(
                                         help="Seeds, e.g. 0-7 or 1,5,9-11 (overrides --n/--seed)."),
     seed: int = typer.Option(0, help="First seed."),
     truncation: float = options.TRUNCATION,
+    translate: Optional[str] = typer.Option(None, show_default="none", help="StyleGAN3 only: shift the image "
+                                            "by X,Y image widths through the input transform, e.g. 0.1,0."),
+    rotate: float = typer.Option(0.0, help="StyleGAN3 only: rotate the image by DEG degrees (input transform)."),
     noise_mode: str = typer.Option("const", help="const | random (seeded) | none."),
     batch_size: int = options.batch_size(),
     device: str = options.DEVICE,
@@ -127,11 +130,33 @@ def generate(
                        if hypernet is not None else [])
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
+    transform = _apply_transform(G, translate, rotate)
     images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved,
                          style_mixing=style_mixing)
     _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
-                    "noise_mode": noise_mode, "precision": resolved, "style_mixing": style_mixing})
+                    "noise_mode": noise_mode, "precision": resolved, "style_mixing": style_mixing, **transform})
+
+
+def _apply_transform(G: Any, translate: Optional[str], rotate: float) -> dict[str, Any]:
+    """Set a StyleGAN3 generator's input transform from --translate X,Y and --rotate DEG; the
+    settings for generate.json (none when neither is given)."""
+    import math
+
+    if translate is None and rotate == 0:
+        return {}
+    if getattr(G, "family", "stylegan2") != "stylegan3":
+        raise ConfigError("--translate and --rotate move a StyleGAN3 generator's input; this generator is "
+                          f"{G.family}: leave them out")
+    try:
+        shift = tuple(float(v) for v in (translate or "0,0").split(","))
+    except ValueError:
+        shift = ()
+    if len(shift) != 2 or not all(math.isfinite(v) for v in (*shift, rotate)):
+        raise ConfigError(f"--translate takes X,Y (finite numbers, image widths) and --rotate degrees, "
+                          f"got --translate {translate!r} --rotate {rotate}")
+    G.set_transform(translate=shift, rotate=rotate)
+    return {"translate": list(shift), "rotate": rotate}
 
 
 def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,

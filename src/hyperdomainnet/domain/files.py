@@ -27,6 +27,7 @@ import torch
 
 from .. import fileformat
 from ..errors import ConfigError, FileFormatError
+from ..stylegan3.generator import generator_family
 
 FORMAT = "hyperdomainnet.domain"
 FORMAT_VERSION = 2
@@ -97,7 +98,11 @@ class Domain:
         return mixed
 
     def check_generator(self, G: torch.nn.Module) -> None:
-        """Raise a one-line error unless ``G`` has this domain's layout."""
+        """Raise a one-line error unless ``G`` is of this domain's family and has its layout."""
+        family, given = generator_family(self.generator.get("arch")), getattr(G, "family", "stylegan2")
+        if family != given:
+            raise ConfigError(f"domain file was made for a {family} generator ({self.generator.get('name')}), "
+                              f"but the given generator is {given}; pass the generator it was trained on")
         if list(G.domain_layout) != list(self.domain_layout):
             raise ConfigError(f"domain file was made for generator {self.generator.get('name')} with "
                               f"{sum(self.domain_layout)} domain numbers, but the given generator has "

@@ -5,8 +5,9 @@ truncation, no mixing), repeated into W+ codes; ``iters`` plain SGD steps (lr 0.
 against ``loss(render(ws))`` (the global CLIP loss, rendered with the current adapted
 generator); score_j = mean over samples and channels of |w⁺_T,j − w⁺_0,j|; keep the top-k.
 
-Code j → conv j: 3×3 conv j of ``G.styled_convs`` reads W+ entry j, so its score is entry j's
-movement; the last entry, read only by the final toRGB, is not a candidate (as in the official
+Code → conv: each conv of ``G.styled_convs`` is scored by the movement of the W+ entry it reads
+(``G.conv_code_indices``: entry j for StyleGAN2's 3×3 conv j, entry j + 1 for StyleGAN3's layer
+j); the last entry, read only by the final toRGB, is not a candidate (as in the official
 HyperDomainNet code's ``layer_weights[:-1]``). NADA maps entry j to [conv1, to_rgb1, convs…][j]
 instead, i.e. it picks convs[j−2] although that conv reads entry j−1, and can pick to_rgb1; we
 use the conv that actually reads the code. Apply the result with
@@ -40,7 +41,7 @@ def select_layers(G: Generator, loss: Callable[[torch.Tensor], torch.Tensor], k:
     if iters < 1:
         raise ConfigError(f"layer selection needs at least one iteration, got {iters}")
     render = G.synthesis if render is None else render
-    device = G.input.input.device
+    device = G.latent_avg.device
     with torch.no_grad():
         z = torch.randn(batch, G.style_dim, generator=generator).to(device)  # CPU generator: reproducible
         initial = G.mapping(z)[:, None].repeat(1, G.n_latent, 1)
@@ -49,5 +50,5 @@ def select_layers(G: Generator, loss: Callable[[torch.Tensor], torch.Tensor], k:
         ws.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss(render(ws)), [ws])
         ws = (ws - lr * grad).detach()
-    movement = (ws - initial).abs().mean(dim=-1).mean(dim=0)[:n_convs]
+    movement = (ws - initial).abs().mean(dim=-1).mean(dim=0)[G.conv_code_indices]
     return sorted(torch.topk(movement, k).indices.tolist())

@@ -107,7 +107,7 @@ def _set_requires_grad(group: nn.Module | nn.Parameter, flag: bool) -> None:
 
 
 def _device(G: Generator) -> torch.device:
-    return G.input.input.device
+    return G.latent_avg.device
 
 
 def require_per_sample(kind: str, need: str, fix: str) -> None:
@@ -398,6 +398,9 @@ def parameterization_class(name: str) -> type[Parameterization]:
 def build_parameterization(name: str, G: Generator, **options: Any) -> Parameterization:
     """A fresh (identity) parameterisation of kind ``name`` for G; options as the kind's constructor."""
     cls = parameterization_class(name)
+    if getattr(G, "family", "stylegan2") != "stylegan2" and cls not in (DomainVector, StyleOffset):
+        raise ConfigError(f"parameterization {name!r} changes StyleGAN2 conv weights; with a {G.family} "
+                          "generator use domain_vector or style_offset")
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "G")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:

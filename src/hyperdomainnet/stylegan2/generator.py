@@ -111,60 +111,36 @@ class StyleCache:
                           cut(self.demod), self.generator, self.grad)
 
 
-class Generator(nn.Module):
-    """StyleGAN2 generator; ``state_dict`` keys match rosinality's ``g_ema`` plus ``latent_avg``."""
+class MappedGenerator(nn.Module):
+    """What every generator family shares: the StyleGAN2 mapping network ``style`` (z → w), W+
+    codes with style mixing and truncation, the mean latent, and domain-vector splitting by the
+    subclass's ``domain_layout``. Subclasses set ``style``, ``style_dim``, ``n_latent``,
+    ``latent_avg`` and implement ``domain_layout``, ``style_cache`` and ``synthesis``."""
 
-    def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
-                 channel_max: int = 512, lr_mlp: float = 0.01, conv_clamp: float | None = None,
-                 blur_taps: tuple[int, ...] = (1, 3, 3, 1)) -> None:
-        super().__init__()
-        arch = GeneratorArch(size, style_dim, n_mlp, channel_multiplier, channel_max, lr_mlp,
-                             conv_clamp, tuple(blur_taps))
-        self.arch = arch
-        self.size, self.style_dim, self.n_latent = size, style_dim, arch.n_latent
-        self.style = nn.Sequential(PixelNorm(), *[
-            EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
-
-        ch4 = arch.channels(4)
-        self.input = ConstantInput(ch4)
-        self.conv1 = StyledConv(ch4, ch4, style_dim, blur_taps=blur_taps, conv_clamp=conv_clamp)
-        self.to_rgb1 = ToRGB(ch4, style_dim, upsample=False, conv_clamp=conv_clamp)
-        self.convs = nn.ModuleList()
-        self.to_rgbs = nn.ModuleList()
-        in_ch = ch4
-        for res_log in range(3, arch.log_size + 1):
-            out_ch = arch.channels(2**res_log)
-            self.convs.append(StyledConv(in_ch, out_ch, style_dim, upsample=True, blur_taps=blur_taps,
-                                         conv_clamp=conv_clamp))
-            self.convs.append(StyledConv(out_ch, out_ch, style_dim, blur_taps=blur_taps,
-                                         conv_clamp=conv_clamp))
-            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_taps=blur_taps, conv_clamp=conv_clamp))
-            in_ch = out_ch
-
-        self.num_layers = 1 + len(self.convs)
-        self.noises = nn.Module()
-        for i in range(self.num_layers):
-            res = 2 ** ((i + 5) // 2)
-            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
-        self.register_buffer("latent_avg", torch.full((style_dim,), float("nan")))
-        self.channels_last = False  # render in the channels-last memory format (see device.prepare_generator)
-        self.compile_options: dict[str, Any] | None = None  # see compile_synthesis
-        self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
-
-    # ----- domain layout -------------------------------------------------------------------
-    @property
-    def styled_convs(self) -> list[StyledConv]:
-        """The 3×3 modulated convs in W+ order (``conv1``, ``convs[0]``, …)."""
-        return [self.conv1, *self.convs]
+    family = "stylegan2"
+    style: nn.Sequential
+    style_dim: int
+    n_latent: int
+    latent_avg: torch.Tensor
 
     @property
     def domain_layout(self) -> list[int]:
-        """Input-channel count of each 3×3 modulated conv: the per-layer sizes of a domain vector."""
-        return [c.conv.in_channels for c in self.styled_convs]
+        raise NotImplementedError
+
+    def style_cache(self, ws: torch.Tensor) -> StyleCache:
+        raise NotImplementedError
+
+    def synthesis(self, ws: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
     def domain_size(self) -> int:
         return sum(self.domain_layout)
+
+    @property
+    def conv_code_indices(self) -> list[int]:
+        """The W+ entry each modulated conv of ``domain_layout`` reads (StyleGAN2: conv j reads w[j])."""
+        return list(range(len(self.domain_layout)))
 
     def split_domain(self, vector: torch.Tensor) -> list[torch.Tensor]:
         """Split (D,) or (B, D) into per-layer (1, C_l) or (B, C_l) views."""
@@ -215,6 +191,79 @@ class Generator(nn.Module):
             ws = avg + truncation * (ws - avg)
         return ws
 
+    # ----- synthesis helpers -------------------------------------------------------------------
+    def _check_ws(self, ws: torch.Tensor) -> torch.Tensor:
+        """W (B, D_w) → W+ (B, n_latent, D_w); W+ is checked."""
+        if ws.ndim == 2:
+            ws = ws[:, None].expand(-1, self.n_latent, -1)
+        if ws.shape[1:] != (self.n_latent, self.style_dim):
+            raise ConfigError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
+        return ws
+
+    def _cache_for(self, ws: torch.Tensor, cache: StyleCache | None) -> StyleCache:
+        """``cache`` when it was built by this generator for this very ``ws`` tensor (with autograd
+        on if it is on now), else a fresh one: a cache never changes the result."""
+        if (cache is not None and cache.generator() is self and cache.ws is ws
+                and (cache.grad or not torch.is_grad_enabled())):
+            return cache
+        return self.style_cache(ws)
+
+    def forward(self, z: torch.Tensor, truncation: float = 1.0, **synthesis_kwargs: Any) -> torch.Tensor:
+        """z → image: ``synthesis(ws(z, truncation), **synthesis_kwargs)``."""
+        return self.synthesis(self.ws(z, truncation=truncation), **synthesis_kwargs)
+
+
+class Generator(MappedGenerator):
+    """StyleGAN2 generator; ``state_dict`` keys match rosinality's ``g_ema`` plus ``latent_avg``."""
+
+    def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+                 channel_max: int = 512, lr_mlp: float = 0.01, conv_clamp: float | None = None,
+                 blur_taps: tuple[int, ...] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        arch = GeneratorArch(size, style_dim, n_mlp, channel_multiplier, channel_max, lr_mlp,
+                             conv_clamp, tuple(blur_taps))
+        self.arch = arch
+        self.size, self.style_dim, self.n_latent = size, style_dim, arch.n_latent
+        self.style = nn.Sequential(PixelNorm(), *[
+            EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
+
+        ch4 = arch.channels(4)
+        self.input = ConstantInput(ch4)
+        self.conv1 = StyledConv(ch4, ch4, style_dim, blur_taps=blur_taps, conv_clamp=conv_clamp)
+        self.to_rgb1 = ToRGB(ch4, style_dim, upsample=False, conv_clamp=conv_clamp)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        in_ch = ch4
+        for res_log in range(3, arch.log_size + 1):
+            out_ch = arch.channels(2**res_log)
+            self.convs.append(StyledConv(in_ch, out_ch, style_dim, upsample=True, blur_taps=blur_taps,
+                                         conv_clamp=conv_clamp))
+            self.convs.append(StyledConv(out_ch, out_ch, style_dim, blur_taps=blur_taps,
+                                         conv_clamp=conv_clamp))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_taps=blur_taps, conv_clamp=conv_clamp))
+            in_ch = out_ch
+
+        self.num_layers = 1 + len(self.convs)
+        self.noises = nn.Module()
+        for i in range(self.num_layers):
+            res = 2 ** ((i + 5) // 2)
+            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
+        self.register_buffer("latent_avg", torch.full((style_dim,), float("nan")))
+        self.channels_last = False  # render in the channels-last memory format (see device.prepare_generator)
+        self.compile_options: dict[str, Any] | None = None  # see compile_synthesis
+        self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
+
+    # ----- domain layout -------------------------------------------------------------------
+    @property
+    def styled_convs(self) -> list[StyledConv]:
+        """The 3×3 modulated convs in W+ order (``conv1``, ``convs[0]``, …)."""
+        return [self.conv1, *self.convs]
+
+    @property
+    def domain_layout(self) -> list[int]:
+        """Input-channel count of each 3×3 modulated conv: the per-layer sizes of a domain vector."""
+        return [c.conv.in_channels for c in self.styled_convs]
+
     # ----- synthesis -------------------------------------------------------------------------
     def make_noise(self, mode: NoiseMode, batch: int, device: torch.device,
                    generator: torch.Generator | None = None) -> list[torch.Tensor | None]:
@@ -238,22 +287,6 @@ class Generator(nn.Module):
         demod = [sc.conv.demod_coefficients(s) for sc, s in zip(self.styled_convs, conv_styles)]
         return StyleCache(ws, tuple(conv_styles), tuple(rgb_styles), tuple(demod), weakref.ref(self),
                           torch.is_grad_enabled())
-
-    def _check_ws(self, ws: torch.Tensor) -> torch.Tensor:
-        """W (B, D_w) → W+ (B, n_latent, D_w); W+ is checked."""
-        if ws.ndim == 2:
-            ws = ws[:, None].expand(-1, self.n_latent, -1)
-        if ws.shape[1:] != (self.n_latent, self.style_dim):
-            raise ConfigError(f"ws must be (B, {self.n_latent}, {self.style_dim}), got {tuple(ws.shape)}")
-        return ws
-
-    def _cache_for(self, ws: torch.Tensor, cache: StyleCache | None) -> StyleCache:
-        """``cache`` when it was built by this generator for this very ``ws`` tensor (with autograd
-        on if it is on now), else a fresh one: a cache never changes the result."""
-        if (cache is not None and cache.generator() is self and cache.ws is ws
-                and (cache.grad or not torch.is_grad_enabled())):
-            return cache
-        return self.style_cache(ws)
 
     @property
     def to_rgb_layers(self) -> list[ToRGB]:
@@ -327,9 +360,6 @@ class Generator(nn.Module):
         on first use; copies of G keep the setting and compile for themselves)."""
         self.compile_options = dict(options)
 
-    def forward(self, z: torch.Tensor, truncation: float = 1.0, **synthesis_kwargs: Any) -> torch.Tensor:
-        """z → image: ``synthesis(ws(z, truncation), **synthesis_kwargs)``."""
-        return self.synthesis(self.ws(z, truncation=truncation), **synthesis_kwargs)
 
 
 _COMPILED: dict[str, Callable[..., torch.Tensor]] = {}

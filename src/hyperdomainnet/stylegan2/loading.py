@@ -7,7 +7,9 @@ Spec forms:
   stylegan2-ada-pytorch / stylegan3 ``.pkl``;
 * ``random:<size>[:key=value…]`` — config-f architecture with random weights, deterministic
   for a given spec (keys: ``channel_max``, ``channel_multiplier``, ``n_mlp``, ``style_dim``,
-  ``conv_clamp``, ``seed``; seed 0 unless given).
+  ``conv_clamp``, ``seed``; seed 0 unless given);
+* ``random:sg3-<t|r>:<size>[:key=value…]`` — a StyleGAN3 generator with random weights
+  (``hyperdomainnet.stylegan3.spec``).
 
 The loaded generator is frozen (``requires_grad=False``), in eval mode, and carries
 ``G.identity``: its canonical name, the source file's SHA-256 (None for random specs; remembered
@@ -26,6 +28,8 @@ import torch
 from ..errors import ConfigError, FileFormatError
 from ..hashing import file_identity_sha256
 from .formats.rosinality import GeneratorCheckpoint, read_rosinality
+from ..stylegan3.generator import arch_from_dict, build_generator
+from ..stylegan3.spec import is_stylegan3_spec, random_stylegan3
 from .generator import Generator, GeneratorArch
 
 RANDOM_PREFIX = "random:"
@@ -70,14 +74,10 @@ def canonical_random_spec(arch: GeneratorArch, seed: int) -> str:
     return ":".join(parts)
 
 
-def build_generator(arch: GeneratorArch) -> Generator:
-    """An uninitialised-weights generator of the given architecture."""
-    return Generator(arch.size, arch.style_dim, arch.n_mlp, arch.channel_multiplier, arch.channel_max,
-                     arch.lr_mlp, arch.conv_clamp, arch.blur_taps)
-
-
 def random_generator(spec: str) -> Generator:
     """A generator with random weights drawn deterministically from the spec's seed."""
+    if is_stylegan3_spec(spec):
+        return random_stylegan3(spec)
     arch, seed = parse_random_spec(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -100,7 +100,7 @@ def read_checkpoint(path: Path) -> GeneratorCheckpoint:
         from .formats.nvidia_pkl import read_nvidia_pickle
 
         ckpt = read_nvidia_pickle(path)
-        return GeneratorCheckpoint(ckpt.state_dict, ckpt.latent_avg, GeneratorArch.from_dict(ckpt.arch))
+        return GeneratorCheckpoint(ckpt.state_dict, ckpt.latent_avg, arch_from_dict(ckpt.arch))
     if path.suffix == ".safetensors":
         raise FileFormatError(f"{path} is a safetensors file (a domain or hypernetwork file?), not a generator; "
                               "pass it with --domain / --hypernet and give the generator separately")
@@ -114,11 +114,14 @@ def generator_from_checkpoint(ckpt: GeneratorCheckpoint, source: str) -> Generat
     state = dict(ckpt.state_dict)
     state["latent_avg"] = (ckpt.latent_avg if ckpt.latent_avg is not None
                            else torch.full((ckpt.arch.style_dim,), float("nan")))
-    result = G.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith((".kernel",))]
-    if missing or result.unexpected_keys:
-        raise FileFormatError(f"{source} does not match a StyleGAN2 generator of size {ckpt.arch.size} "
-                              f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    expected = G.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    result = G.load_state_dict({k: v for k, v in state.items() if k not in wrong}, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith((".kernel",)) and k not in wrong]
+    if missing or result.unexpected_keys or wrong:
+        raise FileFormatError(f"{source} does not match a {G.family} generator of size {ckpt.arch.size} "
+                              f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}, "
+                              f"wrong shape {wrong[:3]})")
     return G
 
 

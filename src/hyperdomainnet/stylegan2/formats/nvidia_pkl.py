@@ -1,4 +1,5 @@
-"""NVIDIA stylegan2-ada-pytorch / stylegan3 ``.pkl`` generators, read safely into rosinality layout.
+"""NVIDIA stylegan2-ada-pytorch / stylegan3 ``.pkl`` generators, read safely into rosinality layout
+(StyleGAN2) or the project's StyleGAN3 layout (``hyperdomainnet.stylegan3.nvidia``).
 
 Such a pickle is ``{"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}``. NVIDIA's
 ``torch_utils.persistence`` stores every network as a call to ``_reconstruct_persistent_obj(meta)``
@@ -37,7 +38,7 @@ ROSINALITY_GAIN = 4.0  # rosinality's up-sampling kernels are NVIDIA's normalise
 STANDARD_FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
 NOT_PLAIN = "the file is not a plain NVIDIA StyleGAN2 checkpoint"
 SUPPORTED = ("supported: unconditional StyleGAN2 generators (stylegan2-ada-pytorch / stylegan3 "
-             "'stylegan2' config) with the 'skip' architecture")
+             "'stylegan2' config) with the 'skip' architecture, and StyleGAN3 T / R generators")
 
 
 @dataclass
@@ -45,7 +46,8 @@ class NvidiaCheckpoint:
     """Generator weights in rosinality ``g_ema`` layout, the tracked mean w, and the architecture.
 
     ``arch`` keys: size, style_dim, n_mlp, channel_multiplier, channel_max, lr_mlp, conv_clamp
-    (the arguments of ``hyperdomainnet.stylegan2.Generator``).
+    (the arguments of ``hyperdomainnet.stylegan2.Generator``); for a StyleGAN3 generator,
+    ``StyleGAN3Arch.to_dict()`` (``family`` "stylegan3") and ``StyleGAN3Generator`` keys.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -190,13 +192,17 @@ def _pick_generator(data: Any) -> _Persistent:
     raise FileFormatError(f"found {found} without a 'G_ema' or 'G' network; {NOT_PLAIN}")
 
 
+def is_stylegan3(synthesis: _Persistent) -> bool:
+    """A StyleGAN3 synthesis network: an ``input`` and layers named ``L<idx>_<size>_<channels>``."""
+    names = list(synthesis.modules())
+    return "input" in names and any(re.fullmatch(r"L\d+_\d+_\d+", n) for n in names)
+
+
 def _block_resolutions(synthesis: _Persistent) -> list[int]:
     """Resolutions of the ``b4 … b<size>`` blocks, or an error naming what the network is."""
     names = list(synthesis.modules())
     if not all(re.fullmatch(r"b\d+", n) for n in names):
-        kind = "a StyleGAN3 generator" if any(re.fullmatch(r"L\d+_\d+_\d+", n) for n in names) else \
-            "an unknown synthesis network"
-        raise FileFormatError(f"found {kind} (layers {', '.join(names[:3])}, …); {SUPPORTED}")
+        raise FileFormatError(f"found an unknown synthesis network (layers {', '.join(names[:3])}, …); {SUPPORTED}")
     res = sorted(int(n[1:]) for n in names)
     if len(res) < 2 or res != [2 ** (i + 2) for i in range(len(res))]:
         raise FileFormatError(f"found synthesis blocks {names}; {SUPPORTED}, from 4 px up to at least 8 px")
@@ -208,12 +214,8 @@ def _check_generator(G: _Persistent) -> tuple[_Persistent, _Persistent, list[int
     if G.class_name != "Generator" or not {"mapping", "synthesis"} <= set(G.modules()):
         raise FileFormatError(f"found a network of class {G.class_name!r}; {SUPPORTED}")
     mapping, synthesis = G.module("mapping"), G.module("synthesis")
+    _check_mapping(mapping)
     res = _block_resolutions(synthesis)
-    if not _mapping_layers(mapping):
-        raise FileFormatError(f"found a mapping network without layers; {NOT_PLAIN}")
-    c_dim = mapping.init_kwargs().get("c_dim", 0)
-    if c_dim or "embed" in mapping.modules():
-        raise FileFormatError(f"found a class-conditional generator (c_dim={c_dim}); {SUPPORTED}")
     for r in res:
         architecture = synthesis.module(f"b{r}").attr("architecture")
         if architecture != "skip":
@@ -222,6 +224,15 @@ def _check_generator(G: _Persistent) -> tuple[_Persistent, _Persistent, list[int
         if layer.attr("activation") != "lrelu":
             raise FileFormatError(f"found activation {layer.attr('activation')!r}; {SUPPORTED} and leaky ReLU")
     return mapping, synthesis, res
+
+
+def _check_mapping(mapping: _Persistent) -> None:
+    """An unconditional mapping network with at least one layer."""
+    if not _mapping_layers(mapping):
+        raise FileFormatError(f"found a mapping network without layers; {NOT_PLAIN}")
+    c_dim = mapping.init_kwargs().get("c_dim", 0)
+    if c_dim or "embed" in mapping.modules():
+        raise FileFormatError(f"found a class-conditional generator (c_dim={c_dim}); {SUPPORTED}")
 
 
 def _mapping_layers(mapping: _Persistent) -> list[_Persistent]:
@@ -371,14 +382,26 @@ def _check_shapes(sd: dict[str, torch.Tensor], arch: dict[str, Any]) -> None:
                                   f"architecture {arch}; {SUPPORTED}")
 
 
+def _read_stylegan3(G: _Persistent) -> NvidiaCheckpoint:
+    """A StyleGAN3 generator record → its weights in ``StyleGAN3Generator`` keys and architecture."""
+    from ...stylegan3.nvidia import convert_stylegan3
+
+    _check_mapping(G.module("mapping"))
+    state_dict, latent_avg, arch = convert_stylegan3(G)
+    return NvidiaCheckpoint(state_dict, latent_avg, arch.to_dict())
+
+
 def read_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaCheckpoint:
-    """Read the StyleGAN2 generator (``G_ema``, else ``G``) of an NVIDIA ``.pkl`` without running its code.
+    """Read the StyleGAN2 or StyleGAN3 generator (``G_ema``, else ``G``) of an NVIDIA ``.pkl``
+    without running its code (StyleGAN3: ``hyperdomainnet.stylegan3.nvidia``).
 
     Raises ``FileFormatError`` (one line) for refused globals, damaged files and unsupported generators.
     """
     data = _unpickle(path)
     try:
         G = _pick_generator(data)
+        if G.class_name == "Generator" and "synthesis" in G.modules() and is_stylegan3(G.module("synthesis")):
+            return _read_stylegan3(G)
         mapping, synthesis, res = _check_generator(G)
         _check_filters(synthesis, res)
         arch = _infer_arch(mapping, synthesis, res)
