@@ -23,7 +23,8 @@ SHORT_ALIASES = {"ffhq": "stylegan2-ffhq-config-f", "afhq-cat": "stylegan2-afhqc
                  "afhq-dog": "stylegan2-ada-afhqdog", "car": "stylegan2-car-config-f",
                  "cat": "stylegan2-cat-config-f", "church": "stylegan2-church-config-f",
                  "horse": "stylegan2-horse-config-f", "restyle-psp-ffhq": "restyle-psp-ffhq",
-                 "restyle-e4e-ffhq": "e4e-ffhq", "hdn-20": "hdn-20"}
+                 "restyle-e4e-ffhq": "restyle-e4e-ffhq", "e4e": "e4e-ffhq",
+                 "landmarks": "dlib-landmarks-68", "hdn-20": "hdn-20"}
 HF_PINNED = re.compile(r"https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/.+")
 
 
@@ -49,7 +50,7 @@ def test_entries_are_well_formed() -> None:
     entries = zoo.list_entries()
     assert len({e.name for e in entries}) == len(entries) == len({e.file_name for e in entries})
     for e in entries:
-        assert e.kind in ("generator", "encoder", "archive", "domain", "hypernet"), e.name
+        assert e.kind in ("generator", "encoder", "landmarks", "archive", "domain", "hypernet"), e.name
         assert (e.sha256 is not None) == e.sha256_verified, e.name  # no hash without a published value
         assert e.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", e.sha256), e.name
         assert e.sha256_source and e.source and e.license and e.description and e.urls, e.name

@@ -27,7 +27,7 @@ import torch
 from . import paths
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
-from .encoders.restyle import INPUT_SIZE
+from .encoders.base import INPUT_SIZE
 from .errors import ConfigError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
@@ -35,7 +35,7 @@ from .loaders import artefact_path
 from .stylegan2.generator import Generator
 
 if TYPE_CHECKING:
-    from .encoders import ReStyleEncoder
+    from .encoders import PhotoEncoder
 
 MIX_FROM = 7          # first W+ index taken from the reference latent (MindTheGap)
 MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in previews
@@ -133,7 +133,7 @@ def alignment_notice(align: bool | None) -> str | None:
 
 
 @torch.no_grad()
-def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
+def encode_photos(E: PhotoEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
                   align: bool | None = None, refine: InversionOptions | None = None,
                   G: Generator | None = None, batch_size: int = ENCODER_BATCH,
                   progress: bool = True, precision: str = "fp32") -> list[Inverted]:

@@ -60,7 +60,7 @@ from .loaders import load_generator
 from .training.runtime import autocast, resolve_precision
 
 if TYPE_CHECKING:
-    from .encoders import ReStyleEncoder
+    from .encoders import PhotoEncoder
     from .stylize import Inverted
 
 SOURCES: tuple[str, ...] = ("domain file", "hypernetwork prompt")
@@ -246,7 +246,7 @@ class Studio:
     def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> Domain:  # noqa: ARG002
         return hypernet_rows(path, [prompt], self.device)[0].domain
 
-    def _load_encoder(self, spec: str) -> ReStyleEncoder:
+    def _load_encoder(self, spec: str) -> PhotoEncoder:
         from .encoders import load_encoder
         from .training.runtime import prepare_generator
 
@@ -267,7 +267,7 @@ class Studio:
         notes = [alignment_notice(None)] + [str(w.message) for w in caught]
         return inverted, tuple(dict.fromkeys(n for n in notes if n))
 
-    def encoder(self, label: str) -> ReStyleEncoder:
+    def encoder(self, label: str) -> PhotoEncoder:
         """The (cached) encoder of a listed label."""
         spec = self.encoders.get(label) if isinstance(label, str) else None
         if spec is None:

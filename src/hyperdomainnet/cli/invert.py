@@ -1,7 +1,9 @@
 """``hdn invert`` (photos → W+ latents) and ``hdn stylize`` (photos → a domain, by file, name or prompt).
 
-Inversion is by a ReStyle encoder (``--encoder``; the default for the FFHQ 1024 generator) or by
-II2S optimisation (``--encoder ii2s``; the default for other generators). All outputs are
+Inversion is by an encoder (``--encoder``: ReStyle pSp / e4e, iterative, or encoder4editing's
+single-pass e4e; the default for the FFHQ 1024 generator) or by II2S optimisation
+(``--encoder ii2s``; the default for other generators). Photos for a face encoder are
+FFHQ-aligned first unless ``--no-align``. All outputs are
 written after the work, each file atomically, into a destination checked before the work.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .app import app
 
 if TYPE_CHECKING:
     from ..domain.files import Domain
-    from ..encoders import ReStyleEncoder
+    from ..encoders import PhotoEncoder
     from ..stylegan2.generator import Generator
     from ..stylize import Inverted, InversionOptions
 
@@ -31,12 +33,12 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 PHOTOS = typer.Argument(..., help="Photos, or folders of photos (PNG, JPEG, WebP, …).")
 ENCODER = typer.Option(
-    None, "--encoder", help=f"{DEFAULT_ENCODER} | restyle-e4e-ffhq | FILE | {II2S} "
+    None, "--encoder", help=f"{DEFAULT_ENCODER} | restyle-e4e-ffhq | e4e-ffhq | FILE | {II2S} "
                             f"(default: {DEFAULT_ENCODER} for the FFHQ 1024 generator, else {II2S}).")
 GENERATOR = typer.Option(None, "--generator",
                          help="Zoo name, checkpoint or random:<size> (default: the encoder's generator; "
                               "ffhq for ii2s).")
-ITERATIONS = typer.Option(5, "--iterations", min=1, help="ReStyle encoder iterations.")
+ITERATIONS = typer.Option(5, "--iterations", min=1, help="ReStyle encoder iterations (e4e-ffhq: one pass).")
 REFINE = typer.Option(0, "--refine", min=0, help="II2S steps started from the encoder's code (0: none).")
 BATCH = typer.Option(4, "--batch-size", min=1, help="Photos per encoder forward.")
 STEPS = typer.Option(1000, "--steps", min=0, help="II2S optimisation steps (with --encoder ii2s).")
@@ -128,7 +130,7 @@ class Inverter:
         G = load_generator(generator, self.device) if generator else None
         if encoder is None:
             encoder = DEFAULT_ENCODER if G is None or _is_ffhq_1024(G) else II2S
-        self.encoder: ReStyleEncoder | None = None
+        self.encoder: PhotoEncoder | None = None
         if encoder.lower() != II2S:
             from ..encoders import load_encoder
 
@@ -164,7 +166,7 @@ class Inverter:
         inverted = encode_photos(self.encoder, photos, iterations, ii2s.fit, align, refine_options, self.G,
                                  batch_size, progress, self.precision)
         settings = {"method": "restyle", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
-                    "iterations": iterations, "fit": ii2s.fit, "align": align, "refine": refine,
+                    "iterations": iterations if self.encoder.iterative else 1, "fit": ii2s.fit, "align": align, "refine": refine,
                     "lambda_p": ii2s.lambda_p, "precision": self.precision}
         return inverted, settings
 

@@ -62,6 +62,26 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
+def stage_starts(units: Sequence[int] = STAGE_UNITS) -> list[int]:
+    """Index in ``body`` of each stage's first unit: [0, 3, 7, 21] for IR-SE50."""
+    return [sum(units[:k]) for k in range(len(units))]
+
+
+def stage_ends(units: Sequence[int] = STAGE_UNITS) -> list[int]:
+    """Index in ``body`` of each stage's last unit (its output map): [2, 6, 20, 23] for IR-SE50."""
+    return [sum(units[:k + 1]) - 1 for k in range(len(units))]
+
+
+def stage_maps(body: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """The output map of each stage of ``body`` (built by :func:`body`) for the stem output ``x``."""
+    ends, maps = set(stage_ends()), []
+    for i, unit in enumerate(body):
+        x = unit(x)
+        if i in ends:
+            maps.append(x)
+    return maps
+
+
 def input_layer(in_channels: int, width: int = STEM_WIDTH) -> nn.Sequential:
     """3×3 conv (no bias) → BatchNorm → PReLU."""
     return nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
