@@ -5,7 +5,10 @@ are the released ones; the networks are narrow (tiny widths) and the decoder is 
 given, so the files stay small. The loading code cannot tell them from the real files.
 
 * :func:`write_e4e_standin`: encoder4editing's ``e4e_ffhq_encode.pt`` (``Encoder4Editing``);
-* :func:`write_restyle_standin`: ReStyle's ``restyle_psp_ffhq_encode.pt`` / ``restyle_e4e_ffhq_encode.pt``.
+* :func:`write_restyle_standin`: ReStyle's ``restyle_psp_ffhq_encode.pt`` / ``restyle_e4e_ffhq_encode.pt``;
+* :func:`write_landmark_standin`: dlib's ``shape_predictor_68_face_landmarks.dat``, a real dlib
+  68-point shape predictor trained in milliseconds on two random images (so dlib loads it and
+  predicts 68 points; the points mean nothing).
 """
 from __future__ import annotations
 
@@ -44,6 +47,26 @@ RESTYLE_FFHQ_OPTS: dict[str, Any] = {
     "max_steps": 500000, "image_interval": 100, "board_interval": 50, "val_interval": 1000,
     "save_interval": None, "n_iters_per_batch": 5, "device": "cuda:0",
 }
+
+
+def write_landmark_standin(path: str | Path, seed: int = 0) -> Path:
+    """A tiny trained dlib 68-point shape predictor in dlib's own file format (about 2 kB)."""
+    import dlib
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    box = dlib.rectangle(8, 8, 56, 56)
+    images, shapes = [], []
+    for _ in range(2):
+        images.append(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        points = [dlib.point(int(p[0]), int(p[1])) for p in rng.integers(8, 57, (68, 2))]
+        shapes.append([dlib.full_object_detection(box, points)])
+    options = dlib.shape_predictor_training_options()
+    options.tree_depth, options.cascade_depth, options.num_trees_per_cascade_level = 1, 1, 1
+    options.oversampling_amount, options.feature_pool_size, options.num_test_splits = 1, 4, 1
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    dlib.train_shape_predictor(images, shapes, options).save(str(path))
+    return Path(path)
 
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -7,12 +7,15 @@
 * Google Drive links: ``gdown`` (it handles the large-file confirmation page);
 * any other URL: :func:`torch.hub.download_url_to_file`.
 
+A URL whose path ends in ``.bz2`` serves the file bzip2-compressed: it is decompressed before the check.
+
 The bytes land in a temporary sibling of the destination, which they replace only when their
 SHA-256 is the expected one (the digest is then recorded beside the file). Every failure is one
 :class:`DownloadError` line naming the URL to get the file from by hand and the path to put it at.
 """
 from __future__ import annotations
 
+import bz2
 import os
 import re
 import shutil
@@ -53,6 +56,17 @@ def _google_drive(url: str, tmp: Path) -> None:
         raise OSError("Google Drive served no file (quota exceeded or not shared)")
 
 
+def _decompress_bz2(tmp: Path) -> None:
+    """Replace the bzip2 file ``tmp`` by its decompressed bytes (streamed)."""
+    packed = tmp.with_name(tmp.name + ".bz2")
+    os.replace(tmp, packed)
+    try:
+        with bz2.open(packed) as source, open(tmp, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    finally:
+        packed.unlink(missing_ok=True)
+
+
 def _transfer(url: str, tmp: Path, dest: Path) -> None:
     """Write the bytes behind ``url`` (meant for ``dest``) to ``tmp`` with the transport that fits it."""
     match = HF_URL.fullmatch(url)
@@ -64,6 +78,8 @@ def _transfer(url: str, tmp: Path, dest: Path) -> None:
         from torch.hub import download_url_to_file
 
         download_url_to_file(url, str(tmp), progress=interactive())
+    if url.split("?")[0].endswith(".bz2"):
+        _decompress_bz2(tmp)
 
 
 def _reason(exc: BaseException) -> str:

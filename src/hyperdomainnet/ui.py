@@ -25,7 +25,7 @@ generators, domain files and prompt vectors are cached.
 
 Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by a ReStyle encoder
 (the ``--encoder`` specs given, plus downloaded zoo encoders) exactly as ``hdn stylize`` does it
-(``stylize.encode_photos``: aligned when the faces extra is installed), then rendered by the
+(``stylize.encode_photos``: FFHQ-aligned first for a face encoder), then rendered by the
 encoder's generator in the chosen domain or the prompt's δ. Inverted photos are cached by their
 pixels, so trying another prompt does not invert again.
 """
@@ -256,7 +256,7 @@ class Studio:
 
     def _invert_photo(self, label: str, png: bytes, iterations: int) -> tuple[Inverted, tuple[str, ...]]:
         """The photo (PNG bytes) inverted by an encoder, and the warnings raised on the way."""
-        from .stylize import alignment_notice, encode_photos
+        from .stylize import encode_photos
 
         encoder = self.encoder(label)
         with tempfile.TemporaryDirectory(prefix="hdn-photo-") as folder, warnings.catch_warnings(record=True) as caught:
@@ -264,8 +264,7 @@ class Studio:
             path = Path(folder, "photo.png")
             path.write_bytes(png)
             inverted = encode_photos(encoder, [path], iterations, progress=False, precision=self.precision)[0]
-        notes = [alignment_notice(None)] + [str(w.message) for w in caught]
-        return inverted, tuple(dict.fromkeys(n for n in notes if n))
+        return inverted, tuple(dict.fromkeys(str(w.message) for w in caught))
 
     def encoder(self, label: str) -> PhotoEncoder:
         """The (cached) encoder of a listed label."""

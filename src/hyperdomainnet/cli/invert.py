@@ -45,7 +45,8 @@ STEPS = typer.Option(1000, "--steps", min=0, help="II2S optimisation steps (with
 LAMBDA_P = typer.Option(1e-3, "--lambda-p", min=0.0, help="II2S P-norm weight (1e-3 HyperDomainNet, 1e-2 MindTheGap).")
 FIT = typer.Option("crop", "--fit", help="crop (centre square) | pad (white letterbox).")
 ALIGN = typer.Option(None, "--align/--no-align",
-                     help="FFHQ-align faces first (default: with an encoder, when the faces extra is installed).")
+                     help="FFHQ-align faces first, as the research code (default: with a face encoder such as the "
+                          "FFHQ ones; the landmark model is downloaded on first use).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
 PRECISION = typer.Option("auto", "--precision",
                          help="Encoder passes and renders: auto (bf16 where the device computes it natively: AMX "
@@ -119,7 +120,7 @@ def _is_ffhq_1024(G: Generator) -> bool:
 
 
 class Inverter:
-    """The inversion a command runs: a ReStyle encoder (``encoder`` set) or II2S, and the generator."""
+    """The inversion a command runs: an encoder (``encoder`` set) or II2S, and the generator."""
 
     def __init__(self, encoder: Optional[str], generator: Optional[str], device: str, precision: str = "fp32") -> None:
         from ..loaders import load_generator
@@ -154,19 +155,17 @@ class Inverter:
         """The inverted photos and the settings to record next to their latents."""
         from dataclasses import asdict, replace
 
-        from ..stylize import alignment_notice, encode_photos, invert_photo
+        from ..stylize import encode_photos, invert_photo, resolve_align
 
         if self.encoder is None:
             options = replace(ii2s, align=bool(align))
             return [invert_photo(self.G, p, options, progress) for p in photos], {"method": II2S, **asdict(options)}
-        notice = alignment_notice(align)
-        if notice:
-            typer.echo(notice, err=True)
         refine_options = replace(ii2s, steps=refine) if refine else None
         inverted = encode_photos(self.encoder, photos, iterations, ii2s.fit, align, refine_options, self.G,
                                  batch_size, progress, self.precision)
-        settings = {"method": "restyle", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
-                    "iterations": iterations if self.encoder.iterative else 1, "fit": ii2s.fit, "align": align, "refine": refine,
+        settings = {"method": "encoder", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
+                    "iterations": iterations if self.encoder.iterative else 1, "fit": ii2s.fit,
+                    "align": resolve_align(self.encoder, align), "refine": refine,
                     "lambda_p": ii2s.lambda_p, "precision": self.precision}
         return inverted, settings
 
@@ -181,7 +180,7 @@ def invert(
     force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM, pnorm_samples: Optional[int] = PNORM_SAMPLES,
     progress: bool = PROGRESS,
 ) -> None:
-    """Invert photos into the generator's W+ space (ReStyle encoder, or II2S; see --encoder)."""
+    """Invert photos into the generator's W+ space (an encoder, or II2S; see --encoder)."""
     from ..atomic import check_output_dir
     from ..images import save_grid
     from ..latent import Latent
