@@ -80,6 +80,27 @@ def test_every_pyramid_level_and_head_counts(tmp_path, G) -> None:
         before = after
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_net_is_the_module_network(channels_last) -> None:
+    """The folded, head-batched network computes the eval-mode module's function."""
+    from encoder_standins import randomize
+    from hyperdomainnet.encoders.inference import E4EInferenceNet
+
+    torch.manual_seed(4)
+    net = randomize(Encoder4EditingNet(EncoderArch("encoder4editing", 9, input_nc=3, style_dim=24,
+                                                   widths=(8, 8, 16, 16), stem_width=8))).eval()
+    with torch.no_grad():
+        for head in net.styles:
+            head.linear.bias.normal_()
+    x = torch.randn(2, 3, 256, 256)
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, got = net(x), E4EInferenceNet(net)(x)
+    assert got.shape == (2, 9, 24)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
 def test_released_key_names_and_shapes() -> None:
     """The full-size FFHQ network has encoder4editing's tensor names and shapes."""
     with torch.device("meta"):

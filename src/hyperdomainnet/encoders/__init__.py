@@ -10,7 +10,8 @@ ReStyle's iterative pSp and e4e (:class:`ReStyleEncoder`) and encoder4editing's 
 """
 from .base import DEFAULT_ITERATIONS, INPUT_SIZE, PhotoEncoder
 from .checkpoint import EncoderCheckpoint, read_encoder_checkpoint, write_encoder_checkpoint
-from .encoder4editing import E4EEncoder, Encoder4EditingNet
+from .e4e import E4EEncoder
+from .encoder4editing import Encoder4EditingNet
 from .inference import InferenceNet
 from .loading import load_encoder
 from .network import EncoderArch, ReStyleNet

@@ -41,6 +41,7 @@ class PhotoEncoder:
         self.latent_avg = latent_avg
         self.name = name
         self.opts = dict(opts or {})
+        self._inference: tuple[tuple[tuple[int, int], ...], Any] | None = None
 
     @classmethod
     def load(cls, spec: str | Path, device: str | torch.device = "cpu") -> PhotoEncoder:
@@ -70,7 +71,22 @@ class PhotoEncoder:
         self.net.to(device, memory_format=torch.channels_last)
         self.generator.to(device)
         self.latent_avg = self.latent_avg.to(device)
+        self._inference = None
         return self
+
+    def fast_net(self) -> Any:
+        """``net`` rewritten for inference (same function up to float rounding; eval mode only)."""
+        return self.net
+
+    def inference_net(self) -> Any:
+        """:meth:`fast_net`, rebuilt whenever a weight or statistic of ``net`` has changed; ``net``
+        itself in training mode."""
+        if self.net.training:
+            return self.net
+        key = tuple((t.data_ptr(), t._version) for t in self.net.state_dict(keep_vars=True).values())
+        if self._inference is None or self._inference[0] != key:
+            self._inference = (key, self.fast_net())
+        return self._inference[1]
 
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         """``images`` (B, 3, H, W) as float32 on the encoder's device, resized to ``INPUT_SIZE``."""

@@ -12,7 +12,8 @@ code w₀ of every entry, the others a delta:
 
     out[:, 0] = w₀,   out[:, i] = w₀ + head_i(p_level(i))   (all progressive stages on)
 
-and the W+ code of a photo x is ``latent_avg + out(x)``, in one pass. Parameter names follow the
+and the W+ code of a photo x is ``latent_avg + out(x)``, in one pass (:class:`~.e4e.E4EEncoder`).
+Parameter names follow the
 released checkpoints (``input_layer.*``, ``body.*``, ``styles.N.*``, ``latlayer1.*``,
 ``latlayer2.*``).
 """
@@ -23,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import irse
-from .base import PhotoEncoder
-from .network import EncoderArch, StyleHead
+from .network import EncoderArch, StyleHead, base_plus_deltas
 
 KIND = "encoder4editing"
 PYRAMID_STARTS = (3, 7)   # first W+ entry read from p₂, from p₁
@@ -38,6 +38,18 @@ def level(entry: int) -> int:
 def upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
     """Bilinear upsampling (corners aligned) of ``top`` to ``lateral``'s size, plus ``lateral``."""
     return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=True) + lateral
+
+
+def feature_pyramid(stages: list[torch.Tensor], latlayer1: nn.Module, latlayer2: nn.Module,
+                    top_level: int) -> list[torch.Tensor]:
+    """[p₃, p₂, p₁] up to ``top_level`` from the stage maps [·, c₁, c₂, c₃] (module docstring)."""
+    _, c1, c2, c3 = stages
+    maps = [c3]
+    if top_level >= 1:
+        maps.append(upsample_add(c3, latlayer1(c2)))
+    if top_level >= 2:
+        maps.append(upsample_add(maps[1], latlayer2(c1)))
+    return maps
 
 
 class Encoder4EditingNet(nn.Module):
@@ -56,35 +68,13 @@ class Encoder4EditingNet(nn.Module):
         self.latlayer1 = nn.Conv2d(arch.widths[2], top, 1)
         self.latlayer2 = nn.Conv2d(arch.widths[1], top, 1)
 
-    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[p₃, p₂, p₁] as far as the heads need them."""
-        _, c1, c2, c3 = irse.stage_maps(self.body, self.input_layer(x))
-        maps = [c3]
-        needed = level(self.arch.n_styles - 1)
-        if needed >= 1:
-            maps.append(upsample_add(maps[-1], self.latlayer1(c2)))
-        if needed >= 2:
-            maps.append(upsample_add(maps[-1], self.latlayer2(c1)))
-        return maps
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.arch.input_nc:
             raise ValueError(f"expected images (B, {self.arch.input_nc}, H, W), got {tuple(x.shape)}")
-        maps = self.pyramid(x)
-        base = self.styles[0](maps[0])
-        deltas = [head(maps[level(i)]) for i, head in enumerate(self.styles) if i > 0]
-        return torch.stack([base] + [base + d for d in deltas], dim=1)
+        stages = irse.stage_maps(self.body, self.input_layer(x))
+        maps = feature_pyramid(stages, self.latlayer1, self.latlayer2, level(self.arch.n_styles - 1))
+        codes = torch.stack([head(maps[level(i)]) for i, head in enumerate(self.styles)], dim=1)
+        return base_plus_deltas(codes)
 
 
-class E4EEncoder(PhotoEncoder):
-    """encoder4editing's e4e and its generator: W+ = latent_avg + net(x), one pass."""
-
-    @torch.no_grad()
-    def invert(self, images: torch.Tensor, iterations: int = 1) -> torch.Tensor:  # noqa: ARG002
-        """Photos (B, 3, H, W) in [−1, 1] → W+ codes (B, n_latent, D); a single pass, so
-        ``iterations`` (an option of the iterative encoders) does not apply."""
-        x = self.check_images(images).contiguous(memory_format=torch.channels_last)
-        return self.latent_avg[None] + self.net(x)
-
-
-__all__ = ["KIND", "E4EEncoder", "Encoder4EditingNet", "level", "upsample_add"]
+__all__ = ["KIND", "Encoder4EditingNet", "feature_pyramid", "level", "upsample_add"]

@@ -14,7 +14,7 @@ Module and parameter names follow the released checkpoints (``input_layer.*``, `
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -72,8 +72,9 @@ def stage_ends(units: Sequence[int] = STAGE_UNITS) -> list[int]:
     return [sum(units[:k + 1]) - 1 for k in range(len(units))]
 
 
-def stage_maps(body: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
-    """The output map of each stage of ``body`` (built by :func:`body`) for the stem output ``x``."""
+def stage_maps(body: Iterable[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor) -> list[torch.Tensor]:
+    """The output map of each stage of ``body`` (the units of :func:`body`, or stand-ins computing
+    the same) for the stem output ``x``."""
     ends, maps = set(stage_ends()), []
     for i, unit in enumerate(body):
         x = unit(x)

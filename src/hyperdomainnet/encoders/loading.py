@@ -8,7 +8,8 @@ import torch
 from ..errors import FileFormatError, HDNError
 from .base import PhotoEncoder
 from .checkpoint import ENCODER_NAMES, read_encoder_checkpoint
-from .encoder4editing import KIND as E4E_KIND, E4EEncoder
+from .e4e import E4EEncoder
+from .encoder4editing import KIND as E4E_KIND
 from .restyle import ReStyleEncoder
 
 

@@ -32,6 +32,11 @@ ENCODER_TYPES: dict[str, str] = {"BackboneEncoder": "psp", "ProgressiveBackboneE
 KINDS: tuple[str, ...] = ("psp", "e4e")   # the kinds a ReStyleNet computes
 
 
+def base_plus_deltas(codes: torch.Tensor) -> torch.Tensor:
+    """Head outputs (B, n, D) → e4e codes: out[:, 0] = w₀ = codes[:, 0], out[:, i] = w₀ + codes[:, i]."""
+    return torch.cat([codes[:, :1], codes[:, :1] + codes[:, 1:]], dim=1)
+
+
 class EqualLinear(nn.Module):
     """y = x·(W·c)ᵀ + b with c = 1/√in (weights stored unscaled, N(0, 1) at init)."""
 
@@ -100,10 +105,7 @@ class ReStyleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.body(self.input_layer(x))
         codes = torch.stack([head(features) for head in self.styles], dim=1)
-        if self.arch.kind == "e4e":
-            base = codes[:, :1]
-            codes = torch.cat([base, base + codes[:, 1:]], dim=1)
-        return codes
+        return base_plus_deltas(codes) if self.arch.kind == "e4e" else codes
 
 
 def infer_arch(state: dict[str, torch.Tensor], kind: str, source: str) -> EncoderArch:

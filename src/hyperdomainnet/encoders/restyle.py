@@ -35,24 +35,15 @@ class ReStyleEncoder(PhotoEncoder):
                  name: str = "encoder", opts: dict | None = None) -> None:
         super().__init__(net, generator, latent_avg, name, opts)
         self._avg_image: torch.Tensor | None = None
-        self._inference: tuple[tuple[tuple[int, int], ...], InferenceNet] | None = None
 
     def to(self, device: str | torch.device) -> ReStyleEncoder:
         super().to(device)
         self._avg_image = None
-        self._inference = None
         return self
 
-    def inference_net(self) -> ReStyleNet | InferenceNet:
-        """``net`` as an :class:`InferenceNet` (folded BatchNorms, batched heads; the same function up
-        to float rounding), rebuilt whenever a weight or statistic of ``net`` has changed; ``net``
-        itself in training mode."""
-        if self.net.training:
-            return self.net
-        key = tuple((t.data_ptr(), t._version) for t in self.net.state_dict(keep_vars=True).values())
-        if self._inference is None or self._inference[0] != key:
-            self._inference = (key, InferenceNet(self.net))
-        return self._inference[1]
+    def fast_net(self) -> InferenceNet:
+        """``net`` as an :class:`InferenceNet` (folded BatchNorms, batched heads)."""
+        return InferenceNet(self.net)
 
     @torch.no_grad()
     def render_pooled(self, ws: torch.Tensor) -> torch.Tensor:
