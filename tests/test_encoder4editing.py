@@ -137,6 +137,7 @@ def test_load_encoder_recognises_each_network(tmp_path, G) -> None:
     ("no-lateral", "missing ['latlayer1.weight'"),
     ("size", "stylegan_size 1024"),
     ("pSp", "'GradualStyleEncoder' encoder"),       # pSp's own encoder: same keys, another forward
+    ("unnamed", "opts name no encoder_type"),       # the keys alone cannot tell e4e from pSp
 ])
 def test_wrong_network_is_one_line(tmp_path, G, change, message) -> None:
     path, _ = write_e4e_standin(tmp_path / "e4e.pt", G)
@@ -153,6 +154,8 @@ def test_wrong_network_is_one_line(tmp_path, G, change, message) -> None:
         ckpt["opts"]["stylegan_size"] = 1024
     elif change == "pSp":
         ckpt["opts"]["encoder_type"] = "GradualStyleEncoder"
+    elif change == "unnamed":
+        del ckpt["opts"]["encoder_type"]
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(FileFormatError) as exc:
         load_encoder(tmp_path / "bad.pt")

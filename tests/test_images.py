@@ -1,4 +1,4 @@
-"""Image loading edge cases, writing, grids, hashing and the FFHQ alignment geometry."""
+"""Image loading edge cases, writing, grids, hashing and square fitting."""
 from __future__ import annotations
 
 import hashlib

@@ -97,8 +97,9 @@ def read_encoder_checkpoint(path: str | Path) -> EncoderCheckpoint:
     state, opts, latent_avg = _check_layout(_load(path), path)
     encoder_type = opts.get("encoder_type")
     if encoder_type not in ENCODER_TYPES:
-        raise FileFormatError(f"{path} holds a {encoder_type!r} encoder; supported: {', '.join(ENCODER_TYPES)} "
-                              "(the IR-SE50 ReStyle pSp and e4e, and encoder4editing's e4e)")
+        held = f"a {encoder_type!r} encoder" if encoder_type else "an encoder whose opts name no encoder_type"
+        raise FileFormatError(f"{path} holds {held}; supported: {', '.join(ENCODER_TYPES)} (the IR-SE50 "
+                              "ReStyle pSp and e4e, and encoder4editing's e4e)")
     encoder_state = _split(state, ENCODER_PREFIX)
     kind = ENCODER_TYPES[encoder_type]
     arch = infer_arch(encoder_state, kind, str(path))
