@@ -28,6 +28,7 @@ from . import paths
 from .alignment import align_face
 from .domain.files import Domain
 from .domain.parameterizations import Parameterization
+from .encoders.preprocess import encoder_input
 from .errors import ConfigError, HDNError
 from .images import Fit, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
@@ -141,7 +142,6 @@ def encode_photos(E: PhotoEncoder, photos: Sequence[str | Path], iterations: int
     ``precision`` (``runtime.autocast``; the codes and images come back in float32); II2S
     optimises in float32.
     """
-    from .encoders.preprocess import encoder_input
     from .training.runtime import autocast
 
     G = G if G is not None else E.generator

@@ -13,9 +13,8 @@ code w₀ of every entry, the others a delta:
     out[:, 0] = w₀,   out[:, i] = w₀ + head_i(p_level(i))   (all progressive stages on)
 
 and the W+ code of a photo x is ``latent_avg + out(x)``, in one pass (:class:`~.e4e.E4EEncoder`).
-Parameter names follow the
-released checkpoints (``input_layer.*``, ``body.*``, ``styles.N.*``, ``latlayer1.*``,
-``latlayer2.*``).
+Parameter names follow the released checkpoints (``input_layer.*``, ``body.*``, ``styles.N.*``,
+``latlayer1.*``, ``latlayer2.*``).
 """
 from __future__ import annotations
 
