@@ -118,6 +118,22 @@ def test_released_key_names_and_shapes() -> None:
     assert state["styles.17.linear.weight"].shape == (512, 512) and "styles.18.linear.weight" not in state
 
 
+def test_full_size_tensors_account_for_the_published_file_size() -> None:
+    """encoder4editing's e4e_ffhq_encode.pt has 1,201,649,680 bytes. The tensors of the full-size
+    network, an FFHQ 1024 decoder and the (18, 512) latent_avg make up all but ~0.03 % of them
+    (the rest: the zip's per-tensor records, the pickled key names and opts); one head conv or
+    lateral layer too many or too few would be megabytes off."""
+    from hyperdomainnet.stylegan2.generator import Generator
+
+    with torch.device("meta"):
+        net = Encoder4EditingNet(EncoderArch("encoder4editing", 18, input_nc=3))
+        decoder = Generator(1024)
+    tensors = [*net.state_dict().values(), *(v for k, v in decoder.state_dict().items() if k != "latent_avg")]
+    total = sum(t.numel() * t.element_size() for t in tensors) + 18 * 512 * 4
+    overhead = 1_201_649_680 - total
+    assert 0 < overhead < 500 * len(tensors), overhead
+
+
 def test_load_encoder_recognises_each_network(tmp_path, G) -> None:
     e4e, _ = write_e4e_standin(tmp_path / "e4e.pt", G)
     psp, _ = write_restyle_standin(tmp_path / "psp.pt", G, "psp")
