@@ -23,7 +23,7 @@ file (any kind, through its ``Parameterization``) or the hypernetwork's δ for t
 (``render.hypernet_rows``) at strength α. Noise is the generator's constant noise. Loaded
 generators, domain files and prompt vectors are cached.
 
-Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by a ReStyle encoder
+Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by an encoder
 (the ``--encoder`` specs given, plus downloaded zoo encoders) exactly as ``hdn stylize`` does it
 (``stylize.encode_photos``: FFHQ-aligned first for a face encoder), then rendered by the
 encoder's generator in the chosen domain or the prompt's δ. Inverted photos are cached by their
@@ -348,7 +348,8 @@ class Studio:
         buffer = io.BytesIO()
         photo.convert("RGB").save(buffer, format="PNG")
         inverted, notes = self._inverted(encoder, buffer.getvalue(), steps)
-        caption = f"{encoder} · {steps} iterations" + "".join(f" · {note}" for note in notes)
+        passes = f"{steps} iterations" if E.iterative else "one pass"
+        caption = f"{encoder} · {passes}" + "".join(f" · {note}" for note in notes)
         chosen = self.domain(source, domain, hypernet, prompt)
         if chosen is None:
             return to_pil(inverted.reconstruction), None, caption + " · no domain chosen"
@@ -453,7 +454,7 @@ def _result_column(gr: Any, left: tuple[str, str], right: tuple[str, str], capti
 def _photo_tab(gr: Any, studio: Studio, choices: _Choices) -> None:
     """Your photo: upload, pick an encoder and a domain or prompt; reconstruction and stylised result."""
     encoders = list(studio.encoders)
-    gr.Markdown("### Your photo in any domain: ReStyle inversion, then the adapted generator"
+    gr.Markdown("### Your photo in any domain: encoder inversion, then the adapted generator"
                 + ("" if encoders else " — start hdn ui with --encoder restyle-psp-ffhq (or a file) to use it"))
     with gr.Row():
         with gr.Column(scale=1):
