@@ -42,6 +42,7 @@ MIX_FROM = 7          # first W+ index taken from the reference latent (MindTheG
 MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in previews
 REFERENCE_LATENT = "reference_latent"
 ALIGNED_DIR = "aligned"
+ALIGNED_BY = "dlib"   # in the cached file names: copies aligned from other landmarks are not reused
 ENCODER_BATCH = 4     # photos per encoder forward
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
@@ -80,7 +81,7 @@ class Inverted:
 
 def aligned_copy(path: str | Path, size: int) -> Path:
     """The FFHQ-aligned ``size`` px crop of a photo, cached as PNG under ``HDN_HOME/aligned``."""
-    out = paths.subdir(ALIGNED_DIR) / f"{image_sha256(path)[:20]}-{size}.png"
+    out = paths.subdir(ALIGNED_DIR) / f"{image_sha256(path)[:20]}-{size}-{ALIGNED_BY}.png"
     if not out.is_file():
         save_image(align_face(path, size), out)
     return out
