@@ -22,7 +22,7 @@ from hyperdomainnet.encoders.preprocess import encoder_input
 from hyperdomainnet.errors import DownloadError, FileFormatError
 from hyperdomainnet.latent import Latent
 from hyperdomainnet.loaders import load_generator
-from test_download import closed_url
+from test_download import REV, closed_url, hub  # noqa: F401 (hub: a fixture)
 from test_stylize import write_photo
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -164,10 +164,16 @@ def test_landmark_model_offline_is_one_line(monkeypatch, cache_home: Path) -> No
     assert not zoo.resolve(alignment.LANDMARK_MODEL).path().exists()
 
 
-def test_landmark_model_downloads_bz2_decompresses_and_verifies(server, monkeypatch, tmp_path: Path) -> None:
-    """As dlib publishes it: bzip2-compressed; the SHA-256 is the decompressed file's."""
+@pytest.mark.parametrize("transport", ["http", "hugging-face"])
+def test_landmark_model_downloads_bz2_decompresses_and_verifies(hub, monkeypatch, tmp_path: Path, transport) -> None:
+    """As dlib and its mirrors publish it: bzip2-compressed; the SHA-256 is the decompressed file's."""
     model = write_landmark_standin(tmp_path / "sp.dat").read_bytes()
-    url = server.add("/files/shape_predictor_68_face_landmarks.dat.bz2", bz2.compress(model))
+    name = "shape_predictor_68_face_landmarks.dat.bz2"
+    if transport == "http":
+        url = hub.add(f"/files/{name}", bz2.compress(model))
+    else:
+        hub.add(f"/org/repo/resolve/{REV}/{name}", bz2.compress(model))
+        url = f"https://huggingface.co/org/repo/resolve/{REV}/{name}"
     landmark_urls(monkeypatch, url, sha256=hashlib.sha256(b"other").hexdigest())
     with pytest.raises(DownloadError, match="checksum mismatch"):
         alignment.landmark_model_path()
