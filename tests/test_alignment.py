@@ -37,17 +37,22 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def landmark_urls(monkeypatch: pytest.MonkeyPatch, *urls: str, sha256: str | None = None) -> None:
-    """The zoo's landmark model entry with other URLs (and SHA-256)."""
+def zoo_sources(monkeypatch: pytest.MonkeyPatch, name: str, *urls: str, sha256: str | None = None) -> None:
+    """The zoo entry ``name`` with other URLs (none given: its own) and SHA-256 (a stand-in's)."""
     original = zoo.resolve
 
-    def resolve(name):
-        entry = original(name)
-        if entry.name != alignment.LANDMARK_MODEL:
+    def resolve(spec):
+        entry = original(spec)
+        if entry.name != name:
             return entry
-        return replace(entry, urls=urls, sha256=sha256 or entry.sha256)
+        return replace(entry, urls=urls or entry.urls, sha256=sha256 or entry.sha256)
 
     monkeypatch.setattr(zoo, "resolve", resolve)
+
+
+def landmark_urls(monkeypatch: pytest.MonkeyPatch, *urls: str, sha256: str | None = None) -> None:
+    """The zoo's landmark model entry with other URLs (and SHA-256)."""
+    zoo_sources(monkeypatch, alignment.LANDMARK_MODEL, *urls, sha256=sha256)
 
 
 @pytest.fixture

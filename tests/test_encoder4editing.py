@@ -11,6 +11,7 @@ from hyperdomainnet.encoders import (E4EEncoder, Encoder4EditingNet, EncoderArch
                                      write_encoder_checkpoint)
 from hyperdomainnet.errors import FileFormatError
 from hyperdomainnet.loaders import load_generator
+from test_download import hub  # noqa: F401 (a fixture)
 
 TINY_G = "random:32:channel_max=16:n_mlp=2:style_dim=32"
 
@@ -209,3 +210,27 @@ def test_hdn_invert_and_stylize_accept_it(tmp_path, capsys, G, monkeypatch) -> N
                                 "--out", str(tmp_path / "s"), *cpu)
     assert code == 0, err
     assert "by e4e_ffhq_encode.pt" in stdout and (tmp_path / "s" / "p-stylized.png").is_file()
+
+
+def test_e4e_ffhq_by_name_downloads_from_its_pinned_hugging_face_copy(tmp_path, capsys, G, hub, monkeypatch) -> None:
+    """``--encoder e4e-ffhq``: the zoo's own first URL (Hugging Face, pinned commit) served locally
+    with a stand-in, verified (by the stand-in's hash), loaded as encoder4editing's network."""
+    import hashlib
+
+    from conftest import run_cli
+    from hyperdomainnet import zoo
+    from test_alignment import zoo_sources
+    from test_stylize import write_photo
+
+    monkeypatch.setenv("HDN_HOME", str(tmp_path / "home"))
+    path, _ = write_e4e_standin(tmp_path / "standin.pt", G)
+    first = zoo.resolve("e4e-ffhq").urls[0]
+    assert first.startswith("https://huggingface.co/wmpscc/StyleGene/resolve/")
+    hub.add(first.removeprefix("https://huggingface.co"), path.read_bytes())
+    zoo_sources(monkeypatch, "e4e-ffhq", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    photo = write_photo(tmp_path / "p.png", 0, (64, 64))
+    code, stdout, err = run_cli(capsys, "invert", str(photo), "--encoder", "e4e", "--out", str(tmp_path / "o"),
+                                "--no-align", "--device", "cpu", "--no-progress")
+    assert code == 0, err
+    assert "by e4e-ffhq" in stdout and zoo.resolve("e4e-ffhq").path().is_file()
+    assert hub.hits.count(f"GET {first.removeprefix('https://huggingface.co')}") == 1
