@@ -5,7 +5,8 @@ encoder with one head per W+ entry, a HyperDomainNet of the released width fed b
 ViT-B/32 CLIP text tower), so the figures are the real ones without downloading anything:
 
 * encoder: ``stylize.encode_photos`` of one photo (5 iterations: 5 encoder passes, 4 renders for
-  the next iteration's input, 1 reconstruction render), and per photo in a batch of ``--batch``;
+  the next iteration's input, 1 reconstruction render; ``--kind encoder4editing``: one pass and
+  the reconstruction render), and per photo in a batch of ``--batch``;
 * stylize: the same inversion + the prompt's δ (CLIP text embedding → HyperDomainNet) + the
   stylised render + writing the strip, the models being loaded already (``hdn stylize --text``
   after start-up);
@@ -17,6 +18,7 @@ ViT-B/32 CLIP text tower), so the figures are the real ones without downloading 
     python benchmarks/encoder_inversion.py                       # 1024 px, CPU, II2S 1000 steps
     python benchmarks/encoder_inversion.py --ii2s-steps 5        # time 5 II2S steps, extrapolate
     python benchmarks/encoder_inversion.py --size 256 --device cuda
+    python benchmarks/encoder_inversion.py --kind encoder4editing --ii2s-steps 2   # e4e-ffhq
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--kind", choices=("psp", "encoder4editing"), default="psp",
+                        help="the encoder: ReStyle pSp (iterative) or encoder4editing's e4e (e4e-ffhq, one pass)")
     parser.add_argument("--batch", type=int, default=4, help="photos per forward for the batched figure")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ii2s-steps", type=int, default=II2S_STEPS,
@@ -81,7 +85,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     from hyperdomainnet.clip import load_clip
-    from hyperdomainnet.encoders import EncoderArch, ReStyleEncoder, ReStyleNet
+    from hyperdomainnet.encoders import E4EEncoder, Encoder4EditingNet, EncoderArch, ReStyleEncoder, ReStyleNet
     from hyperdomainnet.hypernet import HyperDomainNet
     from hyperdomainnet.hypernet.model import prompt_embeddings
     from hyperdomainnet.images import load_image, save_grid
@@ -96,18 +100,24 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU when it exceeds the cores)")
     set_up = time.perf_counter()
     G = prepare_generator(load_generator(f"random:{args.size}", device), device)
-    arch = EncoderArch("psp", G.n_latent)
+    channels = 3 if args.kind == "encoder4editing" else 6
+    arch = EncoderArch(args.kind, G.n_latent, input_nc=channels)
     if args.encoder_width:
         scale = args.encoder_width / arch.widths[-1]
-        arch = EncoderArch("psp", G.n_latent, widths=tuple(max(2, round(w * scale)) for w in arch.widths),
+        arch = EncoderArch(args.kind, G.n_latent, input_nc=channels,
+                           widths=tuple(max(2, round(w * scale)) for w in arch.widths),
                            stem_width=max(2, round(arch.stem_width * scale)))
-    net = ReStyleNet(arch).eval().requires_grad_(False).to(device)
-    E = ReStyleEncoder(net, G, G.mean_latent()[None].repeat(G.n_latent, 1), "random pSp").to(device)
+    network, encoder = (Encoder4EditingNet, E4EEncoder) if args.kind == "encoder4editing" else (ReStyleNet, ReStyleEncoder)
+    net = network(arch).eval().requires_grad_(False).to(device)
+    E = encoder(net, G, G.mean_latent()[None].repeat(G.n_latent, 1), f"random {args.kind}").to(device)
+    if not E.iterative:
+        args.iterations = 1
     clip = load_clip(args.clip, device)
     hyper = HyperDomainNet(G.domain_layout, embed_dim=clip.embed_dim, width=args.hyper_width).eval().to(device)
     folder = Path(tempfile.mkdtemp(prefix="hdn-bench-"))
     photos = [write_photo(folder / f"photo{i}.png", args.size) for i in range(args.batch)]
-    E.average_image()
+    if E.iterative:
+        E.average_image()
     print(f"set-up (models built, average image rendered): {time.perf_counter() - set_up:.1f} s; "
           f"encoder {sum(p.numel() for p in net.parameters()) / 1e6:.0f} M parameters, generator {args.size} px")
 
@@ -157,7 +167,7 @@ def parts(E: object, G: object, stylize_one: Callable[[], torch.Tensor], folder:
     """Time and count the pieces of one stylised photo (medians of interleaved calls)."""
     from hyperdomainnet.images import save_grid
 
-    x = torch.rand(1, 6, 256, 256, device=device).contiguous(memory_format=torch.channels_last) * 2 - 1
+    x = torch.rand(1, E.net.arch.input_nc, 256, 256, device=device).contiguous(memory_format=torch.channels_last) * 2 - 1
     ws = E.latent_avg[None]
     inference = E.inference_net()
     strip = stylize_one()   # photo | reconstruction | stylised, as written

@@ -29,8 +29,10 @@ def test_every_benchmark_script_is_covered():
                                                          "peak_memory.py"}
 
 
-def test_encoder_inversion_benchmark(monkeypatch, capsys):
-    code = run_script("encoder_inversion.py", "--size", "32", "--encoder-width", "16", "--clip", "random:tiny",
+@pytest.mark.parametrize("kind", ["psp", "encoder4editing"])
+def test_encoder_inversion_benchmark(monkeypatch, capsys, kind):
+    code = run_script("encoder_inversion.py", "--kind", kind, "--size", "32", "--encoder-width", "16",
+                      "--clip", "random:tiny",
                       "--hyper-width", "16", "--iterations", "2", "--batch", "2", "--repeats", "1",
                       "--ii2s-steps", "2", "--pnorm-samples", "64", "--threads", "1", monkeypatch=monkeypatch)
     out = capsys.readouterr().out

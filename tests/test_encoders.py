@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import perturb
+from encoder_standins import randomize
 from hyperdomainnet.encoders import EncoderArch, ReStyleNet, load_encoder, write_encoder_checkpoint
 from hyperdomainnet.encoders.inference import InferenceNet
 from hyperdomainnet.errors import FileFormatError
@@ -13,21 +14,6 @@ from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 from hyperdomainnet.loaders import load_generator
 
 TINY_G = "random:32:channel_max=16:n_mlp=2:style_dim=32"
-
-
-def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random BatchNorm statistics/affines and PReLU slopes, so eval-mode BatchNorm is not the identity."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            elif isinstance(m, torch.nn.PReLU):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5)
-    return net
 
 
 def tiny_encoder_file(tmp_path, kind: str = "psp", latent_shape: str = "wplus"):

@@ -1,20 +1,17 @@
-"""Image loading edge cases, writing, grids, hashing and the FFHQ alignment geometry."""
+"""Image loading edge cases, writing, grids, hashing and square fitting."""
 from __future__ import annotations
 
 import hashlib
-import math
-import sys
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from hyperdomainnet import images
 from hyperdomainnet.errors import HDNError
-from hyperdomainnet.images import (align_face, align_with_landmarks, ffhq_quad, image_sha256, load_image,
-                                   save_grid, save_image, to_pil, to_tensor)
+from hyperdomainnet.images import fit_square, image_sha256, load_image, save_grid, save_image, to_pil, to_tensor
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -217,87 +214,15 @@ def test_image_sha256_hashes_the_bytes(tmp_path):
         image_sha256(tmp_path / "nope.png")
 
 
-# ----- FFHQ alignment ------------------------------------------------------------------------
-def landmarks(eye_l, eye_r, mouth_l, mouth_r, angle=0.0, origin=(0.0, 0.0)) -> np.ndarray:
-    """68 iBUG landmarks with the given eye centres and mouth corners, rotated by ``angle`` (rad)."""
-    lm = np.tile(np.mean([eye_l, eye_r, mouth_l, mouth_r], axis=0), (68, 1))
-    ring = np.array([[-3, 0], [-1, -1], [1, -1], [3, 0], [1, 1], [-1, 1]], float)
-    lm[36:42], lm[42:48] = np.array(eye_l) + ring, np.array(eye_r) + ring
-    lm[48], lm[54] = mouth_l, mouth_r
-    return rotate(lm, angle, origin)
+@pytest.mark.parametrize("size, fit, box", [((60, 40), "crop", (10, 0, 50, 40)), ((40, 60), "crop", (0, 10, 40, 50)),
+                                            ((30, 30), "crop", (0, 0, 30, 30))])
+def test_fit_square_crops_without_resampling(size, fit, box) -> None:
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    assert np.array_equal(np.asarray(fit_square(img, fit)), np.asarray(img.crop(box)))
 
 
-def rotate(points, angle, origin):
-    c, s = math.cos(angle), math.sin(angle)
-    p = np.asarray(points, float) - origin
-    return p @ np.array([[c, s], [-s, c]]) + origin
-
-
-def test_ffhq_quad_geometry():
-    lm = landmarks((40, 50), (60, 50), (42, 70), (58, 70))
-    quad, qsize = ffhq_quad(lm)
-    np.testing.assert_allclose(quad, [[10, 12], [10, 92], [90, 92], [90, 12]], atol=1e-9)
-    assert qsize == pytest.approx(80)
-    angle, origin = 0.6, np.array([7.0, -3.0])
-    quad_r, qsize_r = ffhq_quad(rotate(lm, angle, origin) * 2.5)
-    np.testing.assert_allclose(quad_r, rotate(quad, angle, origin) * 2.5, atol=1e-9)
-    assert qsize_r == pytest.approx(200)
-    with pytest.raises(ValueError):
-        ffhq_quad(np.zeros((5, 2)))
-
-
-def centroid(arr: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    mask = np.all(np.abs(arr.astype(int) - colour) < 90, axis=-1)
-    ys, xs = np.nonzero(mask)
-    assert len(xs) > 3, f"marker {colour} not found"
-    return np.array([xs.mean(), ys.mean()])
-
-
-@pytest.mark.parametrize("angle,canvas", [(0.0, 200), (math.radians(30), 200), (math.radians(-20), 96)])
-def test_align_with_landmarks_puts_the_face_in_the_ffhq_frame(angle, canvas):
-    origin = (50.0, 50.0)
-    eye_l, eye_r, mouth = rotate([[40, 50], [60, 50], [50, 70]], angle, origin)
-    img = Image.new("RGB", (canvas, canvas), (120, 120, 120))
-    draw = ImageDraw.Draw(img)
-    for (x, y), colour in ((eye_l, RED), (eye_r, BLUE), (mouth, GREEN)):
-        draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
-    lm = landmarks((40, 50), (60, 50), (42, 70), (58, 70), angle, origin)
-    out = np.asarray(align_with_landmarks(img, lm, size=64, transform_size=256))
-    assert out.shape == (64, 64, 3)
-    assert not np.any(np.all(out < 40, axis=-1)), "area outside the photo must be reflect-padded, not black"
-    # quad (10, 12)–(90, 92) maps onto the 64 px square: scale 0.8
-    np.testing.assert_allclose(centroid(out, RED), [24, 30.4], atol=1.5)
-    np.testing.assert_allclose(centroid(out, BLUE), [40, 30.4], atol=1.5)
-    np.testing.assert_allclose(centroid(out, GREEN), [32, 46.4], atol=1.5)
-
-
-class FakeLandmarker:
-    def __init__(self, faces):
-        self.faces = faces
-
-    def get_landmarks_from_image(self, arr):
-        assert arr.dtype == np.uint8 and arr.ndim == 3
-        return self.faces
-
-
-def test_align_face_detects_and_aligns(tmp_path, monkeypatch):
-    path = tmp_path / "face.png"
-    Image.new("RGB", (120, 120), (90, 90, 90)).save(path)
-    small = landmarks((10, 10), (14, 10), (10, 14), (14, 14))
-    big = landmarks((40, 50), (60, 50), (42, 70), (58, 70))
-    monkeypatch.setattr(images, "_landmark_model", lambda device: FakeLandmarker([small, big]))
-    t = align_face(path, size=32)
-    assert t.shape == (1, 3, 32, 32) and t.min() >= -1 and t.max() <= 1
-    monkeypatch.setattr(images, "_landmark_model", lambda device: FakeLandmarker(None))
-    with pytest.raises(HDNError) as exc:
-        align_face(path, size=32)
-    one_line_error(exc, "no face found")
-
-
-def test_align_face_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "face_alignment", None)  # makes `import face_alignment` fail
-    images._landmark_model.cache_clear()
-    with pytest.raises(HDNError) as exc:
-        align_face(Image.new("RGB", (64, 64)), size=32)
-    one_line_error(exc, "pip install face-alignment")
-    images._landmark_model.cache_clear()
+def test_fit_square_pads_with_white() -> None:
+    img = halves(40, 20)
+    out = np.asarray(fit_square(img, "pad"))
+    assert out.shape == (40, 40, 3)
+    assert np.array_equal(out[10:30], np.asarray(img)) and (out[:10] == 255).all() and (out[30:] == 255).all()

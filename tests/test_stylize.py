@@ -1,7 +1,6 @@
 """Photos in adapted domains: style mixing, reference latents in domain files, stylize, hdn invert / stylize."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,15 +128,12 @@ def test_hdn_invert_writes_latent_and_preview(tmp_path: Path, capsys, G) -> None
 
 
 def test_hdn_invert_align_uses_the_aligned_face(tmp_path: Path, capsys, monkeypatch, cache_home) -> None:
+    from hyperdomainnet import alignment
+
     photo = write_photo(tmp_path / "face.png", size=(120, 120))
     lm = np.zeros((68, 2))
     lm[36:42], lm[42:48], lm[48], lm[54] = (40, 50), (60, 50), (42, 70), (58, 70)
-
-    class Landmarker:
-        def get_landmarks_from_image(self, arr):
-            return [lm]
-
-    monkeypatch.setattr(images, "_landmark_model", lambda device: Landmarker())
+    monkeypatch.setattr(alignment, "detect_landmarks", lambda img: lm)
     code, _, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(tmp_path / "o"),
                            "--align", *FAST_CLI)
     assert code == 0, err
@@ -174,7 +170,7 @@ def test_hdn_stylize_end_to_end(tmp_path: Path, capsys, G) -> None:
     ("missing", "does not exist"),
     ("out-is-file", "is a file"),
     ("fit", "--fit"),
-    ("align-missing", "pip install face-alignment"),
+    ("align-offline", "--no-align"),
 ])
 def test_hdn_invert_bad_input_is_one_line(tmp_path: Path, capsys, monkeypatch, case: str, message: str) -> None:
     photo = tmp_path / "photo.png"
@@ -195,13 +191,14 @@ def test_hdn_invert_bad_input_is_one_line(tmp_path: Path, capsys, monkeypatch, c
     elif case == "fit":
         write_photo(photo)
         extra = ["--fit", "stretch"]
-    elif case == "align-missing":
+    elif case == "align-offline":   # the landmark model cannot be downloaded
+        from test_alignment import landmark_urls
+        from test_download import closed_url
+
         write_photo(photo)
-        monkeypatch.setitem(sys.modules, "face_alignment", None)
-        images._landmark_model.cache_clear()
+        landmark_urls(monkeypatch, closed_url())
         extra = ["--align"]
     code, _, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), *FAST_CLI, *extra)
-    images._landmark_model.cache_clear()
     assert code == 1 and message in err and err.count("\n") == 1, err
     assert case == "out-is-file" or not out.exists()
 

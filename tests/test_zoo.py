@@ -24,7 +24,8 @@ SHORT_ALIASES = {"ffhq": "stylegan2-ffhq-config-f", "afhq-cat": "stylegan2-afhqc
                  "afhq-dog": "stylegan2-ada-afhqdog", "car": "stylegan2-car-config-f",
                  "cat": "stylegan2-cat-config-f", "church": "stylegan2-church-config-f",
                  "horse": "stylegan2-horse-config-f", "restyle-psp-ffhq": "restyle-psp-ffhq",
-                 "restyle-e4e-ffhq": "e4e-ffhq", "hdn-20": "hdn-20"}
+                 "restyle-e4e-ffhq": "restyle-e4e-ffhq", "e4e": "e4e-ffhq",
+                 "landmarks": "dlib-landmarks-68", "hdn-20": "hdn-20"}
 HF_PINNED = re.compile(r"https://huggingface\.co/[^/]+/[^/]+/resolve/[0-9a-f]{40}/.+")
 
 
@@ -67,7 +68,7 @@ def test_entries_are_well_formed() -> None:
     entries = zoo.list_entries()
     assert len({e.name for e in entries}) == len(entries) == len({e.file_name for e in entries})
     for e in entries:
-        assert e.kind in ("generator", "encoder", "archive", "domain", "hypernet"), e.name
+        assert e.kind in ("generator", "encoder", "landmarks", "archive", "domain", "hypernet"), e.name
         assert e.sha256_provenance in zoo.PROVENANCES, e.name
         assert (e.sha256 is not None) == (e.sha256_provenance != "none"), e.name  # a hash says where it is from
         assert e.size is None or (e.size > 0 and e.sha256 is not None), e.name

@@ -6,13 +6,13 @@ Every artefact loads by ``X.load(path)`` or ``load_x(name_or_path)`` and saves b
 * domains: ``Domain.load`` / ``load_domain`` and ``domain.save``;
 * hypernetworks: ``HyperDomainNet.load`` / ``load_hypernet`` and ``net.save``;
 * inverted photos: ``Latent.load`` and ``latent.save`` (W+ codes written by ``hdn invert``);
-* ReStyle encoders: ``ReStyleEncoder.load`` / ``load_encoder`` (released checkpoints; read only).
+* photo encoders: ``load_encoder`` (released ReStyle and e4e checkpoints; read only).
 
 Errors a user can cause are :class:`HDNError` subclasses: :class:`ConfigError`,
 :class:`FileFormatError`, :class:`DownloadError`, :class:`DeviceError`.
 """
 from .domain.files import Domain
-from .encoders.restyle import ReStyleEncoder, load_encoder
+from .encoders import ReStyleEncoder, load_encoder
 from .errors import ConfigError, DeviceError, DownloadError, FileFormatError, HDNError
 from .hypernet.model import HyperDomainNet
 from .latent import Latent

@@ -8,6 +8,8 @@
 * any other URL: :func:`torch.hub.download_url_to_file`;
 * a local path (a mirror folder): a copy.
 
+A URL whose path ends in ``.bz2`` serves the file bzip2-compressed: it is decompressed before the check.
+
 The bytes land in a temporary sibling of the destination, which they replace only when they pass:
 not an HTML page (a Drive quota or sign-in page), the expected size and SHA-256 when known (the
 digest is then remembered). Every failure is one :class:`DownloadError` line listing each source
@@ -15,6 +17,7 @@ tried and why it failed, the setting or URL to get the file another way, and the
 """
 from __future__ import annotations
 
+import bz2
 import os
 import re
 import shutil
@@ -62,6 +65,17 @@ def _google_drive(url: str, tmp: Path) -> None:
         raise OSError("Google Drive served no file (download quota exceeded, or not shared)")
 
 
+def _decompress_bz2(tmp: Path) -> None:
+    """Replace the bzip2 file ``tmp`` by its decompressed bytes (streamed)."""
+    packed = tmp.with_name(tmp.name + ".bz2")
+    os.replace(tmp, packed)
+    try:
+        with bz2.open(packed) as source, open(tmp, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    finally:
+        packed.unlink(missing_ok=True)
+
+
 def _transfer(url: str, tmp: Path, dest: Path) -> None:
     """Write the bytes behind ``url`` (meant for ``dest``) to ``tmp`` with the transport that fits it."""
     match = HF_URL.fullmatch(url)
@@ -75,6 +89,8 @@ def _transfer(url: str, tmp: Path, dest: Path) -> None:
         from torch.hub import download_url_to_file
 
         download_url_to_file(url, str(tmp), progress=interactive())
+    if url.split("?")[0].endswith(".bz2"):
+        _decompress_bz2(tmp)
 
 
 def _check(tmp: Path, size: int | None, sha256: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Image I/O: robust loading to tensors in [−1, 1], PNG writing, grids, hashing, FFHQ face alignment.
+"""Image I/O: robust loading to tensors in [−1, 1], PNG writing, grids, hashing.
 
 ``load_image`` accepts anything Pillow reads and normalises it: EXIF orientation applied,
 transparency composited on white, greyscale / palette / CMYK / 16-bit converted to 8-bit RGB
@@ -8,24 +8,20 @@ Memory stays bounded for huge files: Pillow's decompression-bomb limit
 (``PIL.Image.MAX_IMAGE_PIXELS``) is enforced, JPEGs are decoded at reduced scale (``draft``) and
 the resize uses ``reduce`` first. Every bad image raises a one-line
 :class:`~hyperdomainnet.errors.FileFormatError`.
-
-``align_face`` implements the FFHQ alignment recipe (eye/mouth landmarks → oriented square →
-quad transform); landmark detection needs the optional ``face-alignment`` package.
 """
 from __future__ import annotations
 
 import logging
 import warnings
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
-from .errors import ConfigError, DownloadError, FileFormatError
+from .errors import FileFormatError
 from .hashing import sha256_file as file_sha256
 
 log = logging.getLogger(__name__)
@@ -35,13 +31,12 @@ FITS: tuple[str, ...] = ("crop", "pad")
 BACKGROUND = (255, 255, 255)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-FACE_EXTRA_HINT = "pip install face-alignment (the optional face-alignment extra)"
 # zlib level of written PNGs (lossless at any level): on a 3072×1024 stylised strip, level 1 took
 # 0.25 s against Pillow's default 6 at 1.17 s (smooth content) for files ~28% larger
 PNG_COMPRESS_LEVEL = 1
 
-__all__ = ["load_image", "open_image", "to_tensor", "to_pil", "save_image", "save_grid",
-           "image_sha256", "ffhq_quad", "align_with_landmarks", "detect_landmarks", "align_face"]
+__all__ = ["load_image", "open_image", "fit_square", "to_tensor", "to_pil", "save_image", "save_grid",
+           "image_sha256"]
 
 
 # ----- reading -------------------------------------------------------------------------------
@@ -153,6 +148,21 @@ def load_image(path: str | Path, size: int, fit: Fit = "crop") -> torch.Tensor:
     return to_tensor(out)
 
 
+def fit_square(img: Image.Image, fit: Fit = "crop") -> Image.Image:
+    """``img`` made square without resampling: its central square (``crop``) or the whole image
+    centred on a white square (``pad``)."""
+    w, h = img.size
+    if w == h:
+        return img
+    if fit == "crop":
+        side = min(w, h)
+        return img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    side = max(w, h)
+    out = Image.new("RGB", (side, side), BACKGROUND)
+    out.paste(img, ((side - w) // 2, (side - h) // 2))
+    return out
+
+
 def image_sha256(path: str | Path) -> str:
     """SHA-256 of the file's bytes (hex), for caching work done on an image."""
     return file_sha256(_check_file(path))
@@ -192,109 +202,3 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
     return save_image(make_grid(images.detach().float().clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0),
                       path)
-
-
-# ----- FFHQ face alignment -------------------------------------------------------------------
-def ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
-    """The FFHQ crop for 68 iBUG landmarks: (quad (4, 2) = top-left, bottom-left, bottom-right,
-    top-right corners in image coordinates; its side length).
-
-    e = mean right eye − mean left eye, m = mouth-corner midpoint − eye midpoint;
-    x = (e − rot90(m)) normalised × max(2|e|, 1.8|m|), y = rot90(x) (pointing down the face),
-    centre c = eye midpoint + 0.1 m; quad = c ∓ x ∓ y; side = 2|x|.
-    """
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape != (68, 2):
-        raise ValueError(f"expected 68 (x, y) landmarks in the iBUG/dlib order, got shape {lm.shape}")
-    eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
-    eye_avg = (eye_left + eye_right) / 2
-    eye_to_eye = eye_right - eye_left
-    eye_to_mouth = (lm[48] + lm[54]) / 2 - eye_avg
-    x = eye_to_eye - np.array([-eye_to_mouth[1], eye_to_mouth[0]])
-    x = x / np.hypot(*x) * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
-    y = np.array([-x[1], x[0]])
-    c = eye_avg + eye_to_mouth * 0.1
-    quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
-    return quad, float(np.hypot(*x) * 2)
-
-
-def align_with_landmarks(img: Image.Image, landmarks: np.ndarray, size: int = 1024,
-                         transform_size: int = 4096, enable_padding: bool = True) -> Image.Image:
-    """Crop, pad and warp ``img`` to the FFHQ-aligned ``size``×``size`` face given its landmarks.
-
-    The FFHQ recipe: shrink when the face is over twice the output size, crop to the quad plus a
-    10 % border, reflect-pad (blurred, fading to the median colour) where the quad leaves the
-    image, then map the quad onto a ``transform_size`` square and downscale with Lanczos.
-    """
-    quad, qsize = ffhq_quad(landmarks)
-    img = img.convert("RGB")
-    shrink = int(np.floor(qsize / size * 0.5))
-    if shrink > 1:
-        img = img.resize((int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink))),
-                         Image.Resampling.LANCZOS, reducing_gap=3.0)
-        quad, qsize = quad / shrink, qsize / shrink
-    border = max(int(np.rint(qsize * 0.1)), 3)
-    lo, hi = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
-    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0),
-            min(hi[0] + border, img.size[0]), min(hi[1] + border, img.size[1]))
-    if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
-        img = img.crop(crop)
-        quad = quad - crop[:2]
-    lo, hi = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
-    pad = (max(-lo[0] + border, 0), max(-lo[1] + border, 0),
-           max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0))
-    if enable_padding and max(pad) > border - 4:
-        img, quad = _pad_reflect(img, quad, pad, qsize)
-    out_side = max(transform_size, size)
-    img = img.transform((out_side, out_side), Image.Transform.QUAD, tuple((quad + 0.5).flatten()),
-                        Image.Resampling.BILINEAR)
-    if size < out_side:
-        img = img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return img
-
-
-def _pad_reflect(img: Image.Image, quad: np.ndarray, pad: tuple[int, int, int, int],
-                 qsize: float) -> tuple[Image.Image, np.ndarray]:
-    """FFHQ padding: reflect by ≥ 0.3·qsize, blend towards a blurred copy and the median colour
-    with a mask that grows away from the original image edge."""
-    left, top, right, bottom = (max(p, int(np.rint(qsize * 0.3))) for p in pad)
-    arr = np.pad(np.asarray(img, dtype=np.float32), ((top, bottom), (left, right), (0, 0)), "reflect")
-    h, w, _ = arr.shape
-    yy, xx = np.ogrid[:h, :w]
-    mask = np.maximum(1.0 - np.minimum(xx.astype(np.float32) / left, (w - 1 - xx).astype(np.float32) / right),
-                      1.0 - np.minimum(yy.astype(np.float32) / top, (h - 1 - yy).astype(np.float32) / bottom))
-    mask = mask[..., None]
-    blurred = np.asarray(Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)))
-                         .filter(ImageFilter.GaussianBlur(qsize * 0.02)), dtype=np.float32)
-    arr += (blurred - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-    arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
-    return Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255))), quad + np.array([left, top])
-
-
-@lru_cache(maxsize=2)
-def _landmark_model(device: str) -> Any:
-    try:
-        import face_alignment
-    except ImportError:
-        raise ConfigError(f"face alignment needs the face-alignment package; {FACE_EXTRA_HINT}") from None
-    try:
-        return face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, flip_input=False,
-                                            device=device)
-    except (OSError, RuntimeError) as exc:
-        raise DownloadError(f"could not load the face-alignment landmark model ({exc}); it is downloaded "
-                            "on first use, so run once with internet access") from None
-
-
-def detect_landmarks(img: Image.Image, device: str = "cpu") -> np.ndarray:
-    """68 iBUG landmarks (68, 2) of the largest face found by ``face-alignment``."""
-    found = _landmark_model(device).get_landmarks_from_image(np.asarray(img.convert("RGB")))
-    if not found:
-        raise FileFormatError("no face found in the image; pass a photo with a clearly visible, roughly "
-                              "frontal face, or skip alignment")
-    return max(found, key=lambda lm: float(np.ptp(lm[:, 0]) * np.ptp(lm[:, 1])))[:, :2]
-
-
-def align_face(image: str | Path | Image.Image, size: int = 1024, device: str = "cpu") -> torch.Tensor:
-    """FFHQ-align the largest face of a file or ``PIL.Image``: (1, 3, size, size) in [−1, 1]."""
-    img = image.convert("RGB") if isinstance(image, Image.Image) else open_image(image)
-    return to_tensor(align_with_landmarks(img, detect_landmarks(img, device), size))

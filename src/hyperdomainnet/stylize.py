@@ -2,8 +2,9 @@
 
 * ``invert_photo``: II2S inversion of an image file (optionally FFHQ-aligned first) through the
   latent cache of :func:`hyperdomainnet.inversion.cached_invert`.
-* ``encode_photos``: several photos at once by a ReStyle encoder (batched), optionally refined
-  by II2S started from the encoder's codes.
+* ``encode_photos``: several photos at once by an encoder (batched), FFHQ-aligned first for a
+  face encoder (as the research code does), optionally refined by II2S started from the
+  encoder's codes.
 * ``text_domain``: the domain a HyperDomainNet predicts for a prompt.
 * ``style_mix``: MindTheGap rendering — W+ layers ``< MIX_FROM`` (= 7) from the given codes, the
   fine layers ``≥ MIX_FROM`` from the reference image's inverted latent w_ref (training previews).
@@ -15,7 +16,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -25,27 +25,28 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import paths
+from .alignment import align_face
 from .device import autocast
 from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain
 from .domain.parameterizations import synthesize
-from .encoders.restyle import INPUT_SIZE
+from .encoders.preprocess import encoder_input
 from .errors import ConfigError, HDNError
 from .hypernet.prompts import prompt_domains
-from .images import Fit, align_face, image_sha256, load_image, save_image
+from .images import Fit, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
 from .stylegan2.generator import Generator
 
 if TYPE_CHECKING:
-    from .encoders import ReStyleEncoder
+    from .encoders import PhotoEncoder
 
 MIX_TRUNCATION = 0.5  # ψ of the random samples mixed with the reference in previews
 ALIGNED_DIR = "aligned"
+ALIGNED_BY = "dlib"   # in the cached file names: copies aligned from other landmarks are not reused
 ENCODER_BATCH = 4     # photos per encoder forward
-FACES_HINT = "pip install hyperdomainnet[faces]"
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
-           "aligned_copy", "invert_photo", "encode_photos", "text_domain", "style_mix",
+           "aligned_copy", "resolve_align", "invert_photo", "encode_photos", "text_domain", "style_mix",
            "reference_latent", "save_domain_with_reference", "check_domain", "stylize", "stylize_inverted"]
 
 
@@ -78,11 +79,11 @@ class Inverted:
         return torch.cat([self.image, self.reconstruction]).float().cpu()
 
 
-def aligned_copy(path: str | Path, size: int, device: str = "cpu") -> Path:
+def aligned_copy(path: str | Path, size: int) -> Path:
     """The FFHQ-aligned ``size`` px crop of a photo, cached as PNG under ``HDN_HOME/aligned``."""
-    out = paths.subdir(ALIGNED_DIR) / f"{image_sha256(path)[:20]}-{size}.png"
+    out = paths.subdir(ALIGNED_DIR) / f"{image_sha256(path)[:20]}-{size}-{ALIGNED_BY}.png"
     if not out.is_file():
-        save_image(align_face(path, size, device), out)
+        save_image(align_face(path, size), out)
     return out
 
 
@@ -92,7 +93,7 @@ def invert_photo(G: Generator, path: str | Path, options: InversionOptions = Inv
     path = Path(path).expanduser()
     sha = image_sha256(path)
     device = G.latent_avg.device
-    source = aligned_copy(path, G.size, str(device)) if options.align else path
+    source = aligned_copy(path, G.size) if options.align else path
     result = cached_invert(G, source, steps=options.steps, lambda_p=options.lambda_p, fit=options.fit,
                            lpips_random_backbone=options.lpips_random_backbone,
                            pnorm_samples=options.pnorm_samples or PNORM_SAMPLES, progress=progress)
@@ -104,42 +105,38 @@ def invert_photo(G: Generator, path: str | Path, options: InversionOptions = Inv
     return Inverted(image, result.latent, result.reconstruction, path.name, sha, final, result.cached)
 
 
-def _face_alignment_installed() -> bool:
-    return importlib.util.find_spec("face_alignment") is not None
+def resolve_align(E: PhotoEncoder, align: bool | None) -> bool:
+    """Whether photos for ``E`` are FFHQ-aligned: ``align`` if given, else whether ``E`` is a face
+    encoder (trained on aligned faces, as the FFHQ ones)."""
+    return E.faces if align is None else align
 
 
-def photo_source(path: Path, size: int, align: bool | None, device: str) -> Path:
-    """The file to invert: the FFHQ-aligned face (``align`` True, or None with the faces extra
-    installed) or the photo itself. In the automatic mode a photo without a face is used as it
-    is, with a warning."""
-    if align is False or (align is None and not _face_alignment_installed()):
+def photo_source(path: Path, size: int, align: bool, strict: bool = True) -> Path:
+    """The file to invert: the FFHQ-aligned face (``align``) or the photo itself. Unless
+    ``strict``, a photo without a face is used as it is, with a warning."""
+    if not align:
         return path
     try:
-        return aligned_copy(path, size, device)
+        return aligned_copy(path, size)
     except HDNError as exc:
-        if align or "no face" not in str(exc):
+        if strict or "no face" not in str(exc):
             raise
         warnings.warn(f"no face found in {path.name}; using the photo as it is (the FFHQ encoder expects "
                       "a face, so expect a poor reconstruction)", UserWarning, stacklevel=2)
         return path
 
 
-def alignment_notice(align: bool | None) -> str | None:
-    """The one message to show when automatic face alignment is unavailable, else None."""
-    if align is None and not _face_alignment_installed():
-        return (f"face alignment is off (the faces extra is not installed): photos are used as they are; "
-                f"to align faces FFHQ-style, {FACES_HINT}")
-    return None
-
-
 @torch.no_grad()
-def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
+def encode_photos(E: PhotoEncoder, photos: Sequence[str | Path], iterations: int = 5, fit: Fit = "crop",
                   align: bool | None = None, refine: InversionOptions | None = None,
                   G: Generator | None = None, batch_size: int = ENCODER_BATCH,
                   progress: bool = True, precision: str = "fp32") -> list[Inverted]:
-    """Invert photo files by the ReStyle encoder ``E``, ``batch_size`` photos per forward.
+    """Invert photo files by the encoder ``E``, ``batch_size`` photos per forward.
 
-    The encoder reads each photo resized to 256×256; the W+ codes are rendered by ``G``
+    Photos are FFHQ-aligned first (at ``G``'s size) when :func:`resolve_align` says so (a photo
+    without a face is then used as it is, with a warning, unless ``align`` is True). The encoder
+    reads each one as :func:`~hyperdomainnet.encoders.preprocess.encoder_input` makes it (bilinear
+    ``Resize`` to 256×256, as the research code); the W+ codes are rendered by ``G``
     (default ``E.generator``, which must have the encoder's resolution). With ``refine`` (its
     ``steps`` > 0), II2S continues from the encoder's codes against the photo at full size
     (its final render is the reconstruction). The encoder passes and renders run under
@@ -154,10 +151,8 @@ def encode_photos(E: ReStyleEncoder, photos: Sequence[str | Path], iterations: i
     inverted: list[Inverted] = []
     for start in range(0, len(photos), batch_size):
         chunk = [Path(p).expanduser() for p in photos[start:start + batch_size]]
-        sources = [photo_source(p, G.size, align, str(device)) for p in chunk]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*upscaling.*")  # warned once below, at full size
-            x = torch.cat([load_image(s, INPUT_SIZE, fit) for s in sources])
+        sources = [photo_source(p, G.size, resolve_align(E, align), strict=bool(align)) for p in chunk]
+        x = torch.cat([encoder_input(s, fit) for s in sources])
         full = torch.cat([load_image(s, G.size, fit) for s in sources]).to(device)
         with autocast(device, precision):
             ws = E.invert(x, iterations).float()

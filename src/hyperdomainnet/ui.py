@@ -23,9 +23,9 @@ file (any kind, through ``domain.parameterizations.synthesize``) or the hypernet
 (``hypernet.prompts.prompt_domains``) at strength α. Noise is the generator's constant noise. Loaded
 generators, domain files and prompt vectors are cached.
 
-Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by a ReStyle encoder
+Your photo (:meth:`Studio.stylize_photo`): the uploaded photo is inverted by an encoder
 (the ``--encoder`` specs given, plus downloaded zoo encoders) exactly as ``hdn stylize`` does it
-(``stylize.encode_photos``: aligned when the faces extra is installed), then rendered by the
+(``stylize.encode_photos``: FFHQ-aligned first for a face encoder), then rendered by the
 encoder's generator in the chosen domain or the prompt's δ. Inverted photos are cached by their
 pixels, so trying another prompt does not invert again.
 """
@@ -61,7 +61,7 @@ from .stylegan2.generator import Generator
 from .loaders import load_generator
 
 if TYPE_CHECKING:
-    from .encoders import ReStyleEncoder
+    from .encoders import PhotoEncoder
     from .stylize import Inverted
 
 SOURCES: tuple[str, ...] = ("domain file", "hypernetwork prompt")
@@ -247,7 +247,7 @@ class Studio:
     def _prompt_domain(self, path: Path, stamp: tuple[int, int], prompt: str) -> Domain:  # noqa: ARG002
         return prompt_domains(path, [prompt], self.device)[0]
 
-    def _load_encoder(self, spec: str) -> ReStyleEncoder:
+    def _load_encoder(self, spec: str) -> PhotoEncoder:
         from .encoders import load_encoder
 
         encoder = load_encoder(spec, self.device)
@@ -256,7 +256,7 @@ class Studio:
 
     def _invert_photo(self, label: str, png: bytes, iterations: int) -> tuple[Inverted, tuple[str, ...]]:
         """The photo (PNG bytes) inverted by an encoder, and the warnings raised on the way."""
-        from .stylize import alignment_notice, encode_photos
+        from .stylize import encode_photos
 
         encoder = self.encoder(label)
         with tempfile.TemporaryDirectory(prefix="hdn-photo-") as folder, warnings.catch_warnings(record=True) as caught:
@@ -264,10 +264,9 @@ class Studio:
             path = Path(folder, "photo.png")
             path.write_bytes(png)
             inverted = encode_photos(encoder, [path], iterations, progress=False, precision=self.precision)[0]
-        notes = [alignment_notice(None)] + [str(w.message) for w in caught]
-        return inverted, tuple(dict.fromkeys(n for n in notes if n))
+        return inverted, tuple(dict.fromkeys(str(w.message) for w in caught))
 
-    def encoder(self, label: str) -> ReStyleEncoder:
+    def encoder(self, label: str) -> PhotoEncoder:
         """The (cached) encoder of a listed label."""
         spec = self.encoders.get(label) if isinstance(label, str) else None
         if spec is None:
@@ -350,7 +349,8 @@ class Studio:
         buffer = io.BytesIO()
         photo.convert("RGB").save(buffer, format="PNG")
         inverted, notes = self._inverted(encoder, buffer.getvalue(), steps)
-        caption = f"{encoder} · {steps} iterations" + "".join(f" · {note}" for note in notes)
+        passes = f"{steps} iterations" if E.iterative else "one pass"
+        caption = f"{encoder} · {passes}" + "".join(f" · {note}" for note in notes)
         chosen = self.domain(source, domain, hypernet, prompt)
         if chosen is None:
             return to_pil(inverted.reconstruction), None, caption + " · no domain chosen"
@@ -455,7 +455,7 @@ def _result_column(gr: Any, left: tuple[str, str], right: tuple[str, str], capti
 def _photo_tab(gr: Any, studio: Studio, choices: _Choices) -> None:
     """Your photo: upload, pick an encoder and a domain or prompt; reconstruction and stylised result."""
     encoders = list(studio.encoders)
-    gr.Markdown("### Your photo in any domain: ReStyle inversion, then the adapted generator"
+    gr.Markdown("### Your photo in any domain: encoder inversion, then the adapted generator"
                 + ("" if encoders else " — start hdn ui with --encoder restyle-psp-ffhq (or a file) to use it"))
     with gr.Row():
         with gr.Column(scale=1):

@@ -1,7 +1,9 @@
 """``hdn invert`` (photos → W+ latents) and ``hdn stylize`` (photos → a domain, by file, name or prompt).
 
-Inversion is by a ReStyle encoder (``--encoder``; the default for the FFHQ 1024 generator) or by
-II2S optimisation (``--encoder ii2s``; the default for other generators). All outputs are
+Inversion is by an encoder (``--encoder``: ReStyle pSp / e4e, iterative, or encoder4editing's
+single-pass e4e; the default for the FFHQ 1024 generator) or by II2S optimisation
+(``--encoder ii2s``; the default for other generators). Photos for a face encoder are
+FFHQ-aligned first unless ``--no-align``. All outputs are
 written after the work, each file atomically, into a destination checked before the work.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .app import app
 
 if TYPE_CHECKING:
     from ..domain.files import Domain
-    from ..encoders import ReStyleEncoder
+    from ..encoders import PhotoEncoder
     from ..stylegan2.generator import Generator
     from ..stylize import Inverted, InversionOptions
 
@@ -32,19 +34,20 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 PHOTOS = typer.Argument(..., help="Photos, or folders of photos (PNG, JPEG, WebP, …).")
 ENCODER = typer.Option(
-    None, "--encoder", help=f"{DEFAULT_ENCODER} | restyle-e4e-ffhq | FILE | {II2S} "
+    None, "--encoder", help=f"{DEFAULT_ENCODER} | restyle-e4e-ffhq | e4e-ffhq | FILE | {II2S} "
                             f"(default: {DEFAULT_ENCODER} for the FFHQ 1024 generator, else {II2S}).")
 GENERATOR = typer.Option(None, "--generator",
                          help="Zoo name, checkpoint or random:<size> (default: the encoder's generator; "
                               "ffhq for ii2s).")
-ITERATIONS = typer.Option(5, "--iterations", min=1, help="ReStyle encoder iterations.")
+ITERATIONS = typer.Option(5, "--iterations", min=1, help="ReStyle encoder iterations (e4e-ffhq: one pass).")
 REFINE = typer.Option(0, "--refine", min=0, help="II2S steps started from the encoder's code (0: none).")
 BATCH = options.batch_size(4, "Photos per encoder forward.", min=1)
 STEPS = typer.Option(1000, "--steps", min=0, help="II2S optimisation steps (with --encoder ii2s).")
 LAMBDA_P = typer.Option(1e-3, "--lambda-p", min=0.0, help="II2S P-norm weight (1e-3 HyperDomainNet, 1e-2 MindTheGap).")
 FIT = typer.Option("crop", "--fit", help="crop (centre square) | pad (white letterbox).")
 ALIGN = typer.Option(None, "--align/--no-align",
-                     help="FFHQ-align faces first (default: with an encoder, when the faces extra is installed).")
+                     help="FFHQ-align faces first, as the research code (default: with a face encoder such as the "
+                          "FFHQ ones; the landmark model is downloaded on first use).")
 FORCE = options.force("Write into a non-empty --out directory.")
 LPIPS_RANDOM = typer.Option(False, "--lpips-random-backbone",
                             help="II2S: LPIPS with a random backbone (offline use and tests; no real quality).")
@@ -113,7 +116,7 @@ def _is_ffhq_1024(G: Generator) -> bool:
 
 
 class Inverter:
-    """The inversion a command runs: a ReStyle encoder (``encoder`` set) or II2S, and the generator."""
+    """The inversion a command runs: an encoder (``encoder`` set) or II2S, and the generator."""
 
     def __init__(self, encoder: Optional[str], generator: Optional[str], device: str, precision: str = "fp32") -> None:
         from ..loaders import load_generator
@@ -124,7 +127,7 @@ class Inverter:
         G = load_generator(generator, self.device) if generator else None
         if encoder is None:
             encoder = DEFAULT_ENCODER if G is None or _is_ffhq_1024(G) else II2S
-        self.encoder: ReStyleEncoder | None = None
+        self.encoder: PhotoEncoder | None = None
         if encoder.lower() != II2S:
             from ..encoders import load_encoder
 
@@ -148,19 +151,17 @@ class Inverter:
         """The inverted photos and the settings to record next to their latents."""
         from dataclasses import asdict, replace
 
-        from ..stylize import alignment_notice, encode_photos, invert_photo
+        from ..stylize import encode_photos, invert_photo, resolve_align
 
         if self.encoder is None:
             options = replace(ii2s, align=bool(align))
             return [invert_photo(self.G, p, options, progress) for p in photos], {"method": II2S, **asdict(options)}
-        notice = alignment_notice(align)
-        if notice:
-            typer.echo(notice, err=True)
         refine_options = replace(ii2s, steps=refine) if refine else None
         inverted = encode_photos(self.encoder, photos, iterations, ii2s.fit, align, refine_options, self.G,
                                  batch_size, progress, self.precision)
-        settings = {"method": "restyle", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
-                    "iterations": iterations, "fit": ii2s.fit, "align": align, "refine": refine,
+        settings = {"method": "encoder", "encoder": self.encoder.name, "encoder_kind": self.encoder.kind,
+                    "iterations": iterations if self.encoder.iterative else 1, "fit": ii2s.fit,
+                    "align": resolve_align(self.encoder, align), "refine": refine,
                     "lambda_p": ii2s.lambda_p, "precision": self.precision}
         return inverted, settings
 
@@ -175,7 +176,7 @@ def invert(
     force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM, pnorm_samples: Optional[int] = PNORM_SAMPLES,
     progress: bool = options.PROGRESS,
 ) -> None:
-    """Invert photos into the generator's W+ space (ReStyle encoder, or II2S; see --encoder)."""
+    """Invert photos into the generator's W+ space (an encoder, or II2S; see --encoder)."""
     from ..atomic import check_output_dir
     from ..images import save_grid
     from ..latent import Latent

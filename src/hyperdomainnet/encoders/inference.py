@@ -1,4 +1,4 @@
-"""A ReStyle encoder network in eval mode, rewritten for inference (same function, fewer passes).
+"""The encoder networks in eval mode, rewritten for inference (same function, fewer passes).
 
 ``InferenceNet(net)`` computes ``net(x)`` of an eval-mode :class:`ReStyleNet` up to float rounding:
 
@@ -15,6 +15,9 @@
   and the equalised linear layers as matrix products. Weights are read in place: no per-call reorder of
   the heads' ~700 MB of weights into a convolution layout, no copy of them.
 
+``E4EInferenceNet(net)`` does the same for an eval-mode :class:`Encoder4EditingNet`: the same
+stem and units, and the heads of each pyramid level batched on their level's map.
+
 Folded weights are copies (the backbone's convs: 62 MiB for IR-SE50); everything else is a
 view of ``net``'s tensors, so build a new ``InferenceNet`` after changing ``net``'s weights
 (``ReStyleEncoder`` does this by itself).
@@ -26,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import irse
-from .network import LEAKY_SLOPE, ReStyleNet, StyleHead
+from .encoder4editing import Encoder4EditingNet, feature_pyramid, level
+from .network import LEAKY_SLOPE, ReStyleNet, StyleHead, base_plus_deltas
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,9 +137,29 @@ class InferenceNet:
         for unit in self.units:
             x = unit(x)
         codes = self.heads(x)
-        if self.kind == "e4e":
-            codes = torch.cat([codes[:, :1], codes[:, :1] + codes[:, 1:]], dim=1)
-        return codes
+        return base_plus_deltas(codes) if self.kind == "e4e" else codes
 
 
-__all__ = ["InferenceNet"]
+class E4EInferenceNet:
+    """``net(x)`` for an eval-mode :class:`Encoder4EditingNet`: the same folded stem and IR-SE
+    units as :class:`InferenceNet`, and the heads of each pyramid level batched on their map."""
+
+    def __init__(self, net: Encoder4EditingNet) -> None:
+        if net.training:
+            raise ValueError("E4EInferenceNet folds eval-mode BatchNorm statistics; call net.eval() first")
+        conv, bn, prelu = net.input_layer
+        levels = [level(i) for i in range(net.arch.n_styles)]
+        with torch.no_grad():
+            self.stem, self.stem_prelu = _FoldedConv(conv, bn), prelu.weight
+            self.units = [_Unit(unit) for unit in net.body]
+            self.heads = [_Heads(nn.ModuleList(h for h, lv in zip(net.styles, levels) if lv == k))
+                          for k in range(max(levels) + 1)]
+        self.latlayer1, self.latlayer2 = net.latlayer1, net.latlayer2
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        stages = irse.stage_maps(self.units, F.prelu(self.stem(x), self.stem_prelu))
+        maps = feature_pyramid(stages, self.latlayer1, self.latlayer2, len(self.heads) - 1)
+        return base_plus_deltas(torch.cat([heads(m) for heads, m in zip(self.heads, maps)], dim=1))
+
+
+__all__ = ["E4EInferenceNet", "InferenceNet"]

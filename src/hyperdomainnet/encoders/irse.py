@@ -14,7 +14,7 @@ Module and parameter names follow the released checkpoints (``input_layer.*``, `
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +60,27 @@ class BottleneckIRSE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res_layer(x) + self.shortcut_layer(x)
+
+
+def stage_starts(units: Sequence[int] = STAGE_UNITS) -> list[int]:
+    """Index in ``body`` of each stage's first unit: [0, 3, 7, 21] for IR-SE50."""
+    return [sum(units[:k]) for k in range(len(units))]
+
+
+def stage_ends(units: Sequence[int] = STAGE_UNITS) -> list[int]:
+    """Index in ``body`` of each stage's last unit (its output map): [2, 6, 20, 23] for IR-SE50."""
+    return [sum(units[:k + 1]) - 1 for k in range(len(units))]
+
+
+def stage_maps(body: Iterable[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor) -> list[torch.Tensor]:
+    """The output map of each stage of ``body`` (the units of :func:`body`, or stand-ins computing
+    the same) for the stem output ``x``."""
+    ends, maps = set(stage_ends()), []
+    for i, unit in enumerate(body):
+        x = unit(x)
+        if i in ends:
+            maps.append(x)
+    return maps
 
 
 def input_layer(in_channels: int, width: int = STEM_WIDTH) -> nn.Sequential:

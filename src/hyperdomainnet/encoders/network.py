@@ -26,8 +26,15 @@ from . import irse
 
 HEAD_CONVS = 4          # log2(16): a 16×16 map down to 1×1
 LEAKY_SLOPE = 0.01
-ENCODER_TYPES: dict[str, str] = {"BackboneEncoder": "psp", "ProgressiveBackboneEncoder": "e4e"}
-KINDS: tuple[str, ...] = ("psp", "e4e")
+#: ``opts["encoder_type"]`` of the released checkpoints → our kind (ReStyle pSp and e4e; encoder4editing)
+ENCODER_TYPES: dict[str, str] = {"BackboneEncoder": "psp", "ProgressiveBackboneEncoder": "e4e",
+                                 "Encoder4Editing": "encoder4editing"}
+KINDS: tuple[str, ...] = ("psp", "e4e")   # the kinds a ReStyleNet computes
+
+
+def base_plus_deltas(codes: torch.Tensor) -> torch.Tensor:
+    """Head outputs (B, n, D) → e4e codes: out[:, 0] = w₀ = codes[:, 0], out[:, i] = w₀ + codes[:, i]."""
+    return torch.cat([codes[:, :1], codes[:, :1] + codes[:, 1:]], dim=1)
 
 
 class EqualLinear(nn.Module):
@@ -65,7 +72,8 @@ class StyleHead(nn.Module):
 
 @dataclass(frozen=True)
 class EncoderArch:
-    """Shapes of a ReStyle IR-SE50 encoder (``kind`` psp | e4e)."""
+    """Shapes of an IR-SE50 encoder (``kind`` psp | e4e | encoder4editing; ``head_convs``: the convs of
+    a head reading the 16×16 map)."""
 
     kind: str
     n_styles: int
@@ -97,19 +105,7 @@ class ReStyleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.body(self.input_layer(x))
         codes = torch.stack([head(features) for head in self.styles], dim=1)
-        if self.arch.kind == "e4e":
-            base = codes[:, :1]
-            codes = torch.cat([base, base + codes[:, 1:]], dim=1)
-        return codes
-
-
-def _first_units() -> list[int]:
-    """Index in ``body`` of each stage's first unit."""
-    starts, total = [], 0
-    for count in irse.STAGE_UNITS:
-        starts.append(total)
-        total += count
-    return starts
+        return base_plus_deltas(codes) if self.arch.kind == "e4e" else codes
 
 
 def infer_arch(state: dict[str, torch.Tensor], kind: str, source: str) -> EncoderArch:
@@ -119,12 +115,12 @@ def infer_arch(state: dict[str, torch.Tensor], kind: str, source: str) -> Encode
         units = {int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.", k))}
         if len(units) != sum(irse.STAGE_UNITS):
             raise FileFormatError(f"{source} has {len(units)} backbone units, not IR-SE50's "
-                                  f"{sum(irse.STAGE_UNITS)}; only IR-SE50 ReStyle encoders are supported")
-        widths = tuple(int(state[f"body.{i}.res_layer.1.weight"].shape[0]) for i in _first_units())
+                                  f"{sum(irse.STAGE_UNITS)}; only IR-SE50 encoders are supported")
+        widths = tuple(int(state[f"body.{i}.res_layer.1.weight"].shape[0]) for i in irse.stage_starts())
         n_styles = len({int(m.group(1)) for k in state if (m := re.match(r"styles\.(\d+)\.linear\.weight$", k))})
         head_convs = len({k for k in state if re.match(r"styles\.0\.convs\.\d+\.weight$", k)})
         style_dim = int(state["styles.0.linear.weight"].shape[0])
     except KeyError as exc:
-        raise FileFormatError(f"{source} lacks the encoder tensor {exc.args[0]}; it is not a ReStyle "
-                              "IR-SE50 encoder checkpoint") from None
+        raise FileFormatError(f"{source} lacks the encoder tensor {exc.args[0]}; it is not an IR-SE50 "
+                              "encoder checkpoint (ReStyle or e4e)") from None
     return EncoderArch(kind, n_styles, int(stem.shape[1]), style_dim, widths, int(stem.shape[0]), head_convs)

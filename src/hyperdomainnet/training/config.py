@@ -214,7 +214,7 @@ class ImageAdaptConfig(TrainConfig):
     lambda_p: float = Field(1e-3, ge=0, description="II2S P-norm weight")
     fit: Literal["crop", "pad"] = Field("crop", description="crop (centre square) or pad (white letterbox) "
                                         "the reference to a square")
-    align: bool = Field(False, description="FFHQ-align the reference face first (pip install face-alignment)")
+    align: bool = Field(False, description="FFHQ-align the reference face first (dlib landmarks, as FFHQ)")
     lpips_random_backbone: bool = Field(False, description="LPIPS with a random backbone: runs without the "
                                         "downloaded LPIPS weights (offline tests; not for real results)")
     pnorm_samples: int | None = Field(None, ge=2, description="mapped latents for the P-norm statistics "
