@@ -1,0 +1,109 @@
+"""Hostile inputs: files and options made to exhaust or crash a machine. Each must be refused as
+one line on stderr (non-zero exit, no traceback, nothing written), quickly and before allocating."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import perturb, run_cli
+from hyperdomainnet.domain.parameterizations import build_parameterization
+from hyperdomainnet.errors import ConfigError
+from hyperdomainnet.fileformat import META_KEY
+from hyperdomainnet.loaders import load_generator
+from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
+from hyperdomainnet.stylegan2.generator import GeneratorArch
+from test_bad_inputs import _rewrite, _snapshot
+
+TINY = "random:32:channel_max=16:n_mlp=2"
+
+
+def _naming(spec: str):
+    """Metadata rewrite: the domain file names generator ``spec``."""
+    def rewrite(meta: dict[str, str]) -> dict[str, str]:
+        data = json.loads(meta[META_KEY])
+        data["generator"] = {**data["generator"], "name": spec}
+        return {META_KEY: json.dumps(data)}
+    return rewrite
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("hostile")
+    G = perturb(load_generator(TINY))
+    domain = build_parameterization("domain_vector", G).to_domain_file(G, {"target": "Sketch"}).save(
+        d / "domain.safetensors")
+    found = {"domain": domain}
+    for name, spec in {"n_mlp": "random:64:channel_max=32:n_mlp=2000000", "style_dim_zero": "random:64:style_dim=0",
+                       "style_dim_negative": "random:64:style_dim=-4",
+                       "channel_max": "random:64:channel_max=100000000",
+                       "clamp_nan": "random:64:conv_clamp=nan"}.items():
+        found[f"names_{name}"] = _rewrite(domain, d / f"{name}.safetensors", meta_fn=_naming(spec))
+    pt = write_rosinality(G, d / "g.pt")
+    ckpt = torch.load(pt, weights_only=True)
+    ckpt["hdn_arch"] = {**ckpt["hdn_arch"], "style_dim": 512, "lr_mlp": float("inf")}
+    torch.save(ckpt, d / "declares_inf.pt")
+    ckpt["hdn_arch"] = {"size": 32, "payload": "x"}
+    torch.save(ckpt, d / "declares_unknown.pt")
+    found |= {"declares_inf": d / "declares_inf.pt", "declares_unknown": d / "declares_unknown.pt"}
+    return found
+
+
+def case(name: str, expect: str, *argv: str):
+    return pytest.param(list(argv), expect, id=name)
+
+
+CASES = [
+    # a generator spec is bounded before anything is allocated (item: 1.7 KB domain file)
+    case("domain-names-2M-mapping-layers", "n_mlp must be an integer in [1, 16]", "generate", "--domain",
+         "{names_n_mlp}", "--out", "{out}"),
+    case("domain-names-style-dim-0", "style_dim", "generate", "--domain", "{names_style_dim_zero}", "--out", "{out}"),
+    case("domain-names-style-dim-negative", "style_dim", "generate", "--domain", "{names_style_dim_negative}",
+         "--out", "{out}"),
+    case("domain-names-huge-channels", "channel_max", "generate", "--domain", "{names_channel_max}",
+         "--out", "{out}"),
+    case("domain-names-nan-clamp", "conv_clamp", "generate", "--domain", "{names_clamp_nan}", "--out", "{out}"),
+    case("generator-spec-huge", "would have", "generate", "--generator",
+         "random:1024:channel_max=2048:channel_multiplier=8:style_dim=2048", "--out", "{out}"),
+    case("generator-spec-size", "size must be", "generate", "--generator", "random:8192", "--out", "{out}"),
+    case("generator-file-declares-inf", "lr_mlp", "generate", "--generator", "{declares_inf}", "--out", "{out}"),
+    case("generator-file-declares-unknown-key", "only keys", "info", "{declares_unknown}"),
+]
+
+
+def assert_refused(capsys, tmp_path: Path, args: list[str], expect: str, inputs: Path) -> str:
+    """``hdn args`` ends with one ``error:`` line holding ``expect``, no traceback, nothing written."""
+    before = _snapshot(inputs)
+    code, out, err = run_cli(capsys, *args)
+    assert code != 0, f"accepted: {out}"
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert expect.lower() in err.lower(), err
+    assert "Traceback" not in out + err
+    assert _snapshot(inputs) == before
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not written, f"half-written: {written}"
+    return err
+
+
+@pytest.mark.parametrize("argv, expect", CASES)
+def test_hostile_input_is_one_line(argv, expect, files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HDN_HOME", str(tmp_path / "home"))
+    values = {k: str(v) for k, v in files.items()} | {"out": str(tmp_path / "work" / "out")}
+    assert_refused(capsys, tmp_path, [a.format(**values) for a in argv], expect, files["domain"].parent)
+
+
+@pytest.mark.parametrize("spec", ["random:8", "random:32:channel_max=16:n_mlp=2", "random:64:channel_multiplier=1",
+                                  "random:16:style_dim=8:channel_max=4"])
+def test_parameter_count_is_what_the_generator_allocates(spec):
+    G = load_generator(spec)
+    assert G.arch.parameter_count() == sum(p.numel() for p in G.parameters())
+
+
+@pytest.mark.parametrize("fields", [{"size": 64, "n_mlp": 2_000_000}, {"size": 64, "style_dim": 0},
+                                    {"size": 48}, {"size": 64, "style_dim": True}, {"size": 64.0},
+                                    {"size": 64, "blur_taps": (0, 0)}, {"size": 64, "lr_mlp": float("nan")}])
+def test_architecture_bounds(fields):
+    with pytest.raises(ConfigError, match="generator"):
+        GeneratorArch(**fields)
