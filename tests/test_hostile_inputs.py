@@ -3,6 +3,8 @@ one line on stderr (non-zero exit, no traceback, nothing written), quickly and b
 from __future__ import annotations
 
 import json
+import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from hyperdomainnet.domain.parameterizations import build_parameterization
 from hyperdomainnet.errors import ConfigError
 from hyperdomainnet.fileformat import META_KEY
 from hyperdomainnet.loaders import load_generator
+from hyperdomainnet.pickle_bounds import check_pickle_file
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 from hyperdomainnet.stylegan2.generator import GeneratorArch
 from test_bad_inputs import _rewrite, _snapshot
@@ -107,3 +110,50 @@ def test_parameter_count_is_what_the_generator_allocates(spec):
 def test_architecture_bounds(fields):
     with pytest.raises(ConfigError, match="generator"):
         GeneratorArch(**fields)
+
+
+def _shared_tuple_bomb(levels: int) -> bytes:
+    """A pickle of ``{t: 0}`` where t0 = () and t(k+1) = (tk, tk) through the memo: a few hundred
+    bytes whose key would take 2^levels steps to hash."""
+    out = bytearray(b"\x80\x02}q\x00)q\x010")  # PROTO 2, EMPTY_DICT, BINPUT 0, EMPTY_TUPLE, BINPUT 1, POP
+    for k in range(1, levels + 1):
+        out += b"h%ch%c\x86q%c0" % (k, k, k + 1)  # BINGET k, BINGET k, TUPLE2, BINPUT k+1, POP
+    return bytes(out + b"h%cK\x00s." % (levels + 1))  # BINGET, BININT1 0, SETITEM, STOP
+
+
+def _deep_list(depth: int) -> object:
+    nested: list = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
+def _deep_list_pickle(depth: int) -> bytes:
+    """``[[[…]]]`` nested ``depth`` deep, written without recursion: EMPTY_LIST × depth, APPEND × depth−1."""
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+@pytest.mark.parametrize("command", [["info"], ["generate", "--out", "{out}", "--generator"]])
+@pytest.mark.parametrize("name, make, expect", [
+    ("shared-tuple.pkl", lambda p: p.write_bytes(_shared_tuple_bomb(60)), "shared references"),
+    ("deep.pkl", lambda p: p.write_bytes(_deep_list_pickle(100_000)), "levels deep"),
+    ("deep.pt", lambda p: torch.save({"g_ema": _deep_list(250)}, p), "levels deep"),
+])
+def test_pickle_bombs_are_refused_quickly(command, name, make, expect, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HDN_HOME", str(tmp_path / "home"))
+    source = tmp_path / "in" / name
+    source.parent.mkdir()
+    make(source)
+    assert len(_shared_tuple_bomb(60)) < 500
+    args = [a.format(out=tmp_path / "work" / "out") for a in command] + [str(source)]
+    start = time.monotonic()
+    err = assert_refused(capsys, tmp_path / "work", args, expect, source.parent)
+    assert str(source) in err and time.monotonic() - start < 10
+
+
+def test_pickle_bounds_accept_shared_leaves(tmp_path):
+    """Sharing within the limits (the same small object referenced many times) passes."""
+    shared = ("conv", 3)
+    path = tmp_path / "ok.pkl"
+    path.write_bytes(pickle.dumps({i: shared for i in range(1000)}, protocol=2))
+    check_pickle_file(path)

@@ -21,6 +21,7 @@ import torch
 
 from ...atomic import atomic_path
 from ...errors import FileFormatError
+from ...pickle_bounds import check_pickle_file
 from ..generator import Generator, GeneratorArch
 
 REQUIRED_KEYS = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
@@ -37,6 +38,7 @@ class GeneratorCheckpoint:
 
 def safe_torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)`` (argparse.Namespace allowed: rosinality stores its args)."""
+    check_pickle_file(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
