@@ -73,6 +73,24 @@ CASES = [
     case("generator-spec-size", "size must be", "generate", "--generator", "random:8192", "--out", "{out}"),
     case("generator-file-declares-inf", "lr_mlp", "generate", "--generator", "{declares_inf}", "--out", "{out}"),
     case("generator-file-declares-unknown-key", "only keys", "info", "{declares_unknown}"),
+    # seeds stay within what the RNGs take
+    case("generate-seed-2^64", "seeds must lie in [0, 9223372036854775807]", "generate", "--domain", "{domain}",
+         "--seed", str(2**64), "--out", "{out}"),
+    case("generate-seed-range-overflows", "the last of 2", "generate", "--domain", "{domain}", "--seed",
+         str(2**63 - 1), "--n", "2", "--out", "{out}"),
+    case("generate-seeds-2^64", "seeds must lie in", "generate", "--domain", "{domain}", "--seeds",
+         f"1,{2**64}", "--out", "{out}"),
+    case("generate-seeds-billion", "names 1,000,000,001 seeds", "generate", "--domain", "{domain}", "--seeds",
+         "0-1000000000", "--out", "{out}"),
+    case("generate-n-billion", "--n must be in [1, 1,000,000]", "generate", "--domain", "{domain}", "--n",
+         "1000000000", "--out", "{out}"),
+    case("generate-seed-float", "--seed", "generate", "--domain", "{domain}", "--seed", "1e23", "--out", "{out}"),
+    case("adapt-seed-2^64", "seed", "adapt", "text", "--generator", TINY, "--clip", "random:tiny", "--target", "x",
+         "--steps", "1", "--device", "cpu", "--seed", str(2**64), "--out", "{out}"),
+    case("adapt-seed-float", "seed", "adapt", "text", "--generator", TINY, "--clip", "random:tiny", "--target", "x",
+         "--steps", "1", "--device", "cpu", "--seed", "1e23", "--out", "{out}"),
+    case("eval-seed-2^64", "--seed", "eval", "--domain", "{domain}", "--clip", "random:tiny", "--lpips", "none",
+         "--seed", str(2**64), "--out", "{out}.json"),
 ]
 
 

@@ -29,6 +29,7 @@ from .domain.parameterizations import Parameterization
 from .errors import ConfigError
 from .images import to_pil
 from .progress import progress_bar
+from .seeds import MAX_SEEDS, seed_range
 from .stylegan2.generator import NOISE_MODES, Generator
 
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
@@ -65,18 +66,22 @@ def row_label(name: str, scale: float = 1.0) -> str:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-7"`` → [0, …, 7]; ``"1,5,9-11"`` → [1, 5, 9, 10, 11] (non-negative, in order given)."""
-    seeds: list[int] = []
+    """``"0-7"`` → [0, …, 7]; ``"1,5,9-11"`` → [1, 5, 9, 10, 11] (in [0, MAX_SEED], in order given,
+    at most MAX_SEEDS in all)."""
+    ranges: list[tuple[int, int]] = []
     try:
         for part in (p.strip() for p in text.split(",")):
             lo, dash, hi = part.partition("-")
             first, last = int(lo), int(hi) if dash else int(lo)
             if first < 0 or last < first:
                 raise ValueError
-            seeds.extend(range(first, last + 1))
+            ranges.append((first, last - first + 1))
     except ValueError:
         raise ConfigError(f"bad seeds {text!r}: give non-negative integers and ranges, e.g. 0-7 or 1,5,9-11") from None
-    return seeds
+    if sum(count for _, count in ranges) > MAX_SEEDS:
+        raise ConfigError(f"--seeds {text!r} names {sum(count for _, count in ranges):,} seeds; at most "
+                          f"{MAX_SEEDS:,} per command")
+    return [seed for first, count in ranges for seed in seed_range(first, count, "--seeds")]
 
 
 def _seed_rng(seed: int) -> torch.Generator:

@@ -10,6 +10,7 @@ import typer
 
 from ..atomic import atomic_path, check_output_file
 from ..errors import ConfigError, FileFormatError, HDNError
+from ..seeds import MAX_SEED
 from .app import app
 
 REPORT_VERSION = 1
@@ -78,7 +79,7 @@ def evaluate(
                                              help="Reference image of an image domain (instead of a text)."),
     templates: str = typer.Option("imagenet", help="imagenet (79 templates) or one template such as 'A {}'."),
     n: int = typer.Option(500, "--n", help="Number of generated samples (seeds SEED … SEED+N−1)."),
-    seed: int = typer.Option(0, help="First seed."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="First seed."),
     truncation: float = typer.Option(1.0, help="Truncation ψ."),
     noise_mode: str = typer.Option("random", help="random (seeded, as the official evaluation) | const | none."),
     batch_size: int = typer.Option(16, help="Images per forward pass."),

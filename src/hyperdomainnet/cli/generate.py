@@ -22,12 +22,13 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
     from ..render import parse_seeds
+    from ..seeds import MAX_SEEDS, seed_range
 
     if seeds is not None:
         return parse_seeds(seeds)
-    if n < 1 or seed < 0:
-        raise ConfigError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
-    return list(range(seed, seed + n))
+    if not 1 <= n <= MAX_SEEDS:
+        raise ConfigError(f"--n must be in [1, {MAX_SEEDS:,}], got --n {n}")
+    return list(seed_range(seed, n))
 
 
 def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:

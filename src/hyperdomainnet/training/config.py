@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from ..errors import ConfigError
+from ..seeds import MAX_SEED
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Beta = Annotated[float, Field(ge=0, lt=1)]
@@ -68,7 +69,7 @@ class TrainConfig(BaseModel):
                       "(replaces the preset's ensemble), e.g. ViT-B/32:1.0,ViT-B/16:1.0 or random:tiny")
     losses: dict[str, float] = Field(default_factory=lambda: {"direction": 1.0},
                                      description=losses_help(TEXT_LOSSES), json_schema_extra=LOSS_OPTION)
-    seed: int = Field(0, description="random seed")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="device: auto, cpu, cuda or cuda:N")
     precision: Precision = Field("auto", description="arithmetic precision: auto = bf16 autocast where the device "
                                  "computes it natively (AMX CPUs, CUDA capability >= 8.0), else fp32; fp16 with "
