@@ -14,6 +14,7 @@ from conftest import perturb, run_cli
 from hyperdomainnet.domain.parameterizations import build_parameterization
 from hyperdomainnet.errors import ConfigError
 from hyperdomainnet.fileformat import META_KEY
+from hyperdomainnet.images import save_image
 from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.pickle_bounds import check_pickle_file
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
@@ -51,6 +52,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ckpt["hdn_arch"] = {"size": 32, "payload": "x"}
     torch.save(ckpt, d / "declares_unknown.pt")
     found |= {"declares_inf": d / "declares_inf.pt", "declares_unknown": d / "declares_unknown.pt"}
+    found["f64_domain"] = _rewrite(domain, d / "f64.safetensors", lambda t: torch.full_like(t, 1e300, dtype=torch.float64))
+    found["photo"] = save_image(torch.zeros(3, 32, 32), d / "photo.png")
     return found
 
 
@@ -89,6 +92,26 @@ CASES = [
          "--steps", "1", "--device", "cpu", "--seed", str(2**64), "--out", "{out}"),
     case("adapt-seed-float", "seed", "adapt", "text", "--generator", TINY, "--clip", "random:tiny", "--target", "x",
          "--steps", "1", "--device", "cpu", "--seed", "1e23", "--out", "{out}"),
+    # every float option and scale finite and in range
+    case("alpha-sweep-nan", "--alpha-sweep", "generate", "--domain", "{domain}", "--alpha-sweep", "nan:1",
+         "--out", "{out}"),
+    case("alpha-sweep-huge", "[-10, 10]", "generate", "--domain", "{domain}", "--alpha-sweep", "0:1e308",
+         "--out", "{out}"),
+    case("truncation-huge", "--truncation", "generate", "--domain", "{domain}", "--truncation", "1e308",
+         "--out", "{out}"),
+    case("strength-huge", "strength", "generate", "--domain", "{domain}*1e308", "--out", "{out}"),
+    case("interpolate-strength-huge", "strength", "generate", "--interpolate", "{domain}*-1e20", "{domain}",
+         "--out", "{out}"),
+    case("fps-zero", "--fps", "generate", "--interpolate", "{domain}", "{domain}", "--fps", "0", "--out", "{out}"),
+    case("domain-f64-1e300", "NaN or inf", "generate", "--domain", "{f64_domain}", "--out", "{out}"),
+    case("eval-truncation-huge", "--truncation", "eval", "--domain", "{domain}", "--clip", "random:tiny", "--lpips",
+         "none", "--n", "2", "--truncation", "1e308", "--out", "{out}.json"),
+    case("stylize-strength-nan", "--strength", "stylize", "{photo}", "--domain", "{domain}", "--strength", "nan",
+         "--out", "{out}"),
+    case("stylize-strength-inf", "--strength", "stylize", "{photo}", "--domain", "{domain}", "--strength", "inf",
+         "--out", "{out}"),
+    case("stylize-lambda-p-inf", "--lambda-p", "stylize", "{photo}", "--domain", "{domain}", "--lambda-p", "inf",
+         "--out", "{out}"),
     case("eval-seed-2^64", "--seed", "eval", "--domain", "{domain}", "--clip", "random:tiny", "--lpips", "none",
          "--seed", str(2**64), "--out", "{out}.json"),
 ]

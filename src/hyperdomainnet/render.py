@@ -13,7 +13,6 @@ row by row through their ``Parameterization``.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from .domain.parameterizations import Parameterization
 from .errors import ConfigError
 from .images import to_pil
 from .progress import progress_bar
+from .ranges import FPS, TRUNCATION, finite_in
 from .seeds import MAX_SEEDS, seed_range
 from .stylegan2.generator import NOISE_MODES, Generator
 
@@ -129,8 +129,7 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
         raise ConfigError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if not math.isfinite(truncation):
-        raise ConfigError(f"--truncation must be a finite number (1 = none, 0.7 = typical), got {truncation}")
+    finite_in(truncation, "--truncation (1 = none, 0.7 = typical)", TRUNCATION)
     for row in rows:
         if row.domain is not None:
             row.domain.check_generator(G)
@@ -242,8 +241,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
     suffix = target.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise ConfigError(f"cannot write video {target}: use a .gif or .mp4 file name")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ConfigError(f"--fps must be a positive finite number, e.g. 12, got {fps}")
+    finite_in(fps, "--fps", FPS)
     if suffix == ".mp4":
         _check_ffmpeg()
     with atomic_path(target) as tmp:

@@ -13,10 +13,12 @@ from .app import app
 
 
 def _parse_range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise ConfigError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
+    from ..ranges import STRENGTH, finite_in
+
+    ends = text.split(":")
+    if len(ends) != 2:
+        raise ConfigError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1")
+    lo, hi = (finite_in(v, f"each end of --alpha-sweep {text!r}", STRENGTH) for v in ends)
     return lo, hi
 
 
@@ -105,6 +107,7 @@ def generate(
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
+    from ..ranges import FPS, finite_in
     from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
     from ..training.runtime import resolve_device, resolve_precision
 
@@ -116,6 +119,8 @@ def generate(
         raise ConfigError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
     if video is not None and not animated:
         raise ConfigError("--video needs --interpolate A B or --alpha-sweep START:END")
+    if animated:
+        finite_in(fps, "--fps", FPS)
     grid = (not animated) if grid is None else grid
     if not (grid or individual or animated):
         raise ConfigError("nothing to write: keep --grid or add --individual")
