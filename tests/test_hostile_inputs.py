@@ -52,6 +52,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ckpt["hdn_arch"] = {"size": 32, "payload": "x"}
     torch.save(ckpt, d / "declares_unknown.pt")
     found |= {"declares_inf": d / "declares_inf.pt", "declares_unknown": d / "declares_unknown.pt"}
+    found["yaml_bomb"] = d / "bomb.yaml"
+    found["yaml_bomb"].write_text("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")) + "target: *i\n")
+    found["yaml_long_value"] = d / "long.yaml"
+    found["yaml_long_value"].write_text("lr: " + "9" * 500_000 + "x\n")
+    found["yaml_huge"] = d / "huge.yaml"
+    found["yaml_huge"].write_text("# padding\n" * 200_000)
     found["f64_domain"] = _rewrite(domain, d / "f64.safetensors", lambda t: torch.full_like(t, 1e300, dtype=torch.float64))
     found["photo"] = save_image(torch.zeros(3, 32, 32), d / "photo.png")
     return found
@@ -92,6 +99,11 @@ CASES = [
          "--steps", "1", "--device", "cpu", "--seed", str(2**64), "--out", "{out}"),
     case("adapt-seed-float", "seed", "adapt", "text", "--generator", TINY, "--clip", "random:tiny", "--target", "x",
          "--steps", "1", "--device", "cpu", "--seed", "1e23", "--out", "{out}"),
+    # settings files: no alias expansion, bounded size and error text
+    case("yaml-alias-bomb", "alias (*name) on line 2", "adapt", "text", "--config", "{yaml_bomb}", "--out", "{out}"),
+    case("yaml-huge-file", "over the 1,000,000", "adapt", "text", "--config", "{yaml_huge}", "--out", "{out}"),
+    case("yaml-long-value", "(500,003 characters)", "adapt", "text", "--config", "{yaml_long_value}", "--target",
+         "x", "--out", "{out}"),
     # every float option and scale finite and in range
     case("alpha-sweep-nan", "--alpha-sweep", "generate", "--domain", "{domain}", "--alpha-sweep", "nan:1",
          "--out", "{out}"),
@@ -128,6 +140,7 @@ def assert_refused(capsys, tmp_path: Path, args: list[str], expect: str, inputs:
     assert _snapshot(inputs) == before
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not written, f"half-written: {written}"
+    assert len(err) < 1000, f"{len(err):,} characters"
     return err
 
 
