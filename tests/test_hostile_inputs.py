@@ -52,6 +52,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ckpt["hdn_arch"] = {"size": 32, "payload": "x"}
     torch.save(ckpt, d / "declares_unknown.pt")
     found |= {"declares_inf": d / "declares_inf.pt", "declares_unknown": d / "declares_unknown.pt"}
+    def shifted_layout(meta: dict[str, str]) -> dict[str, str]:
+        data = json.loads(meta[META_KEY])
+        data["domain_layout"] = [8, 24, *data["domain_layout"][2:]]  # same total as the generator's
+        return {META_KEY: json.dumps(data)}
+    found["shifted_layout"] = _rewrite(domain, d / "shifted.safetensors", meta_fn=shifted_layout)
     found["yaml_bomb"] = d / "bomb.yaml"
     found["yaml_bomb"].write_text("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
         f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")) + "target: *i\n")
@@ -99,6 +104,9 @@ CASES = [
          "--steps", "1", "--device", "cpu", "--seed", str(2**64), "--out", "{out}"),
     case("adapt-seed-float", "seed", "adapt", "text", "--generator", TINY, "--clip", "random:tiny", "--target", "x",
          "--steps", "1", "--device", "cpu", "--seed", "1e23", "--out", "{out}"),
+    # a layout of the same total names the layer that differs
+    case("layout-same-total", "modulated conv 0 of 7 takes 8 numbers where the generator's takes 16 (112 vs 112",
+         "generate", "--domain", "{shifted_layout}", "--generator", TINY, "--out", "{out}"),
     # settings files: no alias expansion, bounded size and error text
     case("yaml-alias-bomb", "alias (*name) on line 2", "adapt", "text", "--config", "{yaml_bomb}", "--out", "{out}"),
     case("yaml-huge-file", "over the 1,000,000", "adapt", "text", "--config", "{yaml_huge}", "--out", "{out}"),

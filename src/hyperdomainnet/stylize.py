@@ -32,7 +32,7 @@ from .errors import ConfigError, HDNError
 from .images import Fit, align_face, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
-from .stylegan2.generator import Generator
+from .stylegan2.generator import Generator, layout_difference
 
 if TYPE_CHECKING:
     from .encoders import ReStyleEncoder
@@ -201,7 +201,7 @@ def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
     if list(domain.domain_layout) != list(G.domain_layout):
         trained = domain.generator.get("name") or "another generator"
         raise ConfigError(f"the hypernetwork {Path(str(hypernet)).name} was trained for {trained} "
-                          f"({sum(domain.domain_layout)} domain numbers) but the generator has {G.domain_size}; "
+                          f"({layout_difference(domain.domain_layout, G.domain_layout)}); "
                           "pass a hypernetwork trained for the encoder's generator")
     return domain
 

@@ -23,6 +23,7 @@ import torch
 from .. import fileformat
 from ..errors import ConfigError, FileFormatError
 from ..loaders import artefact_path
+from ..stylegan2.generator import layout_difference
 
 FORMAT = "hyperdomainnet.domain"
 FORMAT_VERSION = 2
@@ -61,9 +62,9 @@ class Domain:
     def check_generator(self, G: torch.nn.Module) -> None:
         """Raise a one-line error unless ``G`` has this domain's layout."""
         if list(G.domain_layout) != list(self.domain_layout):
-            raise ConfigError(f"domain file was made for generator {self.generator.get('name')} with "
-                              f"{sum(self.domain_layout)} domain numbers, but the given generator has "
-                              f"{G.domain_size}; pass the generator it was trained on (--generator)")
+            raise ConfigError(f"domain file was made for generator {self.generator.get('name')}, another layout: "
+                              f"{layout_difference(self.domain_layout, G.domain_layout)}; pass the generator "
+                              "it was trained on (--generator)")
 
     def _stored_tensors(self) -> tuple[dict[str, torch.Tensor], int]:
         """The tensors to write and the file version their kind needs (FileFormatError if inconsistent)."""

@@ -138,6 +138,20 @@ class GeneratorArch:
         return cls(**d)
 
 
+def layout_difference(theirs: Sequence[int], ours: Sequence[int]) -> str:
+    """Where a domain layout (``theirs``) first differs from a generator's (``ours``), for messages:
+    the conv counts when they differ, else the first 3×3 modulated conv (W+ order, from 0) whose
+    size differs."""
+    if len(theirs) != len(ours):
+        return (f"{len(theirs)} modulated convs ({sum(theirs)} numbers) where the generator has {len(ours)} "
+                f"({sum(ours)} numbers)")
+    i = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), None)
+    if i is None:
+        return "the same layout"
+    return (f"modulated conv {i} of {len(ours)} takes {theirs[i]} numbers where the generator's takes {ours[i]} "
+            f"({sum(theirs)} vs {sum(ours)} in all)")
+
+
 @dataclass(frozen=True)
 class StyleCache:
     """What renders of the same W+ codes share: s = A(w) of every modulated conv (``conv_styles``
