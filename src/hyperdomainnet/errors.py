@@ -20,3 +20,7 @@ class DownloadError(HDNError, OSError):
 
 class DeviceError(HDNError, RuntimeError):
     """The requested device or precision is not available."""
+
+
+class StorageError(HDNError, OSError):
+    """A file could not be written: the disk is full (or over quota)."""

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import torch
 import yaml
 
-from ..atomic import atomic_path, remove_stale_temporaries
+from ..atomic import atomic_path, full_disk_error, is_full_disk, remove_stale_temporaries
 from ..errors import ConfigError, FileFormatError, HDNError
 from ..images import save_grid
 from ..progress import progress_bar
@@ -160,8 +160,11 @@ class MetricLogger:
         """Append one record; a non-finite term is written as null (the file stays valid JSON)."""
         values = {k: float(v) if math.isfinite(v) else None for k, v in terms.items()}
         record = {"step": step, **values, "time": time.time()}
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record, allow_nan=False) + "\n")
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record, allow_nan=False) + "\n")
+        except OSError as exc:
+            raise (full_disk_error(self.path) if is_full_disk(exc) else exc) from None
         if self.tb is not None:
             for key, value in terms.items():
                 self.tb.add_scalar(f"loss/{key}", value, step)

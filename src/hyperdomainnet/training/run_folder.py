@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..atomic import full_disk_error, is_full_disk
 from ..errors import ConfigError
 
 LOCK_NAME = ".hdn-run.lock"
@@ -97,8 +98,11 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
     fd = _acquire(path)
     try:
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        os.ftruncate(fd, 0)
-        os.write(fd, record.encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, record.encode())
+        except OSError as exc:
+            raise (full_disk_error(path) if is_full_disk(exc) else exc) from None
         yield
     finally:
         path.unlink(missing_ok=True)
