@@ -82,8 +82,9 @@ def test_hdn_generate_reads_a_released_domain_by_name(mappers: dict[str, torch.n
     code, _, err = run_cli(capsys, "generate", "--domain", "td-ukiyo-e*0.5", "--generator", "random:16",
                            "--n", "1", "--device", "cpu", "--out", str(tmp_path / "out"))
     assert code == 1
-    assert err.startswith(f"error: domain file was made for generator stylegan2-cat-config-f with {sum(CAT_LAYOUT)} "
-                          "domain numbers, but the given generator has 2560;")
+    assert err.startswith(f"error: domain file was made for generator stylegan2-cat-config-f, another layout: "
+                          f"{len(CAT_LAYOUT)} modulated convs ({sum(CAT_LAYOUT)} numbers) where the generator has 5 "
+                          "(2560 numbers);")
     assert not (tmp_path / "out").exists()
 
 

@@ -205,7 +205,7 @@ def test_hdn_invert_bad_input_is_one_line(tmp_path: Path, capsys, monkeypatch, c
 
 @pytest.mark.parametrize("case,message", [
     ("mix-without-reference", "no reference latent"),
-    ("wrong-generator", "domain numbers"),
+    ("wrong-generator", "numbers) where the generator has"),
     ("missing-domain", "does not exist"),
     ("not-a-domain", "not a readable safetensors"),
     ("unloadable-generator", "pass --generator"),

@@ -1,14 +1,16 @@
 """Atomic file writes (temporary sibling, fsync, ``os.replace``) and output-destination checks."""
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
 
 TMP_SUFFIX = ".tmp"
 STALE_AFTER_S = 3600.0
@@ -38,26 +40,57 @@ def remove_stale_temporaries(directory: str | os.PathLike[str], older_than_s: fl
     return removed
 
 
+#: How writers report a full disk: OSError errno, and the messages of PyTorch's zip writer.
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+FULL_DISK_MESSAGES = ("file write failed", "unexpected pos", "No space left on device")
+
+
+def is_full_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write failing for want of space (OSError ENOSPC/EDQUOT, or the
+    RuntimeError PyTorch's checkpoint writer raises then)."""
+    if isinstance(exc, OSError):
+        return exc.errno in FULL_DISK_ERRNOS
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in FULL_DISK_MESSAGES)
+
+
+def full_disk_error(path: str | os.PathLike[str]) -> StorageError:
+    """The one-line error for a write to ``path`` that ran out of space, with the space left."""
+    folder = Path(path).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:,.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return StorageError(f"cannot write {path}: no space left on the device ({free} in {folder}); "
+                        "free some space or write elsewhere, then run the command again")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically with
     the mode the umask gives a new file.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched; a full disk
+    becomes a one-line ``StorageError`` naming ``path`` and the space left.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        if is_full_disk(exc):
+            raise full_disk_error(target) from None
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _writable_parent(path: Path, option: str) -> None:

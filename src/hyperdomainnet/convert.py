@@ -37,7 +37,7 @@ from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain
 from .errors import ConfigError, FileFormatError, first_line
 from .hashing import sha256_file
 from .hypernet.model import HyperDomainNet
-from .stylegan2.generator import Generator, GeneratorArch
+from .stylegan2.generator import Generator, GeneratorArch, layout_difference
 from .torchfile import PickledStub, read_torch_file
 
 MODEL_TYPES: tuple[str, ...] = ("parameterization", "mapper", "original")
@@ -135,9 +135,9 @@ def generator_identity(ckpt: OfficialCheckpoint, layout: list[int], generator: G
     """
     if generator is not None:
         if list(generator.domain_layout) != layout:
-            raise ConfigError(f"{ckpt.path.name} was trained on a generator with {len(layout)} modulated "
-                              f"convs ({sum(layout)} domain numbers), but the given generator has "
-                              f"{generator.domain_size}; pass the generator it was trained on")
+            raise ConfigError(f"{ckpt.path.name} was trained on a generator of another layout "
+                              f"({layout_difference(layout, generator.domain_layout)}); pass the generator it "
+                              "was trained on")
         return dict(generator.identity)
     ref = ckpt.generator_args.get("checkpoint_path") or ckpt.generator_args.get("ckpt_path")
     name = Path(str(ref)).name if ref else None

@@ -29,3 +29,5 @@ def first_line(exc: BaseException, limit: int = 160, empty: str | None = None) -
     text = str(exc).split("WeightsUnpickler error:", 1)[-1]
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return line[:limit] if line else (empty if empty is not None else type(exc).__name__)
+class StorageError(HDNError, OSError):
+    """A file could not be written: the disk is full (or over quota)."""

@@ -32,8 +32,9 @@ RESERVED: tuple[str, ...] = ("format", "version")
 
 
 def nonfinite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of the tensors holding a NaN or ±inf."""
-    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    """Names of the floating-point tensors holding a NaN or ±inf, also once cast to float32 (the
+    precision they are used in: a float64 1e300 is inf there)."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t.float()).all())]
 
 
 def save(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any],

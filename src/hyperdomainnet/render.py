@@ -13,7 +13,6 @@ conv weights for the whole batch and are rendered row by row.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from .errors import ConfigError, HDNError
 from .images import to_pil
 from .loaders import load_generator
 from .progress import progress_bar
+from .ranges import FPS, TRUNCATION, finite_in
+from .seeds import MAX_SEEDS, seed_range
 from .stylegan2.generator import NOISE_MODES, Generator
 
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
@@ -67,18 +68,22 @@ def row_label(name: str, scale: float = 1.0) -> str:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-7"`` → [0, …, 7]; ``"1,5,9-11"`` → [1, 5, 9, 10, 11] (non-negative, in order given)."""
-    seeds: list[int] = []
+    """``"0-7"`` → [0, …, 7]; ``"1,5,9-11"`` → [1, 5, 9, 10, 11] (in [0, MAX_SEED], in order given,
+    at most MAX_SEEDS in all)."""
+    ranges: list[tuple[int, int]] = []
     try:
         for part in (p.strip() for p in text.split(",")):
             lo, dash, hi = part.partition("-")
             first, last = int(lo), int(hi) if dash else int(lo)
             if first < 0 or last < first:
                 raise ValueError
-            seeds.extend(range(first, last + 1))
+            ranges.append((first, last - first + 1))
     except ValueError:
         raise ConfigError(f"bad seeds {text!r}: give non-negative integers and ranges, e.g. 0-7 or 1,5,9-11") from None
-    return seeds
+    if sum(count for _, count in ranges) > MAX_SEEDS:
+        raise ConfigError(f"--seeds {text!r} names {sum(count for _, count in ranges):,} seeds; at most "
+                          f"{MAX_SEEDS:,} per command")
+    return [seed for first, count in ranges for seed in seed_range(first, count, "--seeds")]
 
 
 def _seed_rng(seed: int) -> torch.Generator:
@@ -130,8 +135,7 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
         raise ConfigError(f"unknown noise mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if not math.isfinite(truncation):
-        raise ConfigError(f"--truncation must be a finite number (1 = none, 0.7 = typical), got {truncation}")
+    finite_in(truncation, "--truncation (1 = none, 0.7 = typical)", TRUNCATION)
     for row in rows:
         if row.domain is not None:
             row.domain.check_generator(G)
@@ -215,8 +219,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 12.0) -> Path
     suffix = target.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise ConfigError(f"cannot write video {target}: use a .gif or .mp4 file name")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ConfigError(f"--fps must be a positive finite number, e.g. 12, got {fps}")
+    finite_in(fps, "--fps", FPS)
     if suffix == ".mp4":
         _check_ffmpeg()
     with atomic_path(target) as tmp:

@@ -35,7 +35,7 @@ from .hypernet.prompts import prompt_domains
 from .images import Fit, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
-from .stylegan2.generator import Generator
+from .stylegan2.generator import Generator, layout_difference
 
 if TYPE_CHECKING:
     from .encoders import PhotoEncoder
@@ -192,7 +192,7 @@ def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
     if list(domain.domain_layout) != list(G.domain_layout):
         trained = domain.generator.get("name") or "another generator"
         raise ConfigError(f"the hypernetwork {Path(str(hypernet)).name} was trained for {trained} "
-                          f"({sum(domain.domain_layout)} domain numbers) but the generator has {G.domain_size}; "
+                          f"({layout_difference(domain.domain_layout, G.domain_layout)}); "
                           "pass a hypernetwork trained for the encoder's generator")
     return domain
 

@@ -4,6 +4,7 @@ Every ``.pt`` the project opens (generators, encoders, released checkpoints, run
 through :func:`read_torch_file`. It reads PyTorch's zip format and its legacy (pre-1.6) format; no
 code from the file runs. A caller may allow extra classes (e.g. ``argparse.Namespace``) or accept
 named classes as inert :class:`PickledStub` stand-ins that keep only what the pickle passes them.
+Its pickles are first replayed with bounded nesting and work (:mod:`hyperdomainnet.pickle_bounds`).
 Junk, truncated or unsafe files raise :class:`FileFormatError` naming the file and the fix.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from .errors import FileFormatError
+from .pickle_bounds import check_pickle_file
 
 __all__ = ["PickledStub", "read_torch_file"]
 
@@ -67,6 +69,7 @@ def read_torch_file(path: str | os.PathLike[str], what: str, allowed: Sequence[t
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"{what} {path} does not exist or is not a file")
+    check_pickle_file(path)
     names = _unsafe_globals(path) if stub is not None else None
     stubbed = [n for n in names or [] if stub is not None and stub(n)]
     try:

@@ -11,6 +11,7 @@ try:  # typer ≥ 0.20 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
+from ..atomic import is_full_disk
 from ..version import __version__
 from ..errors import HDNError
 
@@ -39,9 +40,28 @@ def _usage_line(exc: click_exceptions.UsageError) -> str:
     return f"error: {message}{where}"
 
 
+#: How allocators report running out of memory (PyTorch CPU / CUDA, NumPy).
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "Unable to allocate")
+
+
+def _resource_line(exc: BaseException) -> Optional[str]:
+    """One line for running out of memory or disk space anywhere, else None."""
+    first = " ".join(str(exc).split())[:200]
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
+                                        and any(m in str(exc) for m in OUT_OF_MEMORY_MESSAGES)):
+        return (f"error: out of memory ({type(exc).__name__}: {first or 'no detail'}); ask for less at once: "
+                "fewer seeds, frames or targets, a smaller --batch/--batch-size, --micro-batch or --low-memory")
+    if is_full_disk(exc):
+        where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        return (f"error: no space left on the device{where} ({first}); free some space or write elsewhere, "
+                "then run the command again")
+    return None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point: every error is one line on stderr — user errors exit 1, usage errors 2, an
-    interrupt 130; a command group called without a command prints its help."""
+    """Entry point: every error is one line on stderr — user errors, and running out of memory or
+    disk space, exit 1, usage errors 2, an interrupt 130; a command group called without a
+    command prints its help."""
     try:
         result = app(args=argv, prog_name="hdn", standalone_mode=False)
     except HDNError as exc:
@@ -61,4 +81,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (MemoryError, RuntimeError, OSError) as exc:
+        line = _resource_line(exc)
+        if line is None:
+            raise
+        typer.echo(line, err=True)
+        return 1
     return result if isinstance(result, int) else 0

@@ -9,6 +9,7 @@ import typer
 
 from ..atomic import atomic_path, check_output_file
 from ..errors import ConfigError
+from ..seeds import MAX_SEED
 from . import options
 from .app import app
 
@@ -36,7 +37,7 @@ def evaluate(
                                              help="Reference image of an image domain (instead of a text)."),
     templates: str = typer.Option("imagenet", help="imagenet (79 templates) or one template such as 'A {}'."),
     n: int = typer.Option(500, "--n", help="Number of generated samples (seeds SEED … SEED+N−1)."),
-    seed: int = typer.Option(0, help="First seed."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="First seed."),
     truncation: float = options.TRUNCATION,
     noise_mode: str = typer.Option("random", help="random (seeded, as the official evaluation) | const | none."),
     batch_size: int = options.batch_size(),

@@ -14,21 +14,24 @@ from .app import app
 
 
 def _parse_range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise ConfigError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1") from None
+    from ..ranges import STRENGTH, finite_in
+
+    ends = text.split(":")
+    if len(ends) != 2:
+        raise ConfigError(f"--alpha-sweep {text!r}: give START:END, e.g. 0:1")
+    lo, hi = (finite_in(v, f"each end of --alpha-sweep {text!r}", STRENGTH) for v in ends)
     return lo, hi
 
 
 def _choose_seeds(seeds: Optional[str], seed: int, n: int) -> list[int]:
     from ..render import parse_seeds
+    from ..seeds import MAX_SEEDS, seed_range
 
     if seeds is not None:
         return parse_seeds(seeds)
-    if n < 1 or seed < 0:
-        raise ConfigError(f"--n must be ≥ 1 and --seed ≥ 0, got --n {n} --seed {seed}")
-    return list(range(seed, seed + n))
+    if not 1 <= n <= MAX_SEEDS:
+        raise ConfigError(f"--n must be in [1, {MAX_SEEDS:,}], got --n {n}")
+    return list(seed_range(seed, n))
 
 
 def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
@@ -93,9 +96,10 @@ def generate(
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
-    from ..hypernet.prompts import prompt_domains
-    from ..render import alpha_sweep_rows, generator_for, interpolation_rows, render_rows, Row
     from ..device import resolve_device, resolve_precision
+    from ..hypernet.prompts import prompt_domains
+    from ..ranges import FPS, finite_in
+    from ..render import alpha_sweep_rows, generator_for, interpolation_rows, render_rows, Row
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
@@ -105,6 +109,8 @@ def generate(
         raise ConfigError("prompts need a hypernetwork: pass --hypernet FILE together with --text PROMPT")
     if video is not None and not animated:
         raise ConfigError("--video needs --interpolate A B or --alpha-sweep START:END")
+    if animated:
+        finite_in(fps, "--fps", FPS)
     grid = (not animated) if grid is None else grid
     if not (grid or individual or animated):
         raise ConfigError("nothing to write: keep --grid or add --individual")

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import ConfigError, HDNError
+from ..seeds import MAX_SEED
 from ..training.config import HypernetConfig
 from . import options
 from .app import app
@@ -78,7 +79,7 @@ def evaluate(
     generator: Optional[str] = typer.Option(None, help="Generator (default: the one the file names)."),
     clip: str = typer.Option("ViT-B/16", help="CLIP encoder for Quality/Diversity (official notebook: ViT-B/16)."),
     samples: int = typer.Option(500, help="Images per domain (seeds SEED … SEED+SAMPLES−1)."),
-    seed: int = typer.Option(0, help="First seed."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="First seed."),
     truncation: float = options.TRUNCATION,
     noise_mode: str = typer.Option("random", help="random (seeded) | const | none."),
     batch_size: int = options.batch_size(),

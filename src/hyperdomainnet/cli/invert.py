@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ..errors import ConfigError, HDNError
+from ..ranges import LAMBDA_P_RANGE, STRENGTH, finite_in
 from ..paths import unique_names
 from . import options
 from .app import app
@@ -101,6 +102,7 @@ def _ii2s_options(steps: int, lambda_p: float, fit: str, align: bool, lpips_rand
 
     if fit not in FITS:
         raise ConfigError(f"--fit {fit!r}: use one of {', '.join(FITS)}")
+    finite_in(lambda_p, "--lambda-p", LAMBDA_P_RANGE)
     return InversionOptions(steps, lambda_p, fit, align, lpips_random, pnorm_samples)  # type: ignore[arg-type]
 
 
@@ -233,6 +235,7 @@ def stylize(
         raise ConfigError("no photo given; pass one or more photos (or folders): hdn stylize PHOTO… --text \"…\"")
     if (text is None) == (domain is None):
         raise ConfigError("pass exactly one of --text \"prompt\" (with --hypernet) or --domain NAME|FILE")
+    finite_in(strength, "--strength", STRENGTH)
     options = _ii2s_options(steps, lambda_p, fit, False, lpips_random_backbone, pnorm_samples)
     check_output_dir(out, force)
     files = collect_photos(given)

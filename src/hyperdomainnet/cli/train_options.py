@@ -22,6 +22,7 @@ from ..atomic import check_output_dir
 from ..errors import ConfigError
 from ..training.config import (CONFIG_NAME, TrainConfig, build_config, load_config_file, load_preset,
                                on_command_line, option_name, preset_names)
+from ..training.run_folder import check_run_folder_free
 from . import options
 
 OUT = typer.Option(..., "--out", help="Run directory (created).")
@@ -163,6 +164,7 @@ def run_config(model: type[TrainConfig], trainer: str, out: Path, *, resume: boo
     directory (``--force``: one that holds other files). ``--resume``: the stored config.yaml;
     options may repeat its values, and only ``--steps`` may change.
     """
+    check_run_folder_free(out)
     check_output_dir(out, force=force or resume)
     if not resume:
         layers = [load_preset(preset, trainer) if preset else {}, load_config_file(config_file) if config_file else {}]

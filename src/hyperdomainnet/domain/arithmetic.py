@@ -11,7 +11,6 @@ and reset the rest to ι.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..ranges import STRENGTH, finite_in
 from .files import Domain
 from .parameterizations import FIELD_INIT
 
@@ -44,14 +44,9 @@ def parse_domain_spec(text: str) -> DomainSpec:
     path, star, strength = text.rpartition("*")
     if not star:
         return DomainSpec(Path(text))
-    try:
-        value = float(strength)
-    except ValueError:
-        value = math.nan
-    if not path or not math.isfinite(value):
-        raise ConfigError(f"bad domain spec {text!r}: write FILE or FILE*STRENGTH with a finite number, "
-                          "e.g. pixar.safetensors*0.6")
-    return DomainSpec(Path(path), value)
+    if not path:
+        raise ConfigError(f"bad domain spec {text!r}: write FILE or FILE*STRENGTH, e.g. pixar.safetensors*0.6")
+    return DomainSpec(Path(path), finite_in(strength, f"bad domain spec {text!r}: STRENGTH", STRENGTH))
 
 
 def _identity_value(key: str) -> float:

@@ -27,6 +27,7 @@ import torch
 
 from .. import fileformat
 from ..errors import ConfigError, FileFormatError
+from ..stylegan2.generator import layout_difference
 from ..stylegan3.generator import generator_family
 
 FORMAT = "hyperdomainnet.domain"
@@ -104,9 +105,9 @@ class Domain:
             raise ConfigError(f"domain file was made for a {family} generator ({self.generator.get('name')}), "
                               f"but the given generator is {given}; pass the generator it was trained on")
         if list(G.domain_layout) != list(self.domain_layout):
-            raise ConfigError(f"domain file was made for generator {self.generator.get('name')} with "
-                              f"{sum(self.domain_layout)} domain numbers, but the given generator has "
-                              f"{G.domain_size}; pass the generator it was trained on (--generator)")
+            raise ConfigError(f"domain file was made for generator {self.generator.get('name')}, another layout: "
+                              f"{layout_difference(self.domain_layout, G.domain_layout)}; pass the generator "
+                              "it was trained on (--generator)")
 
     def _stored_tensors(self) -> tuple[dict[str, torch.Tensor], int]:
         """The tensors to write and the file version their kind needs (FileFormatError if inconsistent)."""

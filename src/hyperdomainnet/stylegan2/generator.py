@@ -14,6 +14,7 @@ weights, shared by the batch: the hook of the ablation parameterisations.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import weakref
@@ -35,9 +36,25 @@ NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
 MEAN_LATENT_SAMPLES = 4096
 
 
+#: Inclusive bounds of the integer fields, a little beyond what real StyleGAN2 generators use
+#: (size ≤ 1024, style_dim 512, n_mlp 2–8, channel multiplier 1–2, channel_max 512), so that a
+#: file or spec naming a generator can never make one that exhausts a machine.
+ARCH_BOUNDS: dict[str, tuple[int, int]] = {"size": (8, 4096), "style_dim": (1, 2048), "n_mlp": (1, 16),
+                                           "channel_multiplier": (1, 8), "channel_max": (1, 2048)}
+#: Generators above this many parameters are refused (FFHQ 1024 config-f has 30 M).
+MAX_PARAMETERS = 100_000_000
+MAX_BLUR_TAPS = 8
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class GeneratorArch:
-    """Everything that fixes a generator's parameter shapes and forward pass."""
+    """Everything that fixes a generator's parameter shapes and forward pass; every field is
+    checked against ``ARCH_BOUNDS`` (and the total against ``MAX_PARAMETERS``) on construction,
+    before anything is allocated."""
 
     size: int
     style_dim: int = 512
@@ -49,11 +66,39 @@ class GeneratorArch:
     blur_taps: tuple[int, ...] = field(default=(1, 3, 3, 1))
 
     def __post_init__(self) -> None:
-        log = math.log2(self.size) if self.size > 0 else 0.5
-        if not (log.is_integer() and 8 <= self.size <= 1024 * 4):
+        for name, (lo, hi) in ARCH_BOUNDS.items():
+            value = getattr(self, name)
+            if not (_is_int(value) and lo <= value <= hi):
+                raise ConfigError(f"generator {name} must be an integer in [{lo}, {hi}], got {value!r}")
+        if self.size & (self.size - 1):
             raise ConfigError(f"generator size must be a power of two ≥ 8, got {self.size}")
-        if self.n_mlp < 1 or self.channel_multiplier < 1 or self.channel_max < 1:
-            raise ConfigError("n_mlp, channel_multiplier and channel_max must be positive")
+        if not (isinstance(self.lr_mlp, (int, float)) and 0 < self.lr_mlp <= 1):
+            raise ConfigError(f"generator lr_mlp must be a number in (0, 1], got {self.lr_mlp!r}")
+        if self.conv_clamp is not None and not (isinstance(self.conv_clamp, (int, float))
+                                                and 0 < self.conv_clamp < math.inf):
+            raise ConfigError(f"generator conv_clamp must be a positive finite number or None, got {self.conv_clamp!r}")
+        taps = self.blur_taps
+        if not (isinstance(taps, tuple) and 1 <= len(taps) <= MAX_BLUR_TAPS
+                and all(_is_int(t) and 0 <= t <= 255 for t in taps) and sum(taps) > 0):
+            raise ConfigError(f"generator blur_taps must be 1 to {MAX_BLUR_TAPS} integers in [0, 255] with a positive "
+                              f"sum, got {taps!r}")
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ConfigError(f"a generator {self.describe()} would have {self.parameter_count() / 1e6:.0f} M "
+                              f"parameters, over the limit of {MAX_PARAMETERS // 1_000_000} M")
+
+    def describe(self) -> str:
+        """``size 64, style_dim 512, n_mlp 8, channel_multiplier 2, channel_max 512`` (for messages)."""
+        return ", ".join(f"{name} {getattr(self, name)}" for name in ARCH_BOUNDS)
+
+    def parameter_count(self) -> int:
+        """Trainable parameters of the generator (mapping, constant, styled convs, toRGBs)."""
+        dim = self.style_dim
+        layout = self.domain_layout()
+        outputs = layout[1:] + [self.channels(self.size)]
+        convs = sum(c_out * c_in * 9 + c_in * dim + c_in + 1 + c_out for c_in, c_out in zip(layout, outputs))
+        rgb_inputs = [self.channels(2**r) for r in range(2, self.log_size + 1)]
+        to_rgbs = sum(3 * c_in + c_in * dim + c_in + 3 for c_in in rgb_inputs)
+        return self.n_mlp * (dim * dim + dim) + layout[0] * 16 + convs + to_rgbs
 
     @property
     def log_size(self) -> int:
@@ -82,11 +127,29 @@ class GeneratorArch:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GeneratorArch:
+    def from_dict(cls, d: Any) -> GeneratorArch:
+        """The architecture a file records; unknown keys and malformed values are ConfigErrors."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or "size" not in d or not set(d) <= fields:
+            raise ConfigError(f"a generator architecture needs 'size' and only keys {sorted(fields)}, got {d!r:.200}")
         d = dict(d)
-        if "blur_taps" in d:
-            d["blur_taps"] = tuple(int(t) for t in d["blur_taps"])
+        if isinstance(d.get("blur_taps"), list):
+            d["blur_taps"] = tuple(d["blur_taps"])
         return cls(**d)
+
+
+def layout_difference(theirs: Sequence[int], ours: Sequence[int]) -> str:
+    """Where a domain layout (``theirs``) first differs from a generator's (``ours``), for messages:
+    the conv counts when they differ, else the first 3×3 modulated conv (W+ order, from 0) whose
+    size differs."""
+    if len(theirs) != len(ours):
+        return (f"{len(theirs)} modulated convs ({sum(theirs)} numbers) where the generator has {len(ours)} "
+                f"({sum(ours)} numbers)")
+    i = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), None)
+    if i is None:
+        return "the same layout"
+    return (f"modulated conv {i} of {len(ours)} takes {theirs[i]} numbers where the generator's takes {ours[i]} "
+            f"({sum(theirs)} vs {sum(ours)} in all)")
 
 
 @dataclass(frozen=True)

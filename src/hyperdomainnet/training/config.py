@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from ..errors import ConfigError, first_line
+from ..seeds import MAX_SEED
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Beta = Annotated[float, Field(ge=0, lt=1)]
@@ -68,7 +69,7 @@ class TrainConfig(BaseModel):
                       "(replaces the preset's ensemble), e.g. ViT-B/32:1.0,ViT-B/16:1.0 or random:tiny")
     losses: dict[str, float] = Field(default_factory=lambda: {"direction": 1.0},
                                      description=losses_help(TEXT_LOSSES), json_schema_extra=LOSS_OPTION)
-    seed: int = Field(0, description="random seed")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="device: auto, cpu, cuda or cuda:N")
     precision: Precision = Field("auto", description="arithmetic precision: auto = bf16 autocast where the device "
                                  "computes it natively (AMX CPUs, CUDA capability >= 8.0), else fp32; fp16 with "
@@ -376,15 +377,47 @@ def resolve_preset(name: str) -> dict[str, Any]:
     return model.model_construct(**settings).model_dump(mode="json", warnings=False)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+MAX_SHOWN = 120  # characters of a rejected value shown in an error
+
+
+def _shown(text: str) -> str:
+    """``text`` cut to ``MAX_SHOWN`` characters for a one-line message."""
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"… ({len(text):,} characters)"
+
+
+class _AliasRefused(yaml.YAMLError):
+    """A YAML alias in a settings file (its line in ``args[0]``)."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing aliases (``*name``): a few of them nest into an exponential
+    "billion laughs" expansion, and settings never need them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasRefused(self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Settings from a YAML config file (e.g. a previous run's config.yaml)."""
+    """Settings from a YAML config file (e.g. a previous run's config.yaml): at most
+    ``MAX_CONFIG_BYTES``, no aliases."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes, over the "
+                              f"{MAX_CONFIG_BYTES:,} a settings file may have")
+        data = yaml.load(path.read_text(), Loader=_NoAliasLoader)  # noqa: S506 — a safe loader
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check the path") from None
+    except _AliasRefused as exc:
+        raise ConfigError(f"config file {path} uses a YAML alias (*name) on line {exc.args[0]}; aliases are "
+                          "not accepted: write the values out") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML ({first_line(exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings")
     return data
@@ -399,7 +432,7 @@ def _describe_error(cls: type[TrainConfig], err: Any) -> str:
     where = name + "".join(f"[{p}]" for p in err["loc"][1:])
     field = cls.model_fields.get(name)
     option = f" ({option_name(name, field)})" if field is not None else ""
-    got = "" if err["type"] in ("missing", "extra_forbidden") else f", got {err['input']!r}"
+    got = "" if err["type"] in ("missing", "extra_forbidden") else f", got {_shown(repr(err['input']))}"
     return f"invalid setting {where}{option}: {message[0].lower()}{message[1:]}{got}"
 
 

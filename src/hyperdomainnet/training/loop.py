@@ -20,6 +20,7 @@ process. A second signal stops at once (``KeyboardInterrupt``; the last checkpoi
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -33,12 +34,13 @@ from typing import Any, Protocol
 import torch
 import yaml
 
-from ..atomic import atomic_path, remove_stale_temporaries
+from ..atomic import atomic_path, full_disk_error, is_full_disk, remove_stale_temporaries
 from ..errors import ConfigError, FileFormatError, HDNError
 from ..images import save_grid
 from ..progress import progress_bar
 from ..torchfile import read_torch_file
 from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
+from .run_folder import read_log, run_folder_lock
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -149,18 +151,23 @@ class MetricLogger:
                                     resume="allow")
 
     def _truncate_after(self, step: int) -> None:
-        """Drop lines of steps past the checkpoint a run resumes from (they will be re-run)."""
+        """Drop records of steps past the checkpoint a run resumes from (they will be re-run) and
+        lines that are not records (torn by a full disk or a kill)."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        kept = [record for record in read_log(self.path) if record["step"] <= step]
         with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
     def log(self, step: int, terms: dict[str, float]) -> None:
-        record = {"step": step, **{k: float(v) for k, v in terms.items()}, "time": time.time()}
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        """Append one record; a non-finite term is written as null (the file stays valid JSON)."""
+        values = {k: float(v) if math.isfinite(v) else None for k, v in terms.items()}
+        record = {"step": step, **values, "time": time.time()}
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record, allow_nan=False) + "\n")
+        except OSError as exc:
+            raise (full_disk_error(self.path) if is_full_disk(exc) else exc) from None
         if self.tb is not None:
             for key, value in terms.items():
                 self.tb.add_scalar(f"loss/{key}", value, step)
@@ -214,8 +221,16 @@ def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False, pr
     """Train to ``config.steps`` (continuing from ``checkpoint.pt`` when resuming); return the result path.
 
     ``agree(stop)`` turns this process's stop request into the decision of every process of a
-    distributed run (one process: itself)."""
+    distributed run (one process: itself). The run holds the folder's exclusive lock throughout:
+    a second run into the same folder refuses, naming the holder."""
     run_dir = Path(run_dir)
+    with run_folder_lock(run_dir):
+        return _train_locked(trainer, run_dir, resume, progress, agree)
+
+
+def _train_locked(trainer: Trainer, run_dir: Path, resume: bool, progress: bool,
+                  agree: Callable[[bool], bool]) -> Path:
+    """``run_training`` while holding the run folder's lock."""
     config = trainer.config
     command, label = command_and_label(config)
     start = 0
@@ -225,7 +240,6 @@ def run_training(trainer: Trainer, run_dir: str | Path, resume: bool = False, pr
         start = int(state["step"])
     else:
         check_new_run(run_dir, trainer.result_name)
-    run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)
     if trainer.auto_precision:
         print(f"precision: {trainer.precision} ({'native' if trainer.precision == 'bf16' else 'no native bf16'} "

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ...errors import FileFormatError, HDNError, first_line
+from ...pickle_bounds import check_pickle_file
 
 ROSINALITY_GAIN = 4.0  # rosinality's up-sampling kernels are NVIDIA's normalised filter × up²
 STANDARD_FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
@@ -167,6 +168,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def _unpickle(path: str | os.PathLike[str]) -> Any:
     """Load the pickle with the restricted unpickler; every failure becomes a one-line FileFormatError."""
+    check_pickle_file(path)
     try:
         with open(path, "rb") as fh:
             return _RestrictedUnpickler(fh).load()
