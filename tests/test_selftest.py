@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
 from hyperdomainnet.cli import selftest
-
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_selftest_runs_every_quick_start_step_and_passes(capsys: pytest.CaptureFixture[str],
@@ -40,12 +36,3 @@ def test_a_failing_step_is_named_and_the_verdict_is_exit_1(capsys: pytest.Captur
     assert export.split()[0] == "FAIL" and export.endswith("did not write other.pt")
     assert models.split()[0] == "ok"
     assert err.startswith("selftest failed: 2 of 3 steps (info, export) in ") and err.count("\n") == 1
-
-
-def test_the_steps_follow_the_readme_quick_start() -> None:
-    block = README.read_text(encoding="utf-8").split("## Offline / CPU quick start", 1)[1].split("```bash", 1)[1]
-    commands = [line for line in block.split("```", 1)[0].splitlines() if line.startswith("hdn ")]
-    names = [step.name for step in selftest.quick_start()]
-    assert len(commands) == len(names)
-    for command, name in zip(commands, names):
-        assert re.match(rf"hdn {name}( |$)", command), (command, name)
