@@ -92,3 +92,16 @@ def test_a_proxy_or_mirror_is_what_gets_probed(monkeypatch: pytest.MonkeyPatch) 
     assert preflight._probe_address("https://drive.google.com/x") == ("drive.google.com", 443)
     monkeypatch.setenv("HTTPS_PROXY", "proxy.local:3128")
     assert preflight._probe_address(url) == ("proxy.local", 3128)
+
+
+def test_reference_images_need_the_lpips_backbone_unless_random(no_network, monkeypatch, tmp_path: Path) -> None:
+    from hyperdomainnet.training.config import ImageAdaptConfig
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    settings = dict(generator="random:32", clip="random:tiny", image="ref.png")
+    with pytest.raises(preflight.DownloadError) as caught:
+        preflight.check_training_downloads(ImageAdaptConfig(**settings))
+    line = str(caught.value).splitlines()[1]
+    assert line.startswith("  LPIPS vgg backbone: download https://download.pytorch.org/models/vgg16-")
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in line and "--lpips-random-backbone" in line
+    preflight.check_training_downloads(ImageAdaptConfig(**settings, lpips_random_backbone=True))

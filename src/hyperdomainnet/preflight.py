@@ -67,6 +67,20 @@ def clip_downloads(ensemble: str) -> list[Needed]:
     return needed
 
 
+def lpips_download(net: str = "vgg") -> Needed | None:
+    """torchvision's ImageNet backbone of LPIPS ``net`` when it is not in torch's hub cache."""
+    import torch
+    from torchvision import models
+
+    weights = {"vgg": models.VGG16_Weights, "alex": models.AlexNet_Weights,
+               "squeeze": models.SqueezeNet1_1_Weights}[net].IMAGENET1K_V1
+    destination = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if destination.is_file():
+        return None
+    return Needed(f"LPIPS {net} backbone", (weights.url,), f"download {weights.url} and place it at {destination} "
+                  "(or pass --lpips-random-backbone: a random backbone, for trials only)")
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -124,8 +138,11 @@ def check_downloads(needed: list[Needed]) -> None:
 
 
 def check_training_downloads(cfg: Any) -> None:
-    """The pre-flight of a training run: its generator and every CLIP model it loads."""
+    """The pre-flight of a training run: its generator, every CLIP model it loads and, for reference
+    images (their inversion and reconstruction terms), LPIPS's backbone."""
     needed = [generator_download(str(cfg.generator))] if getattr(cfg, "generator", None) else []
+    if (getattr(cfg, "images", None) or getattr(cfg, "image", None)) and not cfg.lpips_random_backbone:
+        needed.append(lpips_download("vgg"))
     for ensemble in (getattr(cfg, "clip", None), getattr(cfg, "mapper_clip", None)):
         needed += clip_downloads(ensemble) if ensemble else []
     check_downloads(list({n.what: n for n in needed if n is not None}.values()))

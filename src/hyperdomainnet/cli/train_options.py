@@ -20,7 +20,6 @@ from pydantic.fields import FieldInfo
 
 from ..atomic import check_output_dir
 from ..errors import ConfigError
-from ..preflight import check_training_downloads
 from ..training.config import (CONFIG_NAME, TrainConfig, build_config, load_config_file, load_preset,
                                on_command_line, option_name, preset_names)
 
@@ -146,7 +145,6 @@ def training_command(group: typer.Typer, name: str, model: type[TrainConfig],
             kind = select(settings) if select else next(iter(default_presets))
             cfg = run_config(model, kind, out, resume=resume, force=force, config_file=config, settings=settings,
                              preset=preset or default_presets[kind])
-            check_training_downloads(cfg)
             return func(cfg, out=out, resume=resume, progress=progress)
 
         command.__name__, command.__doc__ = func.__name__, func.__doc__
