@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,13 @@ def server() -> Iterator[Any]:
     yield served
     served.httpd.shutdown()
     served.httpd.server_close()
+
+
+@pytest.fixture
+def without_faces_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behave as if the ``faces`` extra (face-alignment) were not installed, whether or not it is:
+    nothing imports it and so nothing fetches its landmark model."""
+    monkeypatch.setitem(sys.modules, "face_alignment", None)
 
 
 def kill_run_at(trainer: Any, run_dir: Any, step: int = 3) -> None:

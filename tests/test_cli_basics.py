@@ -54,7 +54,19 @@ def test_info_errors_are_one_line(target: str, message: str, capsys: pytest.Capt
 def test_info_on_non_generator_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "x.safetensors").write_bytes(b"garbage")
     code, _, err = run(capsys, "info", str(tmp_path / "x.safetensors"))
-    assert code == 1 and "not a readable safetensors" in err
+    assert code == 1 and "x.safetensors is a text file; expected a generator checkpoint" in err
+
+
+@pytest.mark.parametrize("name, content, looks", [
+    ("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(40), "a PNG image"),
+    ("notes.txt", "Sketch – Photo\n".encode() * 3, "a text file"),
+    ("empty.pt", b"", "an empty file")])
+def test_info_names_what_it_reads_and_what_the_file_looks_like(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               name: str, content: bytes, looks: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    code, _, err = run(capsys, "info", str(tmp_path / name))
+    assert code == 1 and err.count("\n") == 1
+    assert f"{name} is {looks}" in err and "domain file, HyperDomainNet or latent" in err
 
 
 def test_models_lists_zoo(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

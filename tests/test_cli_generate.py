@@ -82,6 +82,8 @@ def test_grid_rows_are_source_then_domains_on_the_same_seeds(files, tmp_path, ca
     assert [r["label"] for r in manifest["rows"]] == ["source", "style a", "style b*0.5", "style d"]
     assert manifest["seeds"] == [3, 4, 5] and manifest["rows"][3]["kind"] == "cout_mult"
     assert manifest["rows"][1]["target"] == "style a"
+    assert all("folder" not in r for r in manifest["rows"]) and sorted(p.name for p in out.iterdir()) == [
+        "generate.json", "grid.png"]  # no row folders without --individual
 
 
 def test_individual_images_and_combined_domains(files, tmp_path, capsys):
@@ -328,6 +330,7 @@ def test_rows_are_labelled_by_the_domains_metadata_not_the_file_name(files, tmp_
     manifest = json.loads((out / "generate.json").read_text())
     assert [r["label"] for r in manifest["rows"]] == ["source", "Pixar", "joker.png", "my mix", "domain"]
     assert (out / "Pixar" / "seed0000.png").is_file() and (out / "my_mix" / "seed0000.png").is_file()
+    assert all((out / r["folder"] / "seed0000.png").is_file() for r in manifest["rows"])
 
     reports = []
     for k, path in enumerate(paths[:2]):

@@ -112,7 +112,8 @@ def test_refine_reports_each_photos_own_losses(tmp_path: Path, capsys, encoder_f
         assert f"p{i}.png: final II2S losses (total {both[i]['total']:.4g}, " in stdout
 
 
-def test_stylize_text_through_the_hypernetwork(tmp_path: Path, capsys, encoder_file: Path) -> None:
+def test_stylize_text_through_the_hypernetwork(tmp_path: Path, capsys, encoder_file: Path,
+                                               without_faces_extra: None) -> None:
     E = load_encoder(encoder_file)
     hyper = write_hypernet(tmp_path / "h.safetensors", E.generator)
     photos = [write_photo(tmp_path / f"p{i}.png", i, (64, 64)) for i in range(2)]

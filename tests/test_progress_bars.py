@@ -1,4 +1,4 @@
-"""Long commands show one tqdm bar on a terminal (and nothing when stderr is not one)."""
+"""Long commands show one tqdm bar on a terminal; off one, a status line every period of long work."""
 from __future__ import annotations
 
 import pytest
@@ -45,3 +45,25 @@ def test_hypernet_evaluation_counts_every_image_of_every_domain(capsys, monkeypa
     assert report["lists"][0]["count"] == 3
     err = capsys.readouterr().err
     assert "evaluating domains" in err and "6/6" in err
+
+
+def test_off_a_terminal_long_work_prints_a_status_line_every_period(capsys, monkeypatch):
+    import time
+
+    monkeypatch.setattr(progress, "interactive", lambda: False)
+    monkeypatch.setattr(progress, "LOG_PERIOD_S", 0.05)
+    with progress.progress_bar(2, "evaluating domains", "img") as bar:
+        time.sleep(0.3)  # one slow item: lines come while the count stands still
+        bar.update(1)
+        bar.set_postfix_str("Sketch")
+        time.sleep(0.3)
+        bar.update(1)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 4 and all(line.startswith("evaluating domains: ") for line in lines)
+    assert " 0/2 img [" in lines[0] and "\r" not in "".join(lines) and "█" not in "".join(lines)
+    assert any(" 50% 1/2 img [" in line and "Sketch" in line for line in lines)
+    assert " 100% 2/2 img [" in lines[-1]
+    monkeypatch.setattr(progress, "LOG_PERIOD_S", 30.0)
+    with progress.progress_bar(2, "quick", "img") as bar:  # done within a period: nothing to say
+        bar.update(2)
+    assert capsys.readouterr().err == ""

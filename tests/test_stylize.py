@@ -207,7 +207,7 @@ def test_hdn_invert_bad_input_is_one_line(tmp_path: Path, capsys, monkeypatch, c
     ("mix-without-reference", "no reference latent"),
     ("wrong-generator", "numbers) where the generator has"),
     ("missing-domain", "does not exist"),
-    ("not-a-domain", "not a readable safetensors"),
+    ("not-a-domain", "is a text file; expected a domain file"),
     ("unloadable-generator", "pass --generator"),
     ("corrupt-photo", "photo.png"),
 ])

@@ -221,7 +221,7 @@ def _expected_photo(files: dict[str, Path], iterations: int, **synthesis: object
 
 
 def test_stylize_photo_inverts_once_and_renders_the_domain(studio: Studio, G: torch.nn.Module,
-                                                           files: dict[str, Path]) -> None:
+                                                           files: dict[str, Path], without_faces_extra: None) -> None:
     vector = torch.randn(G.domain_size, generator=torch.Generator().manual_seed(0)) * 0.5
     photo = Image.open(files["photo"])
     assert list(studio.encoders) == ["psp.pt"]

@@ -10,10 +10,13 @@ from .domain.files import FORMAT as DOMAIN_FORMAT
 from .domain.files import Domain
 from .errors import FileFormatError
 from .fileformat import read_metadata
+from .filekind import PICKLE, SAFETENSORS, ZIP, looks_like
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .loaders import load_generator, resolve_zoo_spec
 from .stylegan2.generator import Generator
 from .stylegan2.loading import RANDOM_PREFIX
+
+INFO_READS = "generator checkpoint (.pt, .pkl), or a domain file, HyperDomainNet or latent (.safetensors)"
 
 
 def describe_generator(G: Generator) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def describe_generator(G: Generator) -> dict[str, Any]:
 def describe_safetensors(path: Path) -> dict[str, Any]:
     """Metadata of a hyperdomainnet safetensors file; a domain file or hypernetwork is fully checked
     (``Domain.load`` / ``HyperDomainNet.load``), so a corrupt or non-finite one is reported as an error."""
-    meta = read_metadata(path)
+    meta = read_metadata(path, INFO_READS)
     if meta is None:
         raise FileFormatError(f"{path} is a safetensors file without hyperdomainnet metadata; "
                               "expected a domain file, a hypernetwork or a generator checkpoint")
@@ -100,8 +103,12 @@ def describe_target(target: str) -> dict[str, Any]:
     """Describe ``target``: a file path, a zoo name (generator, released domain or hypernetwork),
     or a ``random:`` spec. A path to a missing file says so."""
     path = Path(target).expanduser()
-    if path.is_file() and path.suffix == ".safetensors":
-        return describe_safetensors(path)
+    if path.is_file():
+        kind = looks_like(path)
+        if kind == SAFETENSORS or path.suffix == ".safetensors":
+            return describe_safetensors(path)
+        if kind not in (ZIP, PICKLE):
+            raise FileFormatError(f"{path} is {kind}; hdn info describes a {INFO_READS}")
     if path.exists() or target.startswith(RANDOM_PREFIX):
         return describe_generator(load_generator(target))
     if len(path.parts) > 1:

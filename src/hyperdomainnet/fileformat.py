@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .errors import FileFormatError
+from .filekind import SAFETENSORS, looks_like
 
 META_KEY = "hyperdomainnet"
 RESERVED: tuple[str, ...] = ("format", "version")
@@ -58,15 +59,19 @@ def save(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], meta
     return Path(path)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_metadata(path: str | os.PathLike[str], what: str = "hyperdomainnet file (.safetensors)") -> dict[str, Any] | None:
     """The JSON metadata of a safetensors file, or None if it has no ``hyperdomainnet`` entry.
 
-    Raises FileFormatError when the file is not readable safetensors or the entry is not a JSON object.
+    Raises FileFormatError when the file is not readable safetensors (naming what it looks like and
+    ``what`` was expected) or the entry is not a JSON object.
     """
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError, ValueError) as exc:
+        kind = looks_like(path)
+        if kind != SAFETENSORS:
+            raise FileFormatError(f"{path} is {kind}; expected a {what}") from None
         raise FileFormatError(f"{path} is not a readable safetensors file ({exc}); is it truncated?") from None
     if raw is None:
         return None
@@ -90,7 +95,7 @@ def load(path: str | os.PathLike[str], *, file_format: str, max_version: int, wh
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"{what} {path} does not exist" + ("; it is a directory" if path.is_dir() else ""))
-    meta = read_metadata(path)
+    meta = read_metadata(path, f"{what} (.safetensors)")
     if meta is None or meta.get("format") != file_format:
         found = "no hyperdomainnet metadata" if meta is None else f"format {meta.get('format')!r}"
         raise FileFormatError(f"{path} is not a {what} ({found}; expected {file_format!r})")

@@ -7,6 +7,7 @@ from . import evaluate  # noqa: F401
 from . import ui  # noqa: F401
 from . import hypernet  # noqa: F401
 from . import presets  # noqa: F401
+from . import selftest  # noqa: F401
 from .app import app, main
 
 __all__ = ["app", "main"]

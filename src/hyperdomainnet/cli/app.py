@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 from ..atomic import is_full_disk
 from ..version import __version__
 from ..errors import HDNError
+from .console import warnings_as_lines
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Domain adaptation of StyleGAN2 with domain modulation and HyperDomainNet.")
@@ -60,10 +61,11 @@ def _resource_line(exc: BaseException) -> Optional[str]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: every error is one line on stderr — user errors, and running out of memory or
-    disk space, exit 1, usage errors 2, an interrupt 130; a command group called without a
-    command prints its help."""
+    disk space, exit 1, usage errors 2, an interrupt 130; every warning one ``warning:`` line; a
+    command group called without a command prints its help."""
     try:
-        result = app(args=argv, prog_name="hdn", standalone_mode=False)
+        with warnings_as_lines():
+            result = app(args=argv, prog_name="hdn", standalone_mode=False)
     except HDNError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1

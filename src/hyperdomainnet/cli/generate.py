@@ -167,7 +167,8 @@ def _apply_transform(G: Any, translate: Optional[str], rotate: float) -> dict[st
 
 def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
                    video: Optional[Path], animated: bool, fps: float, settings: dict[str, Any]) -> None:
-    """grid.png, OUT/<row>/seed<S>.png, the video, and generate.json describing them."""
+    """grid.png, OUT/<row>/seed<S>.png, the video, and generate.json describing them (a row's
+    ``folder`` only where its images were written)."""
     from ..atomic import atomic_path
     from ..images import save_grid, save_image
     from ..render import frames_from_rows, write_video
@@ -185,7 +186,7 @@ def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], gr
                 save_image(image, out / folder / f"seed{s:04d}.png")
         written.append(f"{out}/<row>/seed<S>.png")
     manifest = {**settings, "rows": [
-        {"label": row.label, "folder": folder, "scale": row.scale,
+        {"label": row.label, **({"folder": folder} if individual else {}), "scale": row.scale,
          "kind": None if row.domain is None else row.domain.kind,
          "target": None if row.domain is None else row.domain.metadata.get("target"),
          "style_mixing_from": None if row.domain is None or not settings["style_mixing"]

@@ -274,6 +274,29 @@ def _how_to_supply(arch: str, tag: str) -> str:
     return f"{where} and pass it as file:<arch>:<path>, here file:{arch}:/path/to/{name}"
 
 
+def uncached_weights(spec: str) -> str | None:
+    """How to supply the pretrained weights ``spec`` names when they are not in the local cache
+    (open_clip's: the Hugging Face cache, or ~/.cache/clip for URL downloads), else None. No network."""
+    arch, kind, tag = _parse_spec(spec.strip())
+    if kind != "tag" or arch == TINY:
+        return None
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(arch, str(tag))
+    if not cfg:
+        return None  # an unknown tag: load_clip says so
+    repo, name = os.path.split(cfg.get("hf_hub", ""))
+    if repo:
+        names = [name, name[:-4] + ".safetensors"] if name.endswith((".bin", ".pth")) else [name]
+        candidates = names if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if any(isinstance(try_to_load_from_cache(repo, n), str) for n in candidates):
+            return None
+    elif os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), Path(cfg.get("url", "")).name)):
+        return None
+    return _how_to_supply(arch, str(tag))
+
+
 def _load_all(names: Sequence[str], device: Device, antialias: bool) -> list[ClipEncoder]:
     """Every encoder of an ensemble; missing weights are reported together, one line for all."""
     encoders, missing = [], []

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, FileFormatError
+from ..filekind import looks_like
 from ..hashing import file_identity_sha256
 from .formats.rosinality import GeneratorCheckpoint, read_rosinality
 from ..stylegan3.generator import arch_from_dict, build_generator
@@ -104,7 +105,7 @@ def read_checkpoint(path: Path) -> GeneratorCheckpoint:
     if path.suffix == ".safetensors":
         raise FileFormatError(f"{path} is a safetensors file (a domain or hypernetwork file?), not a generator; "
                               "pass it with --domain / --hypernet and give the generator separately")
-    raise FileFormatError(f"{path} is neither a PyTorch checkpoint (.pt) nor a pickle (.pkl); "
+    raise FileFormatError(f"{path} is {looks_like(path)}, not a PyTorch checkpoint (.pt) or pickle (.pkl); "
                           "expected a StyleGAN2 generator checkpoint")
 
 
