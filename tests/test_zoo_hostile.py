@@ -184,6 +184,23 @@ def test_a_wrong_shape_statistics_cache_is_recomputed(tiny_G: torch.nn.Module) -
     assert inversion.pnorm_stats(tiny_G, 64, 0).mean.shape == (tiny_G.style_dim,)  # the rewritten cache
 
 
+def test_a_wrong_shape_latent_cache_is_inverted_again(tiny_G: torch.nn.Module, tmp_path: Path) -> None:
+    from hyperdomainnet import fileformat, inversion
+    from hyperdomainnet.images import save_image
+
+    image = save_image(torch.zeros(3, 32, 32), tmp_path / "ref.png")
+    kwargs = dict(steps=1, lpips_random_backbone=True, pnorm_samples=256, progress=False)
+    inversion.cached_invert(tiny_G, image, **kwargs)
+    [cached] = (tmp_path / "hdn" / "latents").glob("ref-*.safetensors")
+    tensors, meta = fileformat.load(cached, file_format=inversion.LATENT_FORMAT, max_version=inversion.LATENT_VERSION,
+                                    what="latent cache file")
+    fileformat.save(cached, {**tensors, "latent": torch.zeros(1, 3, 5)}, meta, file_format=inversion.LATENT_FORMAT,
+                    version=inversion.LATENT_VERSION)
+    with pytest.warns(UserWarning, match=f"ignoring unreadable latent cache {cached} .*latent has shape"):
+        result = inversion.cached_invert(tiny_G, image, **kwargs)
+    assert not result.cached and result.latent.shape == (1, tiny_G.n_latent, tiny_G.style_dim)
+
+
 # ----- forged hash records (issue: a forged sidecar made a substituted file pass) ---------------
 def test_a_forged_record_cannot_vouch_for_a_substituted_file(server: Served, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
