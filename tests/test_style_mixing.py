@@ -11,6 +11,7 @@ import torch
 from conftest import run_cli
 from hyperdomainnet.convert import convert_official
 from hyperdomainnet.domain.files import Domain
+from hyperdomainnet.errors import HDNError
 from hyperdomainnet.loaders import load_domain, load_generator
 from hyperdomainnet.render import Row, render_rows
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
@@ -79,5 +80,5 @@ def test_generate_mixes_by_default_and_says_so(released, tmp_path: Path, capsys:
 def test_domain_mix_refuses_a_latent_that_does_not_fit(released) -> None:
     _, out, _, _ = released
     domain = Domain.load(out)
-    with pytest.raises(Exception, match="cannot replace W\\+ layers 7"):
+    with pytest.raises(HDNError, match="cannot replace W\\+ layers 7"):
         domain.mix(torch.zeros(2, 14, 512))  # a 256 px generator's codes
