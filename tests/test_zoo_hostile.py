@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import struct
@@ -72,32 +73,27 @@ def test_a_mirror_serves_what_the_sources_do_not(server: Served, monkeypatch: py
 
 # ----- hostile archives -------------------------------------------------------------------------
 def _stored_zip(members: dict[str, bytes]) -> bytes:
-    path_bytes = b""
-    import io
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-    path_bytes = buffer.getvalue()
-    return path_bytes
+    return buffer.getvalue()
 
 
 def _claim_size(data: bytes, member: bytes, size: int, both: bool = True) -> bytes:
-    """The zip with ``member``'s recorded size (central directory and local header) set to ``size``."""
+    """The zip with ``member``'s uncompressed size (and, if ``both``, its compressed size) set to
+    ``size`` in its local header and its central-directory entry."""
     out = bytearray(data)
-    local = out.index(b"PK\x03\x04" + out[4:4])  # first local header
+    # (signature, offset of the compressed size, of the name length, of the name) per record kind
     for sig, sizes_at, name_len_at, name_at in ((b"PK\x03\x04", 18, 26, 30), (b"PK\x01\x02", 20, 28, 46)):
-        start = 0
-        while (at := out.find(sig, start)) >= 0:
-            start = at + 4
+        at = out.find(sig)
+        while at >= 0:
             n = struct.unpack_from("<H", out, at + name_len_at)[0]
-            if bytes(out[at + name_at:at + name_at + n]) != member:
-                continue
-            if both:
-                struct.pack_into("<I", out, at + sizes_at, size)
-            struct.pack_into("<I", out, at + sizes_at + 4, size)
-    assert local == 0
+            if bytes(out[at + name_at:at + name_at + n]) == member:
+                if both:
+                    struct.pack_into("<I", out, at + sizes_at, size)
+                struct.pack_into("<I", out, at + sizes_at + 4, size)
+            at = out.find(sig, at + 4)
     return bytes(out)
 
 
