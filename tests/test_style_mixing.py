@@ -82,3 +82,15 @@ def test_domain_mix_refuses_a_latent_that_does_not_fit(released) -> None:
     domain = Domain.load(out)
     with pytest.raises(HDNError, match="cannot replace W\\+ layers 7"):
         domain.mix(torch.zeros(2, 14, 512))  # a 256 px generator's codes
+
+
+def test_eval_mixes_by_default_and_says_so(released, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    generator, out, _, _ = released
+    for extra, first in (([], 7), (["--no-style-mixing"], None)):
+        report = tmp_path / f"m{len(extra)}.json"
+        code, _, err = run_cli(capsys, "eval", "--domain", str(out), "--generator", str(generator), "--clip",
+                               "random:tiny", "--target", "Sketch", "--templates", "A {}", "--n", "2", "--lpips",
+                               "none", "--device", "cpu", *extra, "--out", str(report))
+        assert code == 0, err
+        assert json.loads(report.read_text())["protocol"]["reference_style_from"] == first
+        assert ("no style mixing" in report.with_suffix(".md").read_text()) == (first is None)

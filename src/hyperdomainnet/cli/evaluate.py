@@ -102,6 +102,8 @@ def evaluate(
                                                help="LPIPS on a randomly initialised backbone: runs offline, "
                                                     "but its distances are not perceptual (trials only)."),
     force: bool = typer.Option(False, "--force", show_default="off", help="Replace existing output files."),
+    style_mixing: bool = typer.Option(True, "--style-mixing/--no-style-mixing",
+                                      help="Image domains: replace the fine W+ layers by the reference's, as released."),
 ) -> None:
     """Measure a domain: CLIP Quality (mean cosine to the target) and Diversity (mean 1 − cosine between samples), LPIPS diversity, FID/KID; JSON + Markdown."""
     if compare:
@@ -119,7 +121,7 @@ def evaluate(
     check_output_file(out.with_suffix(".md"), force)
     report = _evaluate(domain, generator, clip, target, reference, templates, n, seed, truncation, noise_mode,
                        batch_size, device, reference_dir, kid_subset_size, lpips, lpips_samples,
-                       lpips_random_backbone)
+                       lpips_random_backbone, style_mixing)
     _write(out, json.dumps(report, indent=2) + "\n")
     markdown = _markdown(report, report["domain"]["name"])
     _write(out.with_suffix(".md"), markdown)
@@ -129,7 +131,7 @@ def evaluate(
 def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Optional[str],
               reference: Optional[Path], templates: str, n: int, seed: int, truncation: float, noise_mode: str,
               batch_size: int, device: str, reference_dir: Optional[Path], kid_subset_size: int, lpips: str,
-              lpips_samples: int, lpips_random_backbone: bool) -> dict[str, Any]:
+              lpips_samples: int, lpips_random_backbone: bool, style_mixing: bool = True) -> dict[str, Any]:
     import torch
 
     from .. import __version__, perceptual
@@ -176,11 +178,11 @@ def _evaluate(domain_text: str, generator: Optional[str], clip: str, target: Opt
     seeds = list(range(seed, seed + n))
     with progress_bar(n, "evaluating", "img") as bar:
         metrics = evaluate_samples(G, row, encoder, target_emb, seeds, truncation, noise_mode, batch_size,
-                                   lpips_model, lpips_samples, distribution, bar)
+                                   lpips_model, lpips_samples, distribution, bar, style_mixing)
     protocol = {"clip_model": clip, "templates": template_name, "target": target,
                 "reference": None if reference is None else str(reference), "samples": n,
                 "seeds": f"{seed}-{seed + n - 1}", "truncation": truncation, "noise_mode": noise_mode,
-                "style_mixing": 0.0, "reference_style_from": domain.style_mixing_from,
+                "style_mixing": 0.0, "reference_style_from": domain.style_mixing_from if style_mixing else None,
                 "generator": G.identity.get("name"),
                 "lpips": None if lpips_model is None else {"net": lpips, "samples": min(lpips_samples, n),
                                                           "max_size": LPIPS_SIZE,
