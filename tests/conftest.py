@@ -17,7 +17,7 @@ from hyperdomainnet import load_generator  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def session_cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The cache (downloads, remembered digests) lives in the session's temporary folder, never in
     the user's; a test wanting its own sets HDN_HOME again."""
     monkeypatch.setenv("HDN_HOME", str(tmp_path_factory.getbasetemp() / "hdn-home"))

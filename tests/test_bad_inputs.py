@@ -193,6 +193,8 @@ CASES = [
     case("export-out-under-file", "is a file", "export", "{pt}", "--out", "{blocker}/e.pt"),
     case("export-pickle-as-safetensors", ".safetensors", "export", "{pt}", "--out", "{out}.safetensors"),
     case("download-unknown", "unknown zoo name", "download", "no-such-model"),
+    case("download-nothing", "give zoo names to download, or --all", "download"),
+    case("download-names-and-all", "not both", "download", "ffhq", "--all"),
     case("models-unknown-option", "--everything", "models", "--everything"),
     # ----- hdn invert / stylize
     case("invert-missing", "does not exist", "invert", "{missing}.png", *GEN, "--out", "{out}"),

@@ -168,3 +168,29 @@ def test_google_drive_links_use_gdown(server: Served, tmp_path: Path, monkeypatc
     drive = "https://drive.google.com/uc?id=1abcDEF"
     dest = download([drive], tmp_path / "e.pt", hashlib.sha256(data).hexdigest(), "e")
     assert calls == [drive] and dest.read_bytes() == data
+
+
+@pytest.mark.parametrize("answer", ["raise", "html"])
+def test_a_google_drive_refusal_is_one_line_and_leaves_nothing(answer: str, server: Served, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """gdown's quota error (pages of advice) or a quota page saved as the file: one line, no file."""
+    import gdown
+    from torch.hub import download_url_to_file
+
+    page = server.add("/quota", b"\n  <!DOCTYPE html><html><title>Google Drive - Quota exceeded</title></html>")
+
+    def transport(url: str, output: str, quiet: bool) -> str:
+        if answer == "raise":
+            raise RuntimeError("Failed to retrieve file url:\n\n\tToo many users have viewed or downloaded this "
+                               "file recently.\n\nYou may still be able to access the file from the browser")
+        download_url_to_file(page, output, progress=False)
+        return output
+
+    monkeypatch.setattr(gdown, "download", transport)
+    with pytest.raises(DownloadError) as err:
+        download(["https://drive.google.com/uc?id=1abc"], tmp_path / "e.pt", None, "e",
+                 hint="set HDN_MIRROR to a folder or URL holding e.pt")
+    msg = str(err.value)
+    assert "\n" not in msg and "set HDN_MIRROR" in msg
+    assert ("Google Drive refused the file" if answer == "raise" else "served an HTML page") in msg
+    assert leftovers(tmp_path) == []

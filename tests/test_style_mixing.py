@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import run_cli
 from hyperdomainnet.convert import convert_official
 from hyperdomainnet.domain.files import Domain
+from hyperdomainnet.errors import HDNError
 from hyperdomainnet.loaders import load_domain, load_generator
+from hyperdomainnet.images import to_pil
 from hyperdomainnet.render import Row, render_rows
 from hyperdomainnet.stylegan2.formats.rosinality import write_rosinality
 
@@ -79,5 +82,43 @@ def test_generate_mixes_by_default_and_says_so(released, tmp_path: Path, capsys:
 def test_domain_mix_refuses_a_latent_that_does_not_fit(released) -> None:
     _, out, _, _ = released
     domain = Domain.load(out)
-    with pytest.raises(Exception, match="cannot replace W\\+ layers 7"):
+    with pytest.raises(HDNError, match="cannot replace W\\+ layers 7"):
         domain.mix(torch.zeros(2, 14, 512))  # a 256 px generator's codes
+
+
+def test_eval_mixes_by_default_and_says_so(released, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    generator, out, _, _ = released
+    for extra, first in (([], 7), (["--no-style-mixing"], None)):
+        report = tmp_path / f"m{len(extra)}.json"
+        code, _, err = run_cli(capsys, "eval", "--domain", str(out), "--generator", str(generator), "--clip",
+                               "random:tiny", "--target", "Sketch", "--templates", "A {}", "--n", "2", "--lpips",
+                               "none", "--device", "cpu", *extra, "--out", str(report))
+        assert code == 0, err
+        assert json.loads(report.read_text())["protocol"]["reference_style_from"] == first
+        assert ("no style mixing" in report.with_suffix(".md").read_text()) == (first is None)
+
+
+def test_the_ui_mixes_by_default_and_has_a_switch(tmp_path: Path) -> None:
+    from hyperdomainnet.domain.parameterizations import build_parameterization
+    from hyperdomainnet.render import seed_latents
+    from hyperdomainnet.stylize import save_domain_with_reference
+    from hyperdomainnet.ui import Studio, domain_files, hypernet_files
+
+    spec = "random:128:channel_max=8:n_mlp=1"  # 12 W+ layers: the reference replaces 7…11
+    G = load_generator(spec)
+    domain = build_parameterization("domain_vector", G).to_domain_file(G, {"target": "ref"})
+    w_ref = G.ws(torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(4)))
+    (tmp_path / "runs").mkdir()
+    save_domain_with_reference(tmp_path / "runs" / "domain.safetensors", domain, w_ref)
+    studio = Studio([spec], domain_files([tmp_path / "runs"]), hypernet_files([tmp_path / "runs"]), include_zoo=False)
+    ws = seed_latents(G, [5], 0.7)
+    with torch.no_grad():
+        expected = {mix: G.synthesis(torch.cat([ws[:, :7], w_ref[:, 7:]], 1) if mix else ws, noise_mode="const")
+                    for mix in (True, False)}
+    for mix in (True, False):
+        _, adapted, caption = studio.render(spec, "domain file", "runs/domain.safetensors", None, None, seed=5,
+                                            truncation=0.7, alpha=1.0, reference_style=mix)
+        pixels = torch.tensor(np.asarray(adapted.convert("RGB")), dtype=torch.int16)
+        want = torch.tensor(np.asarray(to_pil(expected[mix]).convert("RGB")), dtype=torch.int16)
+        assert (pixels - want).abs().max() <= 1
+        assert ("reference style from W+ 7" in caption) == mix

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -214,8 +215,13 @@ def test_released_models_are_converted_on_first_use(server: Served, tmp_path: Pa
     assert [float(p[0]) for p in torch.split(domain.vector, CAT_LAYOUT)] == list(range(len(CAT_LAYOUT)))
     assert Domain.load(fetch("im2im-sketch")).tensors[REFERENCE_LATENT].shape == (1, 9, 512)
     assert zoo.resolve("im2im-sketch").sha256_provenance == "none"
-    with pytest.raises(DownloadError, match="holds no convertible mapper_large_resample_td.pt"):
-        fetch("hdn-large")  # known from the manifest: no second conversion (it would warn again)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known from the manifest: no second conversion (it would warn again)
+        with pytest.raises(DownloadError, match="holds no convertible mapper_large_resample_td.pt"):
+            fetch("hdn-large")
+    path.unlink()  # a converted file removed by hand comes back from the cached archive
+    with pytest.warns(UserWarning, match="skipped .*td_broken"):
+        assert fetch("hdn-20") == path and path.is_file()
     _, out, _ = run_cli(capsys, "models")
     assert re.search(r"td-ukiyo-e +domain +1024 +- +converted +downloaded", out)
     assert artefact_path("hdn-20", "hypernet") == path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import struct
@@ -72,32 +73,27 @@ def test_a_mirror_serves_what_the_sources_do_not(server: Served, monkeypatch: py
 
 # ----- hostile archives -------------------------------------------------------------------------
 def _stored_zip(members: dict[str, bytes]) -> bytes:
-    path_bytes = b""
-    import io
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-    path_bytes = buffer.getvalue()
-    return path_bytes
+    return buffer.getvalue()
 
 
 def _claim_size(data: bytes, member: bytes, size: int, both: bool = True) -> bytes:
-    """The zip with ``member``'s recorded size (central directory and local header) set to ``size``."""
+    """The zip with ``member``'s uncompressed size (and, if ``both``, its compressed size) set to
+    ``size`` in its local header and its central-directory entry."""
     out = bytearray(data)
-    local = out.index(b"PK\x03\x04" + out[4:4])  # first local header
+    # (signature, offset of the compressed size, of the name length, of the name) per record kind
     for sig, sizes_at, name_len_at, name_at in ((b"PK\x03\x04", 18, 26, 30), (b"PK\x01\x02", 20, 28, 46)):
-        start = 0
-        while (at := out.find(sig, start)) >= 0:
-            start = at + 4
+        at = out.find(sig)
+        while at >= 0:
             n = struct.unpack_from("<H", out, at + name_len_at)[0]
-            if bytes(out[at + name_at:at + name_at + n]) != member:
-                continue
-            if both:
-                struct.pack_into("<I", out, at + sizes_at, size)
-            struct.pack_into("<I", out, at + sizes_at + 4, size)
-    assert local == 0
+            if bytes(out[at + name_at:at + name_at + n]) == member:
+                if both:
+                    struct.pack_into("<I", out, at + sizes_at, size)
+                struct.pack_into("<I", out, at + sizes_at + 4, size)
+            at = out.find(sig, at + 4)
     return bytes(out)
 
 
@@ -182,6 +178,23 @@ def test_a_wrong_shape_statistics_cache_is_recomputed(tiny_G: torch.nn.Module) -
         stats = inversion.pnorm_stats(tiny_G, 64, 0)
     assert stats.components.shape == (tiny_G.style_dim, tiny_G.style_dim)
     assert inversion.pnorm_stats(tiny_G, 64, 0).mean.shape == (tiny_G.style_dim,)  # the rewritten cache
+
+
+def test_a_wrong_shape_latent_cache_is_inverted_again(tiny_G: torch.nn.Module, tmp_path: Path) -> None:
+    from hyperdomainnet import fileformat, inversion
+    from hyperdomainnet.images import save_image
+
+    image = save_image(torch.zeros(3, 32, 32), tmp_path / "ref.png")
+    kwargs = dict(steps=1, lpips_random_backbone=True, pnorm_samples=256, progress=False)
+    inversion.cached_invert(tiny_G, image, **kwargs)
+    [cached] = (tmp_path / "hdn" / "latents").glob("ref-*.safetensors")
+    tensors, meta = fileformat.load(cached, file_format=inversion.LATENT_FORMAT, max_version=inversion.LATENT_VERSION,
+                                    what="latent cache file")
+    fileformat.save(cached, {**tensors, "latent": torch.zeros(1, 3, 5)}, meta, file_format=inversion.LATENT_FORMAT,
+                    version=inversion.LATENT_VERSION)
+    with pytest.warns(UserWarning, match=f"ignoring unreadable latent cache {cached} .*latent has shape"):
+        result = inversion.cached_invert(tiny_G, image, **kwargs)
+    assert not result.cached and result.latent.shape == (1, tiny_G.n_latent, tiny_G.style_dim)
 
 
 # ----- forged hash records (issue: a forged sidecar made a substituted file pass) ---------------

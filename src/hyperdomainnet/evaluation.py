@@ -46,6 +46,7 @@ class EvalSettings:
     lpips: str = "vgg"
     lpips_samples: int = 100
     lpips_random_backbone: bool = False
+    style_mixing: bool = True  # image domains: the reference's fine W+ layers, as released
 
     def __post_init__(self) -> None:
         if self.samples < 2:
@@ -116,12 +117,13 @@ def evaluate_domain(domain_spec: str, settings: EvalSettings, generator: str | N
     with progress_bar(settings.samples, "evaluating", "img") as bar:
         metrics = evaluate_samples(G, row, encoder, target_emb, settings.seeds, settings.truncation,
                                    settings.noise_mode, settings.batch_size, lpips, settings.lpips_samples,
-                                   distribution, bar)
+                                   distribution, bar, settings.style_mixing)
     protocol = {"clip_model": settings.clip, "templates": template_name, "target": target,
                 "reference": None if reference is None else str(reference), "samples": settings.samples,
                 "seeds": f"{settings.seed}-{settings.seeds[-1]}", "truncation": settings.truncation,
                 "noise_mode": settings.noise_mode, "style_mixing": 0.0,
-                "reference_style_from": domain.style_mixing_from, "generator": G.identity.get("name"),
+                "reference_style_from": domain.style_mixing_from if settings.style_mixing else None,
+                "generator": G.identity.get("name"),
                 "lpips": None if lpips is None else {"net": settings.lpips,
                                                      "samples": min(settings.lpips_samples, settings.samples),
                                                      "max_size": LPIPS_SIZE,

@@ -34,7 +34,7 @@ def fetch(name: str | zoo.ZooEntry) -> Path:
     if records is not None and zoo.status(entry) == "downloaded":
         return entry.path()
     archive = zoo.fetch(zoo.ARCHIVE)
-    if records is None or entry.name not in {r["name"] for r in records}:
+    if records is None or entry.name in {r["name"] for r in records}:  # no manifest, or its file was removed
         convert_archive(archive, zoo.manifest_path(), zoo.released_names(), zoo.generator_identity)
     if not entry.path().is_file():
         raise DownloadError(f"{archive} holds no convertible {entry.member}; delete it to download the archive again")

@@ -194,14 +194,16 @@ def reference_images(folder: Path) -> list[Path]:
 def evaluate_samples(G: Generator, row: Row, encoder: ClipEncoder, target_emb: torch.Tensor,
                      seeds: Sequence[int], truncation: float = 1.0, noise_mode: str = "random",
                      batch_size: int = 16, lpips: nn.Module | None = None, lpips_samples: int = 100,
-                     distribution: DistributionMetrics | None = None, bar: Any = None) -> dict[str, float]:
-    """Render ``row`` on ``seeds`` in batches and measure it: quality, diversity, and when given,
+                     distribution: DistributionMetrics | None = None, bar: Any = None,
+                     style_mixing: bool = True) -> dict[str, float]:
+    """Render ``row`` on ``seeds`` in batches (an image domain style-mixed unless ``style_mixing`` is
+    false, ``render.iter_render``) and measure it: quality, diversity, and when given,
     LPIPS diversity over the first ``lpips_samples`` images (at ≤ 256 px) and FID/KID (the caller
     has fed the reference images to ``distribution``). ``bar`` (a progress bar) advances by the
     images of each batch."""
     embeddings: list[torch.Tensor] = []
     kept: list[torch.Tensor] = []
-    for _, images in iter_render(G, [row], seeds, truncation, noise_mode, batch_size):
+    for _, images in iter_render(G, [row], seeds, truncation, noise_mode, batch_size, style_mixing):
         embeddings.append(encoder.encode_images(images).double().cpu())
         if lpips is not None and sum(k.shape[0] for k in kept) < lpips_samples:
             small = F.interpolate(images, size=LPIPS_SIZE, mode="area") if G.size > LPIPS_SIZE else images

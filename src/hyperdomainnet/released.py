@@ -83,7 +83,7 @@ def convert_archive(archive: Path, manifest: Path, fixed_names: dict[str, str],
                     reason = str(exc).replace(str(local), Path(model["member"]).name)
                     warnings.warn(f"skipped {model['member']} of {archive}: {reason}", stacklevel=2)
                 local.unlink()
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or foreign file; disk errors stay themselves
         raise FileFormatError(f"{archive} is not a readable zip archive ({type(exc).__name__}: {exc}); "
                               "delete it to download again") from None
     with atomic_path(manifest) as out:

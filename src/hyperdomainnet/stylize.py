@@ -27,7 +27,7 @@ import torch
 from . import paths
 from .alignment import align_face
 from .device import autocast
-from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain
+from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain, mix_reference
 from .domain.parameterizations import synthesize
 from .encoders.preprocess import encoder_input
 from .errors import ConfigError, HDNError
@@ -199,12 +199,7 @@ def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
 
 def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) -> torch.Tensor:
     """W+ codes (B, L, D) with layers ≥ ``start`` replaced by the reference's (1, L, D)."""
-    if reference.shape[1:] != ws.shape[1:]:
-        raise ConfigError(f"the reference latent has shape {tuple(reference.shape[1:])} but the generator's W+ "
-                          f"codes are {tuple(ws.shape[1:])}; use the generator the domain was trained on")
-    mixed = ws.clone()
-    mixed[:, start:] = reference[:, start:].to(ws)
-    return mixed
+    return mix_reference(ws, reference, start)
 
 
 def reference_latent(domain: Domain) -> torch.Tensor | None:

@@ -310,8 +310,9 @@ class Studio:
     @torch.no_grad()
     def render(self, generator: str, source: str, domain: str | None, hypernet: str | None,
                prompt: str | None, seed: Any, truncation: Any, alpha: Any, mix_seed: Any = 0,
-               crossover: Any = 0) -> tuple[Image.Image, Image.Image | None, str]:
-        """(source image, adapted image or None, caption) for the controls' values, all validated."""
+               crossover: Any = 0, reference_style: Any = True) -> tuple[Image.Image, Image.Image | None, str]:
+        """(source image, adapted image or None, caption) for the controls' values, all validated; an
+        image domain mixes in its reference's style (``Domain.mix``) unless ``reference_style`` is off."""
         seed_, mix_ = _integer(seed, "seed", SEED_MAX), _integer(mix_seed, "mixing seed", SEED_MAX)
         psi = _checked(truncation, "truncation", *TRUNCATION_RANGE)
         scale = _checked(alpha, "strength", *ALPHA_RANGE)
@@ -327,9 +328,10 @@ class Studio:
             return source_image, None, caption + " · no domain chosen"
         label, domain_file = chosen
         with autocast(self.device, self.precision):
-            adapted = synthesize(G, ws, [domain_file], [scale], noise_mode="const")
+            mixing = reference_style is not False
+            adapted = synthesize(G, ws, [domain_file], [scale], style_mixing=mixing, noise_mode="const")
         first = domain_file.style_mixing_from
-        styled = "" if first is None else f" · reference style from W+ {first}"
+        styled = "" if first is None or not mixing else f" · reference style from W+ {first}"
         return source_image, to_pil(adapted), f"{caption} · {label} at α {scale:g}{styled}"
 
     @torch.no_grad()
@@ -427,15 +429,19 @@ def _samples_tab(gr: Any, demo: Any, studio: Studio, choices: _Choices) -> None:
             crossover = gr.Slider(0, studio.crossover_limit(first_generator), value=0, step=1,
                                   label="Style-mixing crossover (0: off; W+ index taken from the mixing seed)",
                                   elem_id="crossover")
+            reference_style = gr.Checkbox(value=True, label="Image domains: the reference's style on the fine "
+                                          "W+ layers (as released)", elem_id="reference-style")
             button = gr.Button("Render", variant="primary", elem_id="render")
         source_image, adapted_image, caption = _result_column(gr, ("Source", "source-image"),
                                                               ("Adapted", "adapted-image"), "caption")
 
-    inputs = [generator, source, domain, hypernet, prompt, seed, truncation, alpha, mix_seed, crossover]
+    inputs = [generator, source, domain, hypernet, prompt, seed, truncation, alpha, mix_seed, crossover,
+              reference_style]
     outputs = [source_image, adapted_image, caption]
     render = _ui_errors(studio.render)
     gr.on([button.click, demo.load, source.change, domain.change, hypernet.change, prompt.submit,
-           seed.release, truncation.release, alpha.release, mix_seed.release, crossover.release],
+           seed.release, truncation.release, alpha.release, mix_seed.release, crossover.release,
+           reference_style.change],
           render, inputs, outputs, **RENDER_QUEUE)
     reset_mixing = _ui_errors(lambda label: gr.Slider(maximum=studio.crossover_limit(label), value=0))
     generator.change(reset_mixing, generator, crossover).then(render, inputs, outputs, **RENDER_QUEUE)

@@ -82,6 +82,8 @@ class ZooEntry:
 
 def _entry(raw: dict[str, Any]) -> ZooEntry:
     entry = ZooEntry(**{**raw, "urls": tuple(raw["urls"]), "aliases": tuple(raw.get("aliases", ()))})
+    if entry.kind not in KINDS:
+        raise ConfigError(f"zoo entry {entry.name}: unknown kind {entry.kind!r} (one of {', '.join(KINDS)})")
     if entry.sha256_provenance not in PROVENANCES or (entry.sha256 is None) != (entry.sha256_provenance == "none"):
         raise ConfigError(f"zoo entry {entry.name}: sha256 {entry.sha256!r} does not fit its provenance "
                           f"{entry.sha256_provenance!r} (one of {', '.join(PROVENANCES)}; 'none' without a hash)")

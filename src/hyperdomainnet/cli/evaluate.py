@@ -51,6 +51,8 @@ def evaluate(
                                                help="LPIPS on a randomly initialised backbone: runs offline, "
                                                     "but its distances are not perceptual (trials only)."),
     force: bool = options.force("Replace existing output files."),
+    style_mixing: bool = typer.Option(True, "--style-mixing/--no-style-mixing",
+                                      help="Image domains: replace the fine W+ layers by the reference's, as released."),
 ) -> None:
     """Measure a domain: CLIP Quality (mean cosine to the target) and Diversity (mean 1 − cosine between samples), LPIPS diversity, FID/KID; JSON + Markdown."""
     from ..device import resolve_device
@@ -69,7 +71,7 @@ def evaluate(
     if out.suffix.lower() == ".md":
         raise ConfigError("--out names the JSON report, e.g. metrics.json; the Markdown table is written beside it")
     settings = EvalSettings(clip, templates, n, seed, truncation, noise_mode, batch_size, reference_dir,
-                            kid_subset_size, lpips, lpips_samples, lpips_random_backbone)
+                            kid_subset_size, lpips, lpips_samples, lpips_random_backbone, style_mixing)
     check_output_file(out, force)
     check_output_file(out.with_suffix(".md"), force)
     report = evaluate_domain(domain, settings, generator, target, reference, resolve_device(device))

@@ -52,6 +52,18 @@ def synthesis_arguments(kind: str, vectors: torch.Tensor, placement: str = "afte
     raise ConfigError(f"a {kind} domain changes conv weights, not a vector; vector kinds: {', '.join(KINDS)}")
 
 
+def mix_reference(ws: torch.Tensor, reference: torch.Tensor, first: int) -> torch.Tensor:
+    """W+ codes (B, L, D) with layers l ≥ ``first`` taken from ``reference`` (1, K, D), whose K is
+    either L (a whole inverted latent) or L − first (only the replaced layers, as released)."""
+    n = ws.shape[1] - first if ws.ndim == 3 else 0
+    if n < 1 or reference.ndim != 3 or reference.shape[1] not in (n, ws.shape[1]) or reference.shape[2] != ws.shape[2]:
+        raise ConfigError(f"the reference latent {tuple(reference.shape)} cannot replace W+ layers {first}… of "
+                          f"codes {tuple(ws.shape)}; use the generator the domain was trained on")
+    mixed = ws.clone()
+    mixed[:, first:] = reference[:, reference.shape[1] - n:].to(ws)
+    return mixed
+
+
 @dataclass
 class Domain:
     """A domain vector (or a multi-tensor kind's ``tensors``) with its metadata.
@@ -89,14 +101,7 @@ class Domain:
         first = self.style_mixing_from
         if not enabled or first is None:
             return ws
-        reference = self.tensors[REFERENCE_LATENT]  # (1, K, D): K = L − first layers (released) or all L
-        n = ws.shape[1] - first
-        if ws.ndim != 3 or n < 1 or reference.shape[1] not in (n, ws.shape[1]) or reference.shape[2] != ws.shape[2]:
-            raise ConfigError(f"the domain's reference latent {tuple(reference.shape)} cannot replace W+ layers "
-                              f"{first}… of codes {tuple(ws.shape)}; use the generator the domain was made for")
-        mixed = ws.clone()
-        mixed[:, first:] = reference[:, reference.shape[1] - n:].to(ws)
-        return mixed
+        return mix_reference(ws, self.tensors[REFERENCE_LATENT], first)
 
     def check_generator(self, G: torch.nn.Module) -> None:
         """Raise a one-line error unless ``G`` is of this domain's family and has its layout."""
