@@ -19,7 +19,7 @@ from hyperdomainnet import alignment, zoo
 from hyperdomainnet.alignment import align_face, align_with_landmarks, detect_landmarks, ffhq_quad
 from hyperdomainnet.encoders import load_encoder
 from hyperdomainnet.encoders.preprocess import encoder_input
-from hyperdomainnet.errors import DownloadError, FileFormatError
+from hyperdomainnet.errors import ConfigError, DownloadError, FileFormatError
 from hyperdomainnet.latent import Latent
 from hyperdomainnet.loaders import load_generator
 from test_download import REV, closed_url, hub  # noqa: F401 (hub: a fixture)
@@ -158,6 +158,15 @@ def test_no_face_and_a_corrupt_model_are_one_line(predictor: Path, tmp_path: Pat
     monkeypatch.setattr(alignment, "landmark_model_path", lambda: junk)
     with pytest.raises(FileFormatError, match="is not a dlib shape predictor"):
         align_face(Image.new("RGB", (80, 80)), size=32)
+
+
+def test_without_dlib_is_one_line(predictor: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dlib", None)   # makes `import dlib` fail
+    with pytest.raises(ConfigError) as exc:
+        align_face(Image.new("RGB", (80, 80)), size=32)
+    assert "pip install dlib-bin" in str(exc.value) and "--no-align" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_landmark_model_offline_is_one_line(monkeypatch, cache_home: Path) -> None:

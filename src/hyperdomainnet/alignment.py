@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .errors import DownloadError, FileFormatError
+from .errors import ConfigError, DownloadError, FileFormatError
 from .images import open_image, to_tensor
 
 LANDMARK_MODEL = "dlib-landmarks-68"
@@ -108,18 +108,24 @@ def _pad_reflect(img: Image.Image, quad: np.ndarray, pad: tuple[int, int, int, i
     return Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255))), quad + np.array([left, top])
 
 
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError:
+        raise ConfigError(f"face alignment needs dlib (pip install dlib-bin, a dependency of hyperdomainnet); "
+                          f"reinstall the package, {NO_ALIGN_HINT}") from None
+    return dlib
+
+
 @lru_cache(maxsize=1)
 def face_detector() -> Any:
     """dlib's HOG frontal face detector (built into dlib; no file)."""
-    import dlib
-
-    return dlib.get_frontal_face_detector()
+    return _dlib().get_frontal_face_detector()
 
 
 @lru_cache(maxsize=2)
 def _predictor(path: str) -> Any:
-    import dlib
-
+    dlib = _dlib()
     try:
         return dlib.shape_predictor(path)
     except RuntimeError as exc:
