@@ -2,14 +2,17 @@
 photos before its FFHQ encoders.
 
 1. Faces: dlib's frontal face detector (HOG features, the image upsampled once); the largest
-   face is kept.
+   face is kept (the research code keeps the last one dlib lists: the same for a single face).
 2. Its 68 landmarks (iBUG order) by dlib's shape predictor, the zoo entry ``dlib-landmarks-68``
    (downloaded, decompressed and verified on first use).
 3. The FFHQ crop quad from the eyes and mouth corners (:func:`ffhq_quad`), then the FFHQ
    recipe: shrink, crop, reflect-pad, warp the quad to a 4096 px square and downscale
    (:func:`align_with_landmarks`).
 
-Every failure (no landmark model offline, no face, a corrupt model file) is one line.
+The photo is read with its EXIF orientation applied (the research code reads the stored pixels).
+The reflect-padding's blur is PIL's Gaussian blur (the FFHQ script uses scipy's), which touches
+only the part of the output outside the photo. Every failure (no landmark model offline, no
+face, a corrupt model file) is one line.
 """
 from __future__ import annotations
 
