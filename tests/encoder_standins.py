@@ -8,7 +8,8 @@ given, so the files stay small. The loading code cannot tell them from the real 
 * :func:`write_restyle_standin`: ReStyle's ``restyle_psp_ffhq_encode.pt`` / ``restyle_e4e_ffhq_encode.pt``;
 * :func:`write_landmark_standin`: dlib's ``shape_predictor_68_face_landmarks.dat``, a real dlib
   68-point shape predictor trained in milliseconds on two random images (so dlib loads it and
-  predicts 68 points; the points mean nothing).
+  predicts 68 points; the points mean nothing);
+* :func:`write_zoo_standins`: all four into a folder under their zoo file names (a mirror).
 """
 from __future__ import annotations
 
@@ -67,6 +68,16 @@ def write_landmark_standin(path: str | Path, seed: int = 0) -> Path:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     dlib.train_shape_predictor(images, shapes, options).save(str(path))
     return Path(path)
+
+
+def write_zoo_standins(folder: str | Path, G: Generator) -> dict[str, Path]:
+    """Stand-ins of the zoo's encoder and landmark files in ``folder``, by zoo entry name; the
+    encoders' decoder is ``G`` (its W+ size sets the number of heads)."""
+    folder = Path(folder)
+    return {"restyle-psp-ffhq": write_restyle_standin(folder / "restyle_psp_ffhq_encode.pt", G, "psp")[0],
+            "restyle-e4e-ffhq": write_restyle_standin(folder / "restyle_e4e_ffhq_encode.pt", G, "e4e", 1)[0],
+            "e4e-ffhq": write_e4e_standin(folder / "e4e_ffhq_encode.pt", G, 2)[0],
+            "dlib-landmarks-68": write_landmark_standin(folder / "shape_predictor_68_face_landmarks.dat")}
 
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -19,7 +19,7 @@ from hyperdomainnet import alignment, zoo
 from hyperdomainnet.alignment import align_face, align_with_landmarks, detect_landmarks, ffhq_quad
 from hyperdomainnet.encoders import load_encoder
 from hyperdomainnet.encoders.preprocess import encoder_input
-from hyperdomainnet.errors import DownloadError, FileFormatError
+from hyperdomainnet.errors import ConfigError, DownloadError, FileFormatError
 from hyperdomainnet.latent import Latent
 from hyperdomainnet.loaders import load_generator
 from test_download import REV, closed_url, hub  # noqa: F401 (hub: a fixture)
@@ -160,6 +160,15 @@ def test_no_face_and_a_corrupt_model_are_one_line(predictor: Path, tmp_path: Pat
         align_face(Image.new("RGB", (80, 80)), size=32)
 
 
+def test_without_dlib_is_one_line(predictor: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dlib", None)   # makes `import dlib` fail
+    with pytest.raises(ConfigError) as exc:
+        align_face(Image.new("RGB", (80, 80)), size=32)
+    assert "pip install dlib-bin" in str(exc.value) and "--no-align" in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_landmark_model_offline_is_one_line(monkeypatch, cache_home: Path) -> None:
     landmark_urls(monkeypatch, closed_url())
     with pytest.raises(DownloadError) as exc:
@@ -256,3 +265,22 @@ def test_photo_without_a_face_warns_and_continues(tmp_path: Path, capsys, face_e
     code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(face_encoder), "--out", str(tmp_path / "s"),
                            "--align", *CPU)
     assert code == 1 and "no face found" in err and err.count("\n") == 1
+
+
+def test_first_alignment_fetches_the_landmark_model_once(tmp_path: Path, capsys, face_encoder: Path, hub,
+                                                         monkeypatch) -> None:
+    """The zoo's own first URL (the pinned Hugging Face .bz2) served locally with a stand-in: the
+    first face-encoder run downloads, decompresses and verifies it; later runs use the cache."""
+    model = write_landmark_standin(tmp_path / "sp.dat").read_bytes()
+    first = zoo.resolve(alignment.LANDMARK_MODEL).urls[0]
+    assert first.startswith("https://huggingface.co/") and first.endswith(".dat.bz2")
+    served = first.removeprefix("https://huggingface.co")
+    hub.add(served, bz2.compress(model))
+    zoo_sources(monkeypatch, alignment.LANDMARK_MODEL, sha256=hashlib.sha256(model).hexdigest())
+    photo = write_photo(tmp_path / "wall.png", 0, (64, 64))
+    for run in ("first", "second"):
+        code, _, err = run_cli(capsys, "invert", str(photo), "--encoder", str(face_encoder), "--out",
+                               str(tmp_path / run), "--iterations", "1", *CPU)
+        assert code == 0 and err.startswith("warning: no face found in wall.png"), err
+    assert hub.hits.count(f"GET {served}") == 1
+    assert zoo.resolve(alignment.LANDMARK_MODEL).path().read_bytes() == model

@@ -135,6 +135,16 @@ def test_full_size_tensors_account_for_the_published_file_size() -> None:
     assert 0 < overhead < 500 * len(tensors), overhead
 
 
+def test_zoo_standins_are_named_as_the_zoo_names_them(tmp_path, G) -> None:
+    from encoder_standins import write_zoo_standins
+    from hyperdomainnet import zoo
+
+    files = write_zoo_standins(tmp_path / "mirror", G)
+    assert {name: path.name for name, path in files.items()} == {name: zoo.resolve(name).file_name for name in files}
+    kinds = {name: load_encoder(path).kind for name, path in files.items() if name != "dlib-landmarks-68"}
+    assert kinds == {"restyle-psp-ffhq": "psp", "restyle-e4e-ffhq": "e4e", "e4e-ffhq": "encoder4editing"}
+
+
 def test_load_encoder_recognises_each_network(tmp_path, G) -> None:
     e4e, _ = write_e4e_standin(tmp_path / "e4e.pt", G)
     psp, _ = write_restyle_standin(tmp_path / "psp.pt", G, "psp")

@@ -2,14 +2,17 @@
 photos before its FFHQ encoders.
 
 1. Faces: dlib's frontal face detector (HOG features, the image upsampled once); the largest
-   face is kept.
+   face is kept (the research code keeps the last one dlib lists: the same for a single face).
 2. Its 68 landmarks (iBUG order) by dlib's shape predictor, the zoo entry ``dlib-landmarks-68``
    (downloaded, decompressed and verified on first use).
 3. The FFHQ crop quad from the eyes and mouth corners (:func:`ffhq_quad`), then the FFHQ
    recipe: shrink, crop, reflect-pad, warp the quad to a 4096 px square and downscale
    (:func:`align_with_landmarks`).
 
-Every failure (no landmark model offline, no face, a corrupt model file) is one line.
+The photo is read with its EXIF orientation applied (the research code reads the stored pixels).
+The reflect-padding's blur is PIL's Gaussian blur (the FFHQ script uses scipy's), which touches
+only the part of the output outside the photo. Every failure (no landmark model offline, no
+face, a corrupt model file) is one line.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .errors import DownloadError, FileFormatError
+from .errors import ConfigError, DownloadError, FileFormatError
 from .images import open_image, to_tensor
 
 LANDMARK_MODEL = "dlib-landmarks-68"
@@ -108,18 +111,24 @@ def _pad_reflect(img: Image.Image, quad: np.ndarray, pad: tuple[int, int, int, i
     return Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255))), quad + np.array([left, top])
 
 
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError:
+        raise ConfigError(f"face alignment needs dlib (pip install dlib-bin, a dependency of hyperdomainnet); "
+                          f"reinstall the package, {NO_ALIGN_HINT}") from None
+    return dlib
+
+
 @lru_cache(maxsize=1)
 def face_detector() -> Any:
     """dlib's HOG frontal face detector (built into dlib; no file)."""
-    import dlib
-
-    return dlib.get_frontal_face_detector()
+    return _dlib().get_frontal_face_detector()
 
 
 @lru_cache(maxsize=2)
 def _predictor(path: str) -> Any:
-    import dlib
-
+    dlib = _dlib()
     try:
         return dlib.shape_predictor(path)
     except RuntimeError as exc:

@@ -5,6 +5,7 @@ Photos enter the encoders at ``INPUT_SIZE`` px in [−1, 1]; ``invert`` returns 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..stylegan2.generator import Generator
 
 INPUT_SIZE = 256
@@ -27,7 +29,7 @@ def resize_input(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-class PhotoEncoder:
+class PhotoEncoder(ABC):
     """An encoder network, the generator it was trained against (``generator``), its W+ start code
     ``latent_avg`` (n_latent, D) and the checkpoint's training options ``opts``."""
 
@@ -90,15 +92,13 @@ class PhotoEncoder:
 
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         """``images`` (B, 3, H, W) as float32 on the encoder's device, resized to ``INPUT_SIZE``."""
-        from ..errors import ConfigError
-
         if images.ndim != 4 or images.shape[1] != 3:
             raise ConfigError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
         return resize_input(images.to(self.device, torch.float32))
 
+    @abstractmethod
     def invert(self, images: torch.Tensor, iterations: int = DEFAULT_ITERATIONS) -> torch.Tensor:
         """Photos (B, 3, H, W) in [−1, 1] → W+ codes (B, n_latent, D)."""
-        raise NotImplementedError
 
 
 __all__ = ["DEFAULT_ITERATIONS", "FACE_DATASETS", "INPUT_SIZE", "PhotoEncoder", "resize_input"]
