@@ -38,14 +38,16 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def zoo_sources(monkeypatch: pytest.MonkeyPatch, name: str, *urls: str, sha256: str | None = None) -> None:
-    """The zoo entry ``name`` with other URLs (none given: its own) and SHA-256 (a stand-in's)."""
+    """The zoo entry ``name`` with other URLs (none given: its own) and SHA-256 (a stand-in's, whose
+    size the entry then does not pin)."""
     original = zoo.resolve
 
     def resolve(spec):
         entry = original(spec)
         if entry.name != name:
             return entry
-        return replace(entry, urls=urls or entry.urls, sha256=sha256 or entry.sha256)
+        return replace(entry, urls=urls or entry.urls, sha256=sha256 or entry.sha256,
+                       size=None if sha256 else entry.size)
 
     monkeypatch.setattr(zoo, "resolve", resolve)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import hyperdomainnet
 
 PACKAGE = Path(hyperdomainnet.__file__).parent
-CLI_SHARED = {"app", "options", "train_options"}
+CLI_SHARED = {"app", "console", "options", "train_options"}
 
 
 def imports() -> dict[str, set[str]]:

@@ -16,7 +16,10 @@ def adapt_text(cfg: TextAdaptConfig, out: Path, resume: bool, progress: bool) ->
     """Adapt a generator to domains described in words (StyleGAN-NADA + indomain losses)."""
     from ..preflight import check_training_downloads
     from ..training.loop import run_training
+    from ..training.multi_target import refuse_official_quirks
 
+    if cfg.targets:  # the user's settings are checked before anything is fetched
+        refuse_official_quirks(cfg)
     check_training_downloads(cfg)
     if cfg.targets:
         from ..training.multi_target import MultiTargetTextTrainer

@@ -75,6 +75,13 @@ class StackedVectors(nn.Module):
         return self.vectors.index_select(0, index)
 
 
+def refuse_official_quirks(config: TrainConfig) -> None:
+    """Several targets share one source render per step: a one-line error for the official quirks."""
+    if config.quirks == "official":
+        raise ConfigError("several targets share one source render per step, which the official quirks (a "
+                          "crossover and noise per generator call) do not allow; add --quirks corrected")
+
+
 class MultiTargetTrainer(Trainer):
     """What a run of K targets shares (module docstring): the frozen G, the CLIP ensemble, the
     stacked vectors and their Adam, the step over the K·B batch, previews and checkpoint state.
@@ -87,9 +94,7 @@ class MultiTargetTrainer(Trainer):
     def __init__(self, config: TrainConfig, slugs: list[str], G: Generator | None, clip: ClipEnsemble | None,
                  parameterization: str, placement: str, clip_device: str | None = None,
                  micro_batch: int | None = None, prompts: Sequence[str] = ()) -> None:
-        if config.quirks == "official":
-            raise ConfigError("several targets share one source render per step, which the official quirks (a "
-                              "crossover and noise per generator call) do not allow; add --quirks corrected")
+        refuse_official_quirks(config)
         super().__init__(config, G, clip, prompts, clip_device=clip_device)
         self.slugs = slugs
         options = {"placement": placement} if parameterization == DomainVector.name else {}
