@@ -8,6 +8,10 @@ Layouts as the files are published:
 * NVIDIA AFHQ pickles: a training snapshot ``{"G", "D", "G_ema", ...}`` of persistent objects;
 * ReStyle pSp / e4e (yuval-alaluf/restyle-encoder): ``{"state_dict": encoder.* + decoder.*, "opts",
   "latent_avg"}`` with the IR-SE50 key names and ``opts`` as its training script stores them;
+* encoder4editing's single-pass e4e: the same top-level layout, its ``Encoder4Editing`` key names;
+* dlib's 68-point landmark model (a tiny trained predictor in dlib's format), served bzip2-compressed;
+* NVIDIA's StyleGAN3 pickles: training snapshots of ``networks_stylegan3`` persistent objects (one
+  stand-in per config and size, served under each of the public file names);
 * the released HyperDomainNet archive: ``checkpoints/td_checkpoints/td_<name>.pt``,
   ``checkpoints/im2im_checkpoints/im2im_<name>.pt`` (with ``style_latents`` (1, 11, D)) and the
   three mappers ``checkpoints/mapper_*.pt`` (``residual_channelin`` state dicts, ``mapper_config``,
@@ -23,8 +27,10 @@ from pathlib import Path
 
 import torch
 
+from encoder_standins import write_e4e_standin, write_landmark_standin
 from test_convert import MAPPER_CONFIG, official_mapper
 from test_nvidia_pkl import nvidia_tree, snapshot, to_nvidia_state_dict, write_pickle
+from test_stylegan3_loading import nvidia_stylegan3_tree
 from hyperdomainnet.encoders import EncoderArch, ReStyleNet, write_encoder_checkpoint
 from hyperdomainnet.loaders import load_generator
 
@@ -79,6 +85,11 @@ def restyle(tmp: Path, kind: str) -> bytes:
     return write_encoder_checkpoint(tmp / f"restyle_{kind}.pt", net, G, latent_avg, opts).read_bytes()
 
 
+def stylegan3_pickle(tmp: Path, config: str, size: int) -> bytes:
+    G = load_generator(f"random:sg3-{config}:{size}:channel_base=4096:channel_max={CHANNELS}:style_dim={STYLE_DIM}")
+    return write_pickle(tmp / f"sg3-{config}-{size}.pkl", snapshot(nvidia_stylegan3_tree(G, "pass\n"))).read_bytes()
+
+
 def _sg2_params() -> dict[str, object]:
     return {"img_size": 1024, "latent_size": STYLE_DIM, "map_layers": 8, "channel_multiplier": 2, "device": "cuda:0",
             "checkpoint_path": FFHQ_GENERATOR_PATH}
@@ -115,7 +126,8 @@ def archive() -> bytes:
 
 def standins(tmp: Path) -> dict[str, bytes]:
     """{zoo file name: stand-in bytes} for every file entry of the packaged registry."""
-    return {
+    sg3 = {(config, size): stylegan3_pickle(tmp, config, size) for config in "tr" for size in (256, 512, 1024)}
+    files = {
         "stylegan2-ffhq-config-f.pt": rosinality(1024, 0, full=True),
         "stylegan2-afhqcat-512x512.pkl": nvidia_pickle(tmp, 512, 1),
         "afhqdog.pkl": nvidia_pickle(tmp, 512, 2),
@@ -124,7 +136,13 @@ def standins(tmp: Path) -> dict[str, bytes]:
         "stylegan2-church-config-f.pt": rosinality(256, 5, full=False),
         "stylegan2-horse-config-f.pt": rosinality(256, 6, full=False),
         "restyle_psp_ffhq_encode.pt": restyle(tmp, "psp"),
-        "e4e_ffhq_encode.pt": restyle(tmp, "e4e"),
-        # encoder4editing's e4e (`e4e-ffhq` once the encoders work lands) gets its stand-in writer here
+        "restyle_e4e_ffhq_encode.pt": restyle(tmp, "e4e"),
+        "e4e_ffhq_encode.pt": write_e4e_standin(tmp / "e4e.pt", generator(1024))[0].read_bytes(),
+        "shape_predictor_68_face_landmarks.dat": write_landmark_standin(tmp / "landmarks.dat").read_bytes(),
         "hyperdomainnet-checkpoints.zip": archive(),
     }
+    for dataset, size in (("ffhq", 1024), ("ffhqu", 1024), ("metfaces", 1024), ("metfacesu", 1024),
+                          ("ffhqu", 256), ("afhqv2", 512)):
+        for config in "tr":
+            files[f"stylegan3-{config}-{dataset}-{size}x{size}.pkl"] = sg3[config, size]
+    return files
