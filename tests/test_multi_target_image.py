@@ -75,12 +75,12 @@ def test_each_target_equals_its_single_run(images: list[Path], clip: ClipEnsembl
             single_terms = single.train_step(step)
         expected = single.param.vector().detach()
         assert expected.abs().sum() > 0
-        torch.testing.assert_close(multi.stack.vectors[k].detach(), expected, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(multi.params[k].vector().detach(), expected, rtol=1e-4, atol=1e-6)
         assert set(single_terms) - {"total"} == {name for name in LOSSES}
         for name, value in single_terms.items():
             if name != "total":
                 assert terms[f"{slug}/{name}"] == pytest.approx(value, rel=1e-4, abs=1e-7), name
-    assert not torch.equal(multi.stack.vectors[0], multi.stack.vectors[1])
+    assert not torch.equal(multi.params[0].vector(), multi.params[1].vector())
 
 
 def test_slugs_and_settings(tmp_path: Path, images: list[Path]) -> None:
@@ -109,12 +109,12 @@ def test_run_directory_metadata_preview_and_grid(tmp_path: Path, images: list[Pa
         assert b.metadata["reference"]["file"] == images[k].name
     # Preview: the source row, then target k's row rendered with δ_k (constant noise throughout).
     shown, per_row = multi.preview()
-    G, P = multi.G, multi.param
+    G = multi.G
     with torch.no_grad():
         torch.testing.assert_close(shown[:per_row], G.synthesis(multi.preview_ws))
         for k in range(2):
-            P.load_vector(multi.stack.vectors[k])
-            torch.testing.assert_close(shown[(k + 1) * per_row:(k + 2) * per_row], P.synthesize(G, multi.preview_ws))
+            torch.testing.assert_close(shown[(k + 1) * per_row:(k + 2) * per_row],
+                                       multi.params[k].synthesize(G, multi.preview_ws))
 
 
 def test_resume_and_changed_reference(tmp_path: Path, images: list[Path], clip: ClipEnsemble,

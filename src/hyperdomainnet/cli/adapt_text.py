@@ -16,13 +16,10 @@ def adapt_text(cfg: TextAdaptConfig, out: Path, resume: bool, progress: bool) ->
     """Adapt a generator to domains described in words (StyleGAN-NADA + indomain losses)."""
     from ..training.loop import run_training
 
-    if cfg.targets:
-        from ..training.multi_target import MultiTargetTextTrainer
+    from ..training.text import TextTrainer
 
-        result = run_training(MultiTargetTextTrainer(cfg), out, resume=resume, progress=progress)
+    result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
+    if cfg.targets:
         typer.echo(f"domains adapted to {len(cfg.targets)} targets: {result}")
     else:
-        from ..training.text import TextTrainer
-
-        result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
         typer.echo(f"domain adapted to {cfg.target!r}: {result}")

@@ -54,7 +54,8 @@ class MultiTargetImageTrainer(MultiTargetTrainer):
         self.paths = config.reference_images()
         for path in self.paths:  # every file readable before the first (long) inversion
             open_image(path)
-        super().__init__(config, image_slugs(self.paths), G, clip, config.parameterization, config.placement)
+        options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
+        super().__init__(config, image_slugs(self.paths), G, clip, options)
         self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
         options = inversion_options(config)
         self.references = [invert_photo(self.G, path, options, progress) for path in self.paths]
@@ -69,9 +70,6 @@ class MultiTargetImageTrainer(MultiTargetTrainer):
         self.reference_latents = latents.to(self.device)
         self.reference_embeddings = [reference_embeddings(self.G, self.clip, ref.image, self.reference_latents[k:k + 1])
                                      for k, ref in enumerate(self.references)]
-
-    def wanted(self, names: tuple[str, ...]) -> list[str]:
-        return [name for name in names if self.config.losses.get(name)]
 
     def reference_renders(self, targets: range) -> torch.Tensor:
         """G_B_k(w_ref_k) of every target k in ``targets``: one batch, δ_k each, constant noise (as inverted)."""
@@ -91,10 +89,9 @@ class MultiTargetImageTrainer(MultiTargetTrainer):
         terms = self.per_target_clip_terms(src, trg, targets, self.wanted(CLIP_TERMS), values)
         if ref_trg is not None:
             for i, k in enumerate(targets):
-                slug = self.slugs[k]
                 rec = reconstruction_terms(ref_trg[i:i + 1], self.references_small[k], self.lpips,
                                            self.wanted(RECONSTRUCTION_TERMS))
-                terms.update({f"{slug}/{name}": value for name, value in rec.items()})
+                terms.update({self.key(k, name): value for name, value in rec.items()})
         return terms
 
     def state_dict(self) -> dict[str, Any]:
@@ -115,11 +112,9 @@ class MultiTargetImageTrainer(MultiTargetTrainer):
         """The configuration of the single-image run equivalent to target ``k``."""
         return self.config.model_copy(update={"image": self.paths[k], "images": []})
 
-    def save_result(self, path: Path) -> None:
-        """``path/<slug>/domain.safetensors`` for every target, with its reference latent (each
-        written atomically)."""
-        for k, slug in enumerate(self.slugs):
-            metadata = reference_metadata(self.single_config(k), self.clip.spec, self.references[k])
-            (path / slug).mkdir(parents=True, exist_ok=True)
-            save_domain_with_reference(path / slug / "domain.safetensors", self._domain(k, metadata),
-                                       self.reference_latents[k:k + 1])
+    def target_metadata(self, k: int) -> dict[str, Any]:
+        return reference_metadata(self.single_config(k), self.clip.spec, self.references[k])
+
+    def save_target(self, k: int, path: Path) -> None:
+        """Target k's domain file with its reference latent."""
+        save_domain_with_reference(path, self.domain(k), self.reference_latents[k:k + 1])
