@@ -17,14 +17,11 @@ def adapt_image(cfg: ImageAdaptConfig, out: Path, resume: bool, progress: bool) 
     several --image options train one domain per image in one run."""
     from ..training.loop import run_training
 
-    if cfg.images:
-        from ..training.multi_target_image import MultiTargetImageTrainer
+    from ..training.image import ImageTrainer
 
-        result = run_training(MultiTargetImageTrainer(cfg, progress=progress), out, resume=resume, progress=progress)
+    trainer = ImageTrainer(cfg, progress=progress)
+    result = run_training(trainer, out, resume=resume, progress=progress)
+    if cfg.images:
         typer.echo(f"domains adapted to {len(cfg.images)} reference images: {result}")
     else:
-        from ..training.image import ImageTrainer
-
-        trainer = ImageTrainer(cfg, progress=progress)
-        result = run_training(trainer, out, resume=resume, progress=progress)
         typer.echo(f"domain adapted to the reference {trainer.reference.name}: {result}")

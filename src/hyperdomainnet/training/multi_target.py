@@ -204,13 +204,18 @@ class MultiTargetTrainer(Trainer):
     def before_step(self) -> None:
         """What a run does before each step's sampling (adaptive layer selection)."""
 
-    def train_step(self, step: int) -> dict[str, float]:
+    def sample(self) -> tuple[list[torch.Tensor], list[list[torch.Tensor | None]]]:
+        """The step's W+ codes and noise maps per generator call: one call (G_A and G_B share them),
+        or G_A's and G_B's under official quirks."""
         cfg = self.config
-        self.params.train()
-        self.before_step()
         calls = 2 if self.official else 1
         ws = sample_ws_per_call(self.G, cfg.batch, cfg.mixing, self.rng, self.device, calls)
-        noise = [sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device) for _ in range(calls)]
+        return ws, [sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device) for _ in range(calls)]
+
+    def train_step(self, step: int) -> dict[str, float]:
+        self.params.train()
+        self.before_step()
+        ws, noise = self.sample()
         caches = [self.G.style_cache(w) for w in dict.fromkeys(ws)]  # styles and demodulation, shared if one W+
         return self.micro_batch.run(lambda _: self._step(caches[0], noise[0], caches[-1], noise[-1], self._parts()))
 
