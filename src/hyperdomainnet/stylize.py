@@ -34,7 +34,7 @@ from .hypernet.prompts import prompt_domains
 from .images import Fit, align_face, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
 from .loaders import artefact_path
-from .stylegan2.generator import Generator
+from .stylegan2.generator import Generator, mix_styles
 
 if TYPE_CHECKING:
     from .encoders import ReStyleEncoder
@@ -209,9 +209,7 @@ def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) 
     if reference.shape[1:] != ws.shape[1:]:
         raise ConfigError(f"the reference latent has shape {tuple(reference.shape[1:])} but the generator's W+ "
                           f"codes are {tuple(ws.shape[1:])}; use the generator the domain was trained on")
-    mixed = ws.clone()
-    mixed[:, start:] = reference[:, start:].to(ws)
-    return mixed
+    return mix_styles(ws, reference.to(ws), start)
 
 
 def reference_latent(domain: Domain) -> torch.Tensor | None:
