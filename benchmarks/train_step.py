@@ -188,7 +188,7 @@ def _text_embeddings(clip: Any, cfg: Any) -> dict:
 
 def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
     """The research-code step: per-sample weights, grouped convs, native FIR, nothing shared."""
-    from hyperdomainnet.training.sampling import sample_noise, sample_ws
+    from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
 
     device = torch.device(cfg.device)
     delta = torch.zeros(G.domain_size, device=device, requires_grad=True)
@@ -197,7 +197,7 @@ def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
     text = _text_embeddings(clip, cfg)
 
     def step(_: int) -> None:
-        ws = sample_ws(G, cfg.batch, cfg.mixing, rng, device)
+        ws = sample_ws_per_call(G, cfg.batch, cfg.mixing, rng, device, 1)[0]
         noise = sample_noise(G, cfg.noise_mode, cfg.batch, rng, device)
         with torch.no_grad():
             src = G.synthesis(ws, noise=noise, impl="reference")
@@ -215,7 +215,7 @@ def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], A
     from hyperdomainnet.hypernet import HyperDomainNet
     from hyperdomainnet.clip.attention import prepare_clip
     from hyperdomainnet.device import prepare_generator
-    from hyperdomainnet.training.sampling import sample_noise, sample_ws
+    from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
 
     device = torch.device(cfg.device)
     if fast:
@@ -230,7 +230,7 @@ def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], A
     text = _text_embeddings(clip, cfg)
 
     def step(_: int) -> None:
-        ws = sample_ws(G, cfg.batch, cfg.mixing, rng, device)
+        ws = sample_ws_per_call(G, cfg.batch, cfg.mixing, rng, device, 1)[0]
         noise = sample_noise(G, cfg.noise_mode, cfg.batch, rng, device)
         cache = G.style_cache(ws) if fast else None
         with torch.no_grad():

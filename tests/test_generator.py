@@ -11,7 +11,7 @@ from hyperdomainnet import load_generator
 from hyperdomainnet.stylegan2 import Generator
 from hyperdomainnet.stylegan2.layers import ModulatedConv2d
 from hyperdomainnet.stylegan2.ops import upfirdn2d
-from hyperdomainnet.training.sampling import sample_ws
+from hyperdomainnet.training.sampling import sample_ws_per_call
 
 
 def direct_modconv(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor, gain: torch.Tensor,
@@ -138,7 +138,7 @@ def test_style_mixing(tiny_G: Generator) -> None:
     gen = torch.Generator().manual_seed(0)
     crossovers = set()
     for _ in range(30):  # the training step draws z2 and the crossover
-        mixed = sample_ws(tiny_G, 2, 1.0, gen, torch.device("cpu"))
+        mixed = sample_ws_per_call(tiny_G, 2, 1.0, gen, torch.device("cpu"), 1)[0]
         differs = (mixed != mixed[:, :1]).any(dim=2).any(dim=0)
         crossovers.add(int(differs.nonzero()[0]))
     assert crossovers <= set(range(1, tiny_G.n_latent)) and len(crossovers) > 2

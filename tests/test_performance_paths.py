@@ -23,7 +23,7 @@ from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.memory import AdaptiveMicroBatch, MicroBatched, micro_slices
 from hyperdomainnet.clip.attention import PackedSelfAttention, prepare_clip
 from hyperdomainnet.device import prepare_generator
-from hyperdomainnet.training.sampling import sample_noise, sample_ws
+from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
 from hyperdomainnet.training.steps import apply_update, load_step_state, loss_scaler, step_state
 from hyperdomainnet.training.text import TextTrainer
 
@@ -340,7 +340,7 @@ def test_trainer_gradient_matches_reference_step(clip: ClipEnsemble) -> None:
                                           batch=4, device="cpu", grid_samples=1, mixing=1.0,
                                           losses={"direction": 1.0, "indomain": 1.0}), G=G, clip=clip)
     delta = torch.cat([0.05 * seeded(p.numel(), seed=p.numel()) for p in trainer.param.parameters()]).requires_grad_()
-    ws = sample_ws(G, 4, 1.0, trainer.rng, torch.device("cpu"))
+    ws = sample_ws_per_call(G, 4, 1.0, trainer.rng, torch.device("cpu"), 1)[0]
     noise = sample_noise(G, "random", 4, trainer.rng, torch.device("cpu"))
     with torch.no_grad():
         src = G.synthesis(ws, noise=noise, impl="reference")
