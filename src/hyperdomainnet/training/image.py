@@ -46,7 +46,6 @@ from .multi_target import MultiTargetTrainer, target_slugs
 from .sampling import PREVIEW_SEED, fixed_latents, sample_noise
 from .steps import run_metadata
 
-CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 RECONSTRUCTION_TERMS = ("l2_rec", "lpips_rec")
 REFERENCE_TERMS = ("clip_ref", *RECONSTRUCTION_TERMS)  # need G_B(w_ref)
 
@@ -177,7 +176,7 @@ class ImageTrainer(MultiTargetTrainer):
             i = k - targets.start  # clip_ref, the only term calling it, is one of the REFERENCE_TERMS: ref_trg is rendered.
             return clip_term_values(a, b, r, r_a, lambda: encoder.encode_images(ref_trg[i:i + 1]), len(self.clip))
 
-        terms = self.per_target_clip_terms(src, trg, targets, self.wanted(CLIP_TERMS), values)
+        terms = self.per_target_clip_terms(src, trg, targets, values)
         if ref_trg is not None:
             for i, k in enumerate(targets):
                 rec = reconstruction_terms(ref_trg[i:i + 1], self.references_small[k], self.lpips,

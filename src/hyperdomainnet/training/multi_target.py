@@ -166,12 +166,13 @@ class MultiTargetTrainer(Trainer):
         return self.G.synthesis(c.ws, noise=narrow_noise(noise, part, self.config.batch), cache=c)
 
     # ----- losses -----------------------------------------------------------------------------
-    def per_target_clip_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range, wanted: list[str],
+    def per_target_clip_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range,
                               values: TermValues) -> dict[str, torch.Tensor]:
         """Target k's CLIP terms (``key(k, term)``) for k in ``targets``, Σ over the ensemble of
         weight × term, on ``trg``'s device; ``values(encoder, k, a, b_k)`` maps term names to
         functions computing them from a = E(src) (encoded once, without gradients) and
-        b_k = E(target k's rows of ``trg``, which holds the B rows of each of ``targets`` in turn).
+        b_k = E(target k's rows of ``trg``, which holds the B rows of each of ``targets`` in turn);
+        only the terms with a non-zero loss coefficient are computed.
 
         Each target's B rows are encoded as a batch of B, as a single-target run encodes them:
         at δ = 0 the adapted images equal the source images, b − a is exactly 0 there and the
@@ -185,7 +186,7 @@ class MultiTargetTrainer(Trainer):
                 a = encoder.encode_images(src)
             for i, k in enumerate(targets):
                 computed = values(encoder, k, a, encoder.encode_images(trg[i * b_size:(i + 1) * b_size]))
-                for name in wanted:
+                for name in self.wanted(tuple(computed)):
                     key = self.key(k, name)
                     terms[key] = terms.get(key, 0) + weight * computed[name]().to(trg.device)
         return terms

@@ -28,24 +28,6 @@ def regularization_terms(losses: dict[str, float], tensors: list[torch.Tensor]) 
     return {name: fn(tensors) for name, fn in REGULARIZERS.items() if losses.get(name)}
 
 
-def ensemble_terms(clip: ClipEnsemble, src: torch.Tensor, trg: torch.Tensor, wanted: Iterable[str],
-                   values: Callable[[ClipEncoder, torch.Tensor, torch.Tensor], dict[str, Callable[[], torch.Tensor]]],
-                   ) -> dict[str, torch.Tensor]:
-    """For each name in ``wanted``: Σ over the encoders of weight × term, on ``trg``'s device. Each
-    encoder embeds a = E(src) without gradients and b = E(trg); ``values(encoder, a, b)`` maps term
-    names to functions computing them (only the wanted ones are called)."""
-    wanted = list(wanted)
-    terms: dict[str, torch.Tensor] = {}
-    for encoder, weight in clip:
-        with torch.no_grad():
-            a = encoder.encode_images(src)
-        b = encoder.encode_images(trg)
-        computed = values(encoder, a, b)
-        for name in wanted:
-            terms[name] = terms.get(name, 0) + weight * computed[name]().to(trg.device)
-    return terms
-
-
 def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 autocast (gradients below fp16's range would flush to zero);
     a disabled, pass-through scaler for fp32 and bf16."""

@@ -30,7 +30,6 @@ from .config import TextAdaptConfig
 from .multi_target import MultiTargetTrainer, target_slugs
 from .steps import run_metadata
 
-CLIP_TERMS = ("direction", "global", "indomain")
 LAZY_REG_RATIO = 4 / 5  # g_reg_every / (g_reg_every + 1): the official full fine-tuning Adam scaling
 
 
@@ -66,7 +65,7 @@ class TextTrainer(MultiTargetTrainer):
                     "global": partial(global_loss, b, t_trg),
                     "indomain": partial(indomain_angle_loss, b, a)}
 
-        return self.per_target_clip_terms(src, trg, targets, self.wanted(CLIP_TERMS), values)
+        return self.per_target_clip_terms(src, trg, targets, values)
 
     def before_step(self) -> None:
         """StyleGAN-NADA adaptive layer selection (global CLIP loss) when on, then train only those layers."""
