@@ -17,7 +17,7 @@ text-adaptation step and its peak memory for
   rows for every ensemble;
 
 then ``targets`` rows: one ``hdn adapt text`` step training K = 1, 4, 16 targets at once
-(``MultiTargetTextTrainer``; K = 1 is the single-target ``TextTrainer``) with the throughput in
+(``TextTrainer``; K = 1 is a single-target run) with the throughput in
 domains × steps / s, the time against K single steps, the FLOPs FlopCounterMode counts in one
 step, the machine's measured matrix-product rate at the step's precision, the floor FLOPs / rate
 and the fraction of it reached; then a HyperDomainNet step (per-sample δ from the hypernetwork, 256 px), the shipped
@@ -188,7 +188,7 @@ def _text_embeddings(clip: Any, cfg: Any) -> dict:
 
 def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
     """The research-code step: per-sample weights, grouped convs, native FIR, nothing shared."""
-    from hyperdomainnet.training.sampling import sample_noise, sample_ws
+    from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
 
     device = torch.device(cfg.device)
     delta = torch.zeros(G.domain_size, device=device, requires_grad=True)
@@ -197,7 +197,7 @@ def _reference_step(cfg: Any, G: Any, clip: Any) -> Callable[[int], Any]:
     text = _text_embeddings(clip, cfg)
 
     def step(_: int) -> None:
-        ws = sample_ws(G, cfg.batch, cfg.mixing, rng, device)
+        ws = sample_ws_per_call(G, cfg.batch, cfg.mixing, rng, device, 1)[0]
         noise = sample_noise(G, cfg.noise_mode, cfg.batch, rng, device)
         with torch.no_grad():
             src = G.synthesis(ws, noise=noise, impl="reference")
@@ -215,7 +215,7 @@ def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], A
     from hyperdomainnet.hypernet import HyperDomainNet
     from hyperdomainnet.clip.attention import prepare_clip
     from hyperdomainnet.device import prepare_generator
-    from hyperdomainnet.training.sampling import sample_noise, sample_ws
+    from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
 
     device = torch.device(cfg.device)
     if fast:
@@ -230,7 +230,7 @@ def _hypernet_step(cfg: Any, G: Any, clip: Any, fast: bool) -> Callable[[int], A
     text = _text_embeddings(clip, cfg)
 
     def step(_: int) -> None:
-        ws = sample_ws(G, cfg.batch, cfg.mixing, rng, device)
+        ws = sample_ws_per_call(G, cfg.batch, cfg.mixing, rng, device, 1)[0]
         noise = sample_noise(G, cfg.noise_mode, cfg.batch, rng, device)
         cache = G.style_cache(ws) if fast else None
         with torch.no_grad():
@@ -282,7 +282,6 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
     logging.disable(logging.WARNING)  # open_clip: "No pretrained weights loaded" for random ViTs
     from hyperdomainnet import load_generator
     from hyperdomainnet.clip import ClipEnsemble
-    from hyperdomainnet.training.multi_target import MultiTargetTextTrainer
     from hyperdomainnet.device import resolve_precision
     from hyperdomainnet.training.text import TextTrainer
 
@@ -298,8 +297,6 @@ def _run_case(case: Case, batch: int, device: str, repeats: int, threads: int, q
                 fn = _hypernet_trainer(cfg, G, clip)
             elif case.kind == "hypernet":
                 fn = _hypernet_step(cfg, G, clip, fast)
-            elif case.kind == "targets" and case.changes.get("targets"):
-                fn = MultiTargetTextTrainer(cfg, G=G, clip=clip).train_step
             elif fast:
                 fn = TextTrainer(cfg, G=G, clip=clip).train_step
             else:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hyperdomainnet.cli import main
-from hyperdomainnet.domain.arithmetic import combine, difference, parse_domain_spec, prune, scale
+from hyperdomainnet.domain.arithmetic import combine, parse_domain_spec, prune, scale
 from hyperdomainnet.domain.files import Domain
 from hyperdomainnet.domain.parameterizations import Parameterization, build_parameterization
 from hyperdomainnet.errors import HDNError
@@ -49,8 +49,8 @@ def test_combine_is_the_scaled_sum_exactly(tiny_G):
     assert mixed.kind == "domain_vector" and mixed.placement == a.placement
     assert mixed.metadata["arithmetic"]["terms"] == [
         {"domain": "a", "scale": 0.6, "target": "domain 1"}, {"domain": "b", "scale": 0.6, "target": "domain 2"}]
-    assert torch.equal(difference(a, b).vector, a.vector - b.vector)
-    assert torch.equal(difference(a, a).vector, torch.zeros_like(a.vector))
+    assert torch.equal(combine([(a, 1.0), (b, -1.0)]).vector, a.vector - b.vector)  # a − b
+    assert torch.equal(combine([(a, 1.0), (a, -1.0)]).vector, torch.zeros_like(a.vector))
     assert torch.equal(scale(a, 1.0).vector, a.vector)
     assert scale(a, 1.0).metadata["target"] == "domain 1"  # a single term keeps the file's metadata
 

@@ -11,6 +11,7 @@ from hyperdomainnet import load_generator
 from hyperdomainnet.stylegan2 import Generator
 from hyperdomainnet.stylegan2.layers import ModulatedConv2d
 from hyperdomainnet.stylegan2.ops import upfirdn2d
+from hyperdomainnet.training.sampling import sample_ws_per_call
 
 
 def direct_modconv(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor, gain: torch.Tensor,
@@ -57,7 +58,7 @@ def test_placements_differ() -> None:
 
 @pytest.mark.parametrize("placement", ["after_demod", "before_demod"])
 def test_generator_fast_path_matches_reference(tiny_G: Generator, placement: str) -> None:
-    ws = tiny_G.ws(torch.randn(3, 512), mixing=1.0, generator=torch.Generator().manual_seed(3))
+    ws = tiny_G.ws(torch.randn(3, 512), z2=torch.randn(3, 512), crossover=4)
     domain = 0.3 * torch.randn(3, tiny_G.domain_size)
     offset = 0.3 * torch.randn(tiny_G.domain_size)
     fast = tiny_G.synthesis(ws, domain=domain, style_offset=offset, placement=placement)
@@ -133,16 +134,17 @@ def test_style_mixing(tiny_G: Generator) -> None:
     ws = tiny_G.ws(z, z2=z2, crossover=3)
     torch.testing.assert_close(ws[:, :3], tiny_G.mapping(z)[:, None].expand(-1, 3, -1))
     torch.testing.assert_close(ws[:, 3:], tiny_G.mapping(z2)[:, None].expand(-1, tiny_G.n_latent - 3, -1))
-    assert torch.equal(tiny_G.ws(z, mixing=0.0), tiny_G.mapping(z)[:, None].expand(-1, tiny_G.n_latent, -1))
+    assert torch.equal(tiny_G.ws(z), tiny_G.mapping(z)[:, None].expand(-1, tiny_G.n_latent, -1))
     gen = torch.Generator().manual_seed(0)
     crossovers = set()
-    for _ in range(30):
-        mixed = tiny_G.ws(z, mixing=1.0, generator=gen)
+    for _ in range(30):  # the training step draws z2 and the crossover
+        mixed = sample_ws_per_call(tiny_G, 2, 1.0, gen, torch.device("cpu"), 1)[0]
         differs = (mixed != mixed[:, :1]).any(dim=2).any(dim=0)
         crossovers.add(int(differs.nonzero()[0]))
     assert crossovers <= set(range(1, tiny_G.n_latent)) and len(crossovers) > 2
-    with pytest.raises(ValueError):
-        tiny_G.ws(z, z2=z2, crossover=0)
+    for bad in (0, None):
+        with pytest.raises(ValueError):
+            tiny_G.ws(z, z2=z2, crossover=bad)
 
 
 def test_truncation(tiny_G: Generator) -> None:

@@ -13,7 +13,7 @@ from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.loop import run_training
 from hyperdomainnet.training.config import read_targets_file
-from hyperdomainnet.training.multi_target import MultiTargetTextTrainer, target_slugs
+from hyperdomainnet.training.multi_target import target_slugs
 from hyperdomainnet.training.text import TextTrainer
 
 from conftest import kill_run_at, perturb, run_cli
@@ -35,8 +35,8 @@ def make_config(**changes) -> TextAdaptConfig:
     return TextAdaptConfig(**settings)
 
 
-def multi_trainer(clip: ClipEnsemble, **changes) -> MultiTargetTextTrainer:
-    return MultiTargetTextTrainer(make_config(**changes), G=perturb(load_generator(GEN)), clip=clip)
+def multi_trainer(clip: ClipEnsemble, **changes) -> TextTrainer:
+    return TextTrainer(make_config(**changes), G=perturb(load_generator(GEN)), clip=clip)
 
 
 @pytest.mark.parametrize("changes", [{}, {"targets": TARGETS[:2], "batch": 4, "micro_batch": 3, "low_memory": True},
@@ -56,7 +56,7 @@ def test_each_target_equals_its_single_run(clip: ClipEnsemble, changes: dict) ->
             single.train_step(step)
         expected = torch.cat([p.detach() for p in single.param.layers])
         assert expected.abs().sum() > 0
-        torch.testing.assert_close(multi.stack.vectors[k].detach(), expected, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(multi.params[k].vector().detach(), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_micro_batches_of_whole_targets_render_each_part_once(clip: ClipEnsemble) -> None:
@@ -135,3 +135,32 @@ def test_cli_several_targets_and_resume(tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = run_cli(capsys, "adapt", "text", "--out", str(out), "--resume", "--steps", "3", "--no-progress")
     assert code == 0, err
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def stacked_layout(state: dict) -> dict:
+    """A checkpoint's trainer state as runs of several targets wrote it before each target got its
+    own parameterisation: the K vectors stacked in one (K, D) parameter with one Adam state."""
+    names = list(state["param"])  # k.layers.l, target-major
+    k = 1 + max(int(name.split(".")[0]) for name in names)
+    rows = [torch.cat([state["param"][n] for n in names if n.startswith(f"{i}.")]) for i in range(k)]
+    adam = state["optimizer"]["state"]
+    per_target = len(names) // k
+    stacked_adam = {0: {"step": adam[0]["step"], **{key: torch.stack([
+        torch.cat([adam[i * per_target + l][key] for l in range(per_target)]) for i in range(k)])
+        for key in ("exp_avg", "exp_avg_sq")}}}
+    groups = [{**group, "params": [0]} for group in state["optimizer"]["param_groups"]]
+    return {**state, "param": {"vectors": torch.stack(rows)}, "optimizer": {"state": stacked_adam, "param_groups": groups}}
+
+
+def test_resume_a_run_checkpointed_with_stacked_vectors(tmp_path: Path, clip: ClipEnsemble) -> None:
+    straight = run_training(multi_trainer(clip), tmp_path / "a", progress=False)
+    kill_run_at(multi_trainer(clip), tmp_path / "b")
+    path = tmp_path / "b" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["trainer"] = stacked_layout(checkpoint["trainer"])
+    assert set(checkpoint["trainer"]["param"]) == {"vectors"}
+    torch.save(checkpoint, path)
+    resumed = run_training(multi_trainer(clip), tmp_path / "b", resume=True, progress=False)
+    for slug in ("sketch", "zombie", "pixar"):
+        assert torch.equal(Domain.load(straight / slug / "domain.safetensors").vector,
+                           Domain.load(resumed / slug / "domain.safetensors").vector)

@@ -11,12 +11,11 @@ from hyperdomainnet import load_generator
 from hyperdomainnet.clip import ClipEnsemble
 from hyperdomainnet.domain import Domain
 from hyperdomainnet.errors import HDNError
-from hyperdomainnet.stylize import REFERENCE_LATENT
-from hyperdomainnet.training import multi_target_image
+from hyperdomainnet.stylize import REFERENCE_LATENT, style_mix
+from hyperdomainnet.training import image as image_training
 from hyperdomainnet.training.config import ImageAdaptConfig, build_config
-from hyperdomainnet.training.image import ImageTrainer
+from hyperdomainnet.training.image import ImageTrainer, image_slugs
 from hyperdomainnet.training.loop import run_training
-from hyperdomainnet.training.multi_target_image import MultiTargetImageTrainer, image_slugs
 
 from conftest import perturb, run_cli
 import test_train_image
@@ -42,8 +41,8 @@ def make_config(images: list[Path], **changes) -> ImageAdaptConfig:
     return ImageAdaptConfig(**settings)
 
 
-def multi_trainer(images: list[Path], clip: ClipEnsemble, **changes) -> MultiTargetImageTrainer:
-    return MultiTargetImageTrainer(make_config(images, **changes), G=perturb(load_generator(GEN)), clip=clip,
+def multi_trainer(images: list[Path], clip: ClipEnsemble, **changes) -> ImageTrainer:
+    return ImageTrainer(make_config(images, **changes), G=perturb(load_generator(GEN)), clip=clip,
                                    progress=False)
 
 
@@ -75,12 +74,12 @@ def test_each_target_equals_its_single_run(images: list[Path], clip: ClipEnsembl
             single_terms = single.train_step(step)
         expected = single.param.vector().detach()
         assert expected.abs().sum() > 0
-        torch.testing.assert_close(multi.stack.vectors[k].detach(), expected, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(multi.params[k].vector().detach(), expected, rtol=1e-4, atol=1e-6)
         assert set(single_terms) - {"total"} == {name for name in LOSSES}
         for name, value in single_terms.items():
             if name != "total":
                 assert terms[f"{slug}/{name}"] == pytest.approx(value, rel=1e-4, abs=1e-7), name
-    assert not torch.equal(multi.stack.vectors[0], multi.stack.vectors[1])
+    assert not torch.equal(multi.params[0].vector(), multi.params[1].vector())
 
 
 def test_slugs_and_settings(tmp_path: Path, images: list[Path]) -> None:
@@ -98,7 +97,8 @@ def test_run_directory_metadata_preview_and_grid(tmp_path: Path, images: list[Pa
     result = run_training(multi, tmp_path / "multi", progress=False)
     assert result == tmp_path / "multi" / "targets"
     assert sorted(p.name for p in result.iterdir()) == ["ink-wash", "mosaic"]
-    assert Image.open(tmp_path / "multi" / "grid.png").size == (2 * 34 + 2, 3 * 34 + 2)  # source + 2 targets
+    # source, 2 adapted rows, 2 rows with each reference's fine layers (as a single run's preview)
+    assert Image.open(tmp_path / "multi" / "grid.png").size == (2 * 34 + 2, 5 * 34 + 2)
     for k, slug in enumerate(["ink-wash", "mosaic"]):
         single_dir = tmp_path / f"single-{k}"
         single = run_training(single_trainer(multi.single_config(k), clip), single_dir, progress=False)
@@ -109,17 +109,19 @@ def test_run_directory_metadata_preview_and_grid(tmp_path: Path, images: list[Pa
         assert b.metadata["reference"]["file"] == images[k].name
     # Preview: the source row, then target k's row rendered with δ_k (constant noise throughout).
     shown, per_row = multi.preview()
-    G, P = multi.G, multi.param
+    G = multi.G
     with torch.no_grad():
         torch.testing.assert_close(shown[:per_row], G.synthesis(multi.preview_ws))
         for k in range(2):
-            P.load_vector(multi.stack.vectors[k])
-            torch.testing.assert_close(shown[(k + 1) * per_row:(k + 2) * per_row], P.synthesize(G, multi.preview_ws))
+            torch.testing.assert_close(shown[(k + 1) * per_row:(k + 2) * per_row],
+                                       multi.params[k].synthesize(G, multi.preview_ws))
+            mixed = style_mix(multi.mix_ws, multi.reference_latents[k:k + 1])
+            torch.testing.assert_close(shown[(k + 3) * per_row:(k + 4) * per_row], multi.params[k].synthesize(G, mixed))
 
 
 def test_resume_and_changed_reference(tmp_path: Path, images: list[Path], clip: ClipEnsemble,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    straight, resumed = straight_and_resumed(lambda: multi_trainer(images, clip), multi_target_image, tmp_path,
+    straight, resumed = straight_and_resumed(lambda: multi_trainer(images, clip), image_training, tmp_path,
                                              monkeypatch)
     for slug in ("ink-wash", "mosaic"):
         a, b = (Domain.load(run / slug / "domain.safetensors") for run in (straight, resumed))

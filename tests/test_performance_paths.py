@@ -23,8 +23,8 @@ from hyperdomainnet.training.config import TextAdaptConfig
 from hyperdomainnet.training.memory import AdaptiveMicroBatch, MicroBatched, micro_slices
 from hyperdomainnet.clip.attention import PackedSelfAttention, prepare_clip
 from hyperdomainnet.device import prepare_generator
-from hyperdomainnet.training.sampling import sample_noise, sample_ws
-from hyperdomainnet.training.steps import load_step_state, loss_scaler, optimizer_step, step_state
+from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
+from hyperdomainnet.training.steps import apply_update, load_step_state, loss_scaler, step_state
 from hyperdomainnet.training.text import TextTrainer
 
 from conftest import perturb
@@ -251,12 +251,17 @@ def test_fp16_loss_scaler_unscales_and_skips_overflowing_steps() -> None:
     assert not loss_scaler(torch.device("cpu"), "bf16").is_enabled()
     x = seeded(5)
 
-    def stepped(scaler: torch.amp.GradScaler, value: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def stepped(scaler: torch.amp.GradScaler, overflow: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         p = torch.zeros(5, requires_grad=True)
         optimizer = torch.optim.SGD([p], lr=0.5)
         grads = []
-        optimizer_step(optimizer, (value * x * p).sum() + (p ** 2).sum(), scaler,
-                       backward=lambda total: (total.backward(), grads.append(p.grad.clone())))
+
+        def backward(total: torch.Tensor) -> None:  # ``overflow`` inf: gradients beyond range, a finite loss
+            total.backward()
+            p.grad.mul_(overflow)
+            grads.append(p.grad.clone())
+
+        apply_update(optimizer, {"loss": 1.0}, {"loss": (x * p).sum() + (p ** 2).sum()}, scaler, backward=backward)
         return p.detach(), grads[0]
 
     plain, plain_grad = stepped(loss_scaler(torch.device("cpu"), "fp32"))
@@ -266,7 +271,7 @@ def test_fp16_loss_scaler_unscales_and_skips_overflowing_steps() -> None:
     torch.testing.assert_close(scaled, plain)  # the step used ∂L/∂p
     assert scaled.abs().sum() > 0
     before = scaler.get_scale()
-    skipped, _ = stepped(scaler, value=float("inf"))
+    skipped, _ = stepped(scaler, overflow=float("inf"))
     assert torch.equal(skipped, torch.zeros(5)) and scaler.get_scale() == before / 2
 
 
@@ -335,12 +340,12 @@ def test_trainer_gradient_matches_reference_step(clip: ClipEnsemble) -> None:
                                           batch=4, device="cpu", grid_samples=1, mixing=1.0,
                                           losses={"direction": 1.0, "indomain": 1.0}), G=G, clip=clip)
     delta = torch.cat([0.05 * seeded(p.numel(), seed=p.numel()) for p in trainer.param.parameters()]).requires_grad_()
-    ws = sample_ws(G, 4, 1.0, trainer.rng, torch.device("cpu"))
+    ws = sample_ws_per_call(G, 4, 1.0, trainer.rng, torch.device("cpu"), 1)[0]
     noise = sample_noise(G, "random", 4, trainer.rng, torch.device("cpu"))
     with torch.no_grad():
         src = G.synthesis(ws, noise=noise, impl="reference")
     trg = G.synthesis(ws, domain=delta, noise=noise, impl="reference")
-    sum(trainer.clip_losses(src, trg).values()).backward()
+    sum(trainer.target_terms(src, trg, range(1)).values()).backward()
     close_gradients(fast, delta.grad)
 
 

@@ -27,7 +27,7 @@ from hyperdomainnet.stylize import REFERENCE_LATENT, style_mix
 from hyperdomainnet.training import image as image_training
 from hyperdomainnet.training.config import ImageAdaptConfig, build_config, load_preset
 from hyperdomainnet.training.loop import run_training
-from hyperdomainnet.training.sampling import sample_noise, sample_ws
+from hyperdomainnet.training.sampling import sample_noise, sample_ws_per_call
 
 from conftest import kill_run_at, run_cli
 
@@ -103,7 +103,7 @@ def test_loss_terms_match_the_loss_functions(tmp_path: Path, clip: ClipEnsemble)
     terms = trainer.train_step(1)
     with torch.no_grad():
         P.load_vector(vector)
-        ws = sample_ws(G, 2, 0.5, rng, torch.device("cpu"))
+        ws = sample_ws_per_call(G, 2, 0.5, rng, torch.device("cpu"), 1)[0]
         noise = sample_noise(G, "random", 2, rng, torch.device("cpu"))
         a = enc.encode_images(G.synthesis(ws, noise=noise))
         b = enc.encode_images(P.synthesize(G, ws, noise=noise))

@@ -44,7 +44,7 @@ def fixed_direction_loss(trainer: TextTrainer, ws: torch.Tensor) -> float:
     with torch.no_grad():
         a = enc.encode_images(trainer.G.synthesis(ws))
         b = enc.encode_images(trainer.param.synthesize(trainer.G, ws))
-    t_trg, t_src = trainer.text[enc.name]
+    t_trg, t_src = trainer.text[enc.name][0]
     return float(direction_loss(b, a, t_trg, t_src))
 
 
@@ -105,17 +105,17 @@ def test_run_directory_and_domain_file(tmp_path: Path, clip: ClipEnsemble) -> No
 def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path: Path, clip: ClipEnsemble,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     trainer = make_trainer(clip, steps=4)
-    original = trainer.clip_losses
+    original = trainer.target_terms
 
-    def poisoned(src, trg):
-        terms = original(src, trg)
+    def poisoned(src, trg, targets):
+        terms = original(src, trg, targets)
         if trainer.optimizer.state and len(loop_steps) >= 2:
             terms["direction"] = terms["direction"] * float("nan")
         loop_steps.append(1)
         return terms
 
     loop_steps: list[int] = []
-    monkeypatch.setattr(trainer, "clip_losses", poisoned)
+    monkeypatch.setattr(trainer, "target_terms", poisoned)
     with pytest.raises(HDNError, match="non-finite at step 3.*step 2"):
         run_training(trainer, tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)

@@ -57,7 +57,7 @@ from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .images import to_pil
 from .hypernet.prompts import prompt_domains
 from .render import seed_latents
-from .stylegan2.generator import Generator
+from .stylegan2.generator import Generator, mix_styles
 from .loaders import load_generator
 
 if TYPE_CHECKING:
@@ -303,9 +303,7 @@ class Studio:
     def latents(self, G: Generator, seed: int, truncation: float, mix_seed: int, crossover: int) -> torch.Tensor:
         """W+ (1, n_latent, D) of ``seed``; entries ``crossover``… from ``mix_seed`` when crossover > 0."""
         ws = seed_latents(G, [seed], truncation, self.device)
-        if crossover:
-            ws[:, crossover:] = seed_latents(G, [mix_seed], truncation, self.device)[:, crossover:]
-        return ws
+        return mix_styles(ws, seed_latents(G, [mix_seed], truncation, self.device), crossover) if crossover else ws
 
     @torch.no_grad()
     def render(self, generator: str, source: str, domain: str | None, hypernet: str | None,

@@ -18,6 +18,7 @@ def adapt_image(cfg: ImageAdaptConfig, out: Path, resume: bool, progress: bool) 
     from ..images import open_image
     from ..preflight import check_training_downloads
     from ..training.loop import run_training
+    from ..training.image import ImageTrainer
     from ..training.multi_target import refuse_official_quirks
 
     for path in cfg.reference_images():  # the user's inputs are checked before anything is fetched
@@ -25,14 +26,9 @@ def adapt_image(cfg: ImageAdaptConfig, out: Path, resume: bool, progress: bool) 
     if cfg.images:
         refuse_official_quirks(cfg)
     check_training_downloads(cfg)
+    trainer = ImageTrainer(cfg, progress=progress)
+    result = run_training(trainer, out, resume=resume, progress=progress)
     if cfg.images:
-        from ..training.multi_target_image import MultiTargetImageTrainer
-
-        result = run_training(MultiTargetImageTrainer(cfg, progress=progress), out, resume=resume, progress=progress)
         typer.echo(f"domains adapted to {len(cfg.images)} reference images: {result}")
     else:
-        from ..training.image import ImageTrainer
-
-        trainer = ImageTrainer(cfg, progress=progress)
-        result = run_training(trainer, out, resume=resume, progress=progress)
         typer.echo(f"domain adapted to the reference {trainer.reference.name}: {result}")

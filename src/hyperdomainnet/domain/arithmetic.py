@@ -23,7 +23,7 @@ from ..ranges import STRENGTH, finite_in
 from .files import Domain
 from .parameterizations import FIELD_INIT
 
-__all__ = ["DomainSpec", "parse_domain_spec", "check_compatible", "combine", "scale", "difference", "prune"]
+__all__ = ["DomainSpec", "parse_domain_spec", "check_compatible", "combine", "scale", "prune"]
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,6 @@ def combine(terms: Sequence[tuple[Domain, float]], labels: Sequence[str] | None 
 def scale(domain: Domain, alpha: float, label: str = "domain") -> Domain:
     """The domain at strength α: ι + α·(d − ι)."""
     return combine([(domain, alpha)], [label])
-
-
-def difference(a: Domain, b: Domain, labels: Sequence[str] = ("a", "b")) -> Domain:
-    """a − b: ι + (a − ι) − (b − ι)."""
-    return combine([(a, 1.0), (b, -1.0)], labels)
 
 
 def prune(domain: Domain, keep: float) -> Domain:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -229,26 +228,19 @@ class MappedGenerator(nn.Module):
         return self.latent_avg
 
     def ws(self, z: torch.Tensor, truncation: float = 1.0, truncation_latent: torch.Tensor | None = None,
-           mixing: float = 0.0, z2: torch.Tensor | None = None, crossover: int | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           z2: torch.Tensor | None = None, crossover: int | None = None) -> torch.Tensor:
         """W+ codes (B, n_latent, style_dim) from z (B, style_dim).
 
-        Style mixing (batch-wise, as rosinality/StyleGAN-NADA): with probability ``mixing`` (or
-        always when ``z2`` is given) entries from index ``crossover`` (random in [1, n_latent−1]
-        unless given) come from a second code z2 (random unless given). Truncation:
+        Style mixing (batch-wise, as rosinality/StyleGAN-NADA) when ``z2`` is given: entries from
+        index ``crossover`` ∈ [1, n_latent − 1] come from the second code z2 (``mix_styles``; the
+        training step draws z2 and the crossover, ``training.sampling``). Truncation:
         w ← w̄ + ψ·(w − w̄), w̄ = ``truncation_latent`` or the mean latent.
         """
-        w = self.mapping(z)
-        ws = w[:, None].repeat(1, self.n_latent, 1)
-        use_mix = z2 is not None or (mixing > 0 and _uniform(generator) < mixing)
-        if use_mix:
-            if z2 is None:
-                z2 = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-            if crossover is None:
-                crossover = 1 + int(_uniform(generator) * (self.n_latent - 1))
-            if not 1 <= crossover < self.n_latent:
+        ws = self.mapping(z)[:, None].repeat(1, self.n_latent, 1)
+        if z2 is not None:
+            if crossover is None or not 1 <= crossover < self.n_latent:
                 raise ConfigError(f"crossover must be in [1, {self.n_latent - 1}], got {crossover}")
-            ws[:, crossover:] = self.mapping(z2)[:, None]
+            ws = mix_styles(ws, self.mapping(z2)[:, None], crossover)
         if truncation != 1.0:
             avg = self.mean_latent() if truncation_latent is None else truncation_latent
             ws = avg + truncation * (ws - avg)
@@ -437,8 +429,9 @@ def _compiled_render(options: dict[str, Any]) -> Callable[..., torch.Tensor]:
     return _COMPILED[key]
 
 
-def _uniform(generator: torch.Generator | None) -> float:
-    """One U[0, 1) draw from ``generator`` (its device), or Python's RNG when None."""
-    if generator is None:
-        return random.random()
-    return float(torch.rand(1, generator=generator, device=generator.device))
+def mix_styles(ws: torch.Tensor, other: torch.Tensor, start: int) -> torch.Tensor:
+    """Style mixing: W+ codes ``ws`` (B, n_latent, D) with the entries from index ``start`` on taken
+    from ``other`` (broadcast over the batch and, for a W code (B, 1, D), over the entries)."""
+    mixed = ws.clone()
+    mixed[:, start:] = other[:, start:] if other.shape[1] > 1 else other
+    return mixed

@@ -82,8 +82,8 @@ class TrainConfig(BaseModel):
     tensorboard: bool = Field(False, description="also log to TensorBoard")
     wandb: bool = Field(False, description="also log to Weights & Biases")
     low_memory: bool = Field(False, description="recompute the adapted generator's blocks in the backward pass "
-                             "(text adaptation and runs of several --image also halve their micro-batch when a "
-                             "step runs out of device memory)")
+                             "(adaptation runs also halve their micro-batch when a step runs out of device "
+                             "memory)")
     channels_last: bool | None = Field(None, description="channels-last activations (default: on CUDA and the CPU)")
     compile: bool = Field(False, description="torch.compile the synthesis network")
     quirks: Literal["corrected", "official"] = Field("corrected", description="official: reproduce the released "

@@ -1,6 +1,9 @@
-"""One-shot image-driven adaptation: MindTheGap losses on domain modulation (official ``im2im_single``).
+"""One-shot image-driven adaptation: MindTheGap losses on domain modulation (official ``im2im_single``),
+to one reference image or to several in one run (the stacked step of ``multi_target``: target k's
+terms on its own rows and its own reference; results ``targets/<slug>/domain.safetensors``, slug:
+the image's file stem, each with the metadata and reference latent of the equivalent single run).
 
-Setup: the reference image I_ref (fitted to G.size) is inverted once by II2S into w_ref (cached
+Setup: each reference image I_ref (fitted to G.size) is inverted once by II2S into w_ref (cached
 by image hash); per CLIP encoder E the constants r = E(I_ref) and r_A = E(G_A(w_ref)).
 Each step: B W+ codes w (style mixing with probability ``mixing``) and one set of noise maps;
 G_A(w) without gradients; G_B(w) and G_B(w_ref) with them; a = E(G_A(w)), b = E(G_B(w)),
@@ -30,8 +33,8 @@ from typing import Any
 import torch
 
 from ..clip import ClipEncoder, ClipEnsemble
-from ..domain.parameterizations import build_parameterization
 from ..errors import ConfigError
+from ..images import open_image
 from ..inversion import LPIPS_SIZE, downsample
 from ..losses import clip_ref_loss, clip_within_loss, direction_loss, global_loss, indomain_angle_loss, l2_rec_loss
 from ..perceptual import load_lpips
@@ -39,11 +42,10 @@ from ..stylegan2.generator import Generator
 from ..stylize import (MIX_TRUNCATION, InversionOptions, Inverted, invert_photo, save_domain_with_reference,
                        style_mix)
 from .config import ImageAdaptConfig
-from .sampling import PREVIEW_SEED, fixed_latents, sample_noise, sample_ws_per_call
-from .steps import ensemble_terms, regularization_terms, run_metadata
-from .trainer import Trainer
+from .multi_target import MultiTargetTrainer, target_slugs
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise
+from .steps import run_metadata
 
-CLIP_TERMS = ("direction", "clip_within", "global", "indomain", "clip_ref")
 RECONSTRUCTION_TERMS = ("l2_rec", "lpips_rec")
 REFERENCE_TERMS = ("clip_ref", *RECONSTRUCTION_TERMS)  # need G_B(w_ref)
 
@@ -98,93 +100,122 @@ def check_reference_unchanged(stored_sha256: str, reference: Inverted, path: str
                           "restore it or start a new run in another directory")
 
 
-class ImageTrainer(Trainer):
-    """Adapts a generator to the domain of the single reference image ``config.image``."""
+def image_slugs(paths: list[str]) -> list[str]:
+    """Directory names for the reference images: their file stems as ``target_slugs`` spells them."""
+    return target_slugs([Path(path).stem for path in paths])
+
+
+class ImageTrainer(MultiTargetTrainer):
+    """Adapts a generator to the domain of every image of ``config.reference_images()`` (the single
+    ``image``, or each of ``images``)."""
 
     config: ImageAdaptConfig
 
     def __init__(self, config: ImageAdaptConfig, G: Generator | None = None,
                  clip: ClipEnsemble | None = None, progress: bool = True) -> None:
-        super().__init__(config, G, clip, prompts=())
-        self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
-        self.reference = invert_photo(self.G, config.image, inversion_options(config), progress)
-        self.reference_small = downsample(self.reference.image, min(self.G.size, LPIPS_SIZE))
+        self.paths = config.reference_images()
+        for path in self.paths:  # every file readable before the first (long) inversion
+            open_image(path)
         options = {"placement": config.placement} if config.parameterization == "domain_vector" else {}
-        self.param = build_parameterization(config.parameterization, self.G, **options).to(self.device)
-        self.optimise(self.param)
-        self._set_reference_latent(self.reference.latent)
+        super().__init__(config, image_slugs(self.paths), G, clip, options)
+        self.lpips = load_lpips("vgg", self.device, config.lpips_random_backbone)
+        options = inversion_options(config)
+        self.references = [invert_photo(self.G, path, options, progress) for path in self.paths]
+        size = min(self.G.size, LPIPS_SIZE)
+        self.references_small = [downsample(ref.image, size) for ref in self.references]
+        self._set_reference_latents(torch.cat([ref.latent for ref in self.references]))
         self.mix_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, MIX_TRUNCATION, self.device)
-
-    @torch.no_grad()
-    def _set_reference_latent(self, latent: torch.Tensor) -> None:
-        """w_ref and the per-encoder constants r = E(I_ref), r_A = E(G_A(w_ref))."""
-        self.reference_latent = latent.to(self.device)
-        noise = (sample_noise(self.G, "random", 1, torch.Generator().manual_seed(self.config.seed), self.device)
-                 if self.official else None)
-        self.reference_embeddings = reference_embeddings(self.G, self.clip, self.reference.image,
-                                                         self.reference_latent, noise)
+        self.ref_noise: list[torch.Tensor | None] | None = None
 
     @property
-    def official(self) -> bool:
-        return self.config.quirks == "official"
+    def reference(self) -> Inverted:
+        """The (first) reference image, inverted."""
+        return self.references[0]
 
-    def wanted(self, names: tuple[str, ...]) -> list[str]:
-        return [name for name in names if self.config.losses.get(name)]
+    @property
+    def reference_small(self) -> torch.Tensor:
+        return self.references_small[0]
 
-    def clip_losses(self, src: torch.Tensor, trg: torch.Tensor,
-                    ref_trg: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Weighted CLIP terms summed over the ensemble; clip_ref is averaged over it."""
-        def values(enc: ClipEncoder, a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
-            return clip_term_values(a, b, *self.reference_embeddings[enc.name], lambda: enc.encode_images(ref_trg),
-                                    len(self.clip))
+    @property
+    def reference_latent(self) -> torch.Tensor:
+        """The (first) reference's latent w_ref (1, n_latent, D)."""
+        return self.reference_latents[:1]
 
-        return ensemble_terms(self.clip, src, trg, self.wanted(CLIP_TERMS), values)
+    @torch.no_grad()
+    def _set_reference_latents(self, latents: torch.Tensor) -> None:
+        """w_ref_k (K, n_latent, D) and per target the constants r_k = E(I_k), r_A_k = E(G_A(w_ref_k))
+        (each reference rendered alone, as its single run renders it; with official quirks with
+        noise drawn once, seeded by ``seed``)."""
+        self.reference_latents = latents.to(self.device)
+        noise = (sample_noise(self.G, "random", 1, torch.Generator().manual_seed(self.config.seed), self.device)
+                 if self.official else None)
+        self.reference_embeddings = [reference_embeddings(self.G, self.clip, ref.image,
+                                                          self.reference_latents[k:k + 1], noise)
+                                     for k, ref in enumerate(self.references)]
 
-    def reconstruction_losses(self, ref_trg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """l2_rec and lpips_rec of ↓G_B(w_ref) against ↓I_ref."""
-        return reconstruction_terms(ref_trg, self.reference_small, self.lpips, self.wanted(RECONSTRUCTION_TERMS))
+    def sample(self) -> tuple[list[torch.Tensor], list[list[torch.Tensor | None]]]:
+        """The step's codes and noise; with official quirks, then the noise of G_B(w_ref)."""
+        drawn = super().sample()
+        self.ref_noise = sample_noise(self.G, "random", 1, self.rng, self.device) if self.official else None
+        return drawn
 
-    def train_step(self, step: int) -> dict[str, float]:
-        cfg = self.config
-        self.param.train()
-        calls = 2 if self.official else 1
-        ws = sample_ws_per_call(self.G, cfg.batch, cfg.mixing, self.rng, self.device, calls)
-        noise = [sample_noise(self.G, cfg.noise_mode, cfg.batch, self.rng, self.device) for _ in range(calls)]
-        ref_noise = sample_noise(self.G, "random", 1, self.rng, self.device) if self.official else None
-        cache = self.G.style_cache(ws[-1])  # styles and demodulation, shared by G_A and G_B if one W+
-        with self.autocast():
-            with torch.no_grad():
-                src = self.G.synthesis(ws[0], noise=noise[0], cache=cache)
-            trg = self.param.synthesize(self.G, ws[-1], noise=noise[-1], cache=cache, checkpoint=cfg.low_memory)
-            ref_trg = (self.param.synthesize(self.G, self.reference_latent, noise=ref_noise, checkpoint=cfg.low_memory)
-                       if self.wanted(REFERENCE_TERMS) else None)
-            terms = self.clip_losses(src, trg, ref_trg)
-            if ref_trg is not None:
-                terms.update(self.reconstruction_losses(ref_trg))
-        terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
-        return self.update(terms)
+    def reference_renders(self, targets: range) -> torch.Tensor:
+        """G_B_k(w_ref_k) of every target k in ``targets``: one batch, δ_k each, constant noise (as
+        inverted; under official quirks the step's own noise)."""
+        cache = self.G.style_cache(self.reference_latents)
+        noise = self.ref_noise if self.ref_noise is not None else self.const_noise
+        return self._adapted(cache, noise, slice(targets.start, targets.stop), 1, self.config.low_memory)
+
+    def target_terms(self, src: torch.Tensor, trg: torch.Tensor, targets: range) -> dict[str, torch.Tensor]:
+        """Target k's CLIP terms on its rows and reconstruction terms on its reference (module docstring)."""
+        ref_trg = self.reference_renders(targets) if self.wanted(REFERENCE_TERMS) else None
+
+        def values(encoder: ClipEncoder, k: int, a: torch.Tensor,
+                   b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+            r, r_a = self.reference_embeddings[k][encoder.name]
+            i = k - targets.start  # clip_ref, the only term calling it, is one of the REFERENCE_TERMS: ref_trg is rendered.
+            return clip_term_values(a, b, r, r_a, lambda: encoder.encode_images(ref_trg[i:i + 1]), len(self.clip))
+
+        terms = self.per_target_clip_terms(src, trg, targets, values)
+        if ref_trg is not None:
+            for i, k in enumerate(targets):
+                rec = reconstruction_terms(ref_trg[i:i + 1], self.references_small[k], self.lpips,
+                                           self.wanted(RECONSTRUCTION_TERMS))
+                terms.update({self.key(k, name): value for name, value in rec.items()})
+        return terms
 
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
-        """Rows: source, adapted, adapted with the reference's fine layers (ψ = 0.5 samples, MindTheGap)."""
-        self.param.eval()
-        src = self.G.synthesis(self.preview_ws)
-        trg = self.param.synthesize(self.G, self.preview_ws)
-        mixed = self.param.synthesize(self.G, style_mix(self.mix_ws, self.reference_latent))
-        return torch.cat([src, trg, mixed]).float().cpu(), self.preview_ws.shape[0]
+        """Rows: source, one adapted row per target, then per target the adapted ψ = 0.5 samples with
+        the reference's fine layers (MindTheGap)."""
+        images, n = super().preview()
+        mixed = [param.synthesize(self.G, style_mix(self.mix_ws, self.reference_latents[k:k + 1]))
+                 for k, param in enumerate(self.params)]
+        return torch.cat([images, *(m.float().cpu() for m in mixed)]), n
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "reference_sha256": self.reference.sha256,
-                "reference_latent": self.reference_latent.cpu()}
+        references = ({"reference_sha256s": [ref.sha256 for ref in self.references],
+                       "reference_latents": self.reference_latents.cpu()} if self.several else
+                      {"reference_sha256": self.reference.sha256, "reference_latent": self.reference_latent.cpu()})
+        return {**super().state_dict(), **references}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_reference_unchanged(state["reference_sha256"], self.reference, self.config.image)
+        stored = state["reference_sha256s"] if self.several else [state["reference_sha256"]]
+        if len(stored) != self.k:
+            raise ConfigError(f"the checkpoint holds {len(stored)} reference images, this run {self.k}; "
+                              "resume with the run's own config")
+        for sha256, reference, path in zip(stored, self.references, self.paths):
+            check_reference_unchanged(sha256, reference, path)
         super().load_state_dict(state)
-        self._set_reference_latent(state["reference_latent"])
+        self._set_reference_latents(state["reference_latents"] if self.several else state["reference_latent"])
 
-    def metadata(self) -> dict[str, Any]:
-        return reference_metadata(self.config, self.clip.spec, self.reference)
+    def single_config(self, k: int) -> ImageAdaptConfig:
+        """The configuration of the single-image run equivalent to target ``k``."""
+        return self.config.model_copy(update={"image": self.paths[k], "images": []})
 
-    def save_result(self, path: Path) -> None:
-        domain = self.param.to_domain_file(self.G, self.metadata())
-        save_domain_with_reference(path, domain, self.reference_latent)
+    def target_metadata(self, k: int) -> dict[str, Any]:
+        return reference_metadata(self.single_config(k), self.clip.spec, self.references[k])
+
+    def save_target(self, k: int, path: Path) -> None:
+        """Target k's domain file with its reference latent."""
+        save_domain_with_reference(path, self.domain(k), self.reference_latents[k:k + 1])

@@ -21,12 +21,6 @@ def sample_ws_per_call(G: Generator, batch: int, mixing: float, rng: torch.Gener
     return [G.ws(z, z2=z2, crossover=int(torch.randint(1, G.n_latent, (), generator=rng))) for _ in range(calls)]
 
 
-def sample_ws(G: Generator, batch: int, mixing: float, rng: torch.Generator,
-              device: torch.device) -> torch.Tensor:
-    """W+ codes for a batch (``sample_ws_per_call`` with one call)."""
-    return sample_ws_per_call(G, batch, mixing, rng, device, 1)[0]
-
-
 def sample_noise(G: Generator, mode: str, batch: int, rng: torch.Generator,
                  device: torch.device) -> list[torch.Tensor | None]:
     """Per-layer noise maps for one render of a batch: fresh N(0, 1) from ``rng`` (``random``),

@@ -28,24 +28,6 @@ def regularization_terms(losses: dict[str, float], tensors: list[torch.Tensor]) 
     return {name: fn(tensors) for name, fn in REGULARIZERS.items() if losses.get(name)}
 
 
-def ensemble_terms(clip: ClipEnsemble, src: torch.Tensor, trg: torch.Tensor, wanted: Iterable[str],
-                   values: Callable[[ClipEncoder, torch.Tensor, torch.Tensor], dict[str, Callable[[], torch.Tensor]]],
-                   ) -> dict[str, torch.Tensor]:
-    """For each name in ``wanted``: Σ over the encoders of weight × term, on ``trg``'s device. Each
-    encoder embeds a = E(src) without gradients and b = E(trg); ``values(encoder, a, b)`` maps term
-    names to functions computing them (only the wanted ones are called)."""
-    wanted = list(wanted)
-    terms: dict[str, torch.Tensor] = {}
-    for encoder, weight in clip:
-        with torch.no_grad():
-            a = encoder.encode_images(src)
-        b = encoder.encode_images(trg)
-        computed = values(encoder, a, b)
-        for name in wanted:
-            terms[name] = terms.get(name, 0) + weight * computed[name]().to(trg.device)
-    return terms
-
-
 def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 autocast (gradients below fp16's range would flush to zero);
     a disabled, pass-through scaler for fp32 and bf16."""
@@ -79,32 +61,39 @@ def training_clip(config: TrainConfig, clip: ClipEnsemble | None, device: torch.
     return ensemble
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, total: torch.Tensor, scaler: torch.amp.GradScaler,
-                   backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> None:
-    """Zero the gradients, ``backward(s · total)``, unscale by s and step; with fp16 scaling a
-    step whose gradients hold inf/NaN is skipped and s halves (it doubles after 2000 good steps)."""
-    optimizer.zero_grad(set_to_none=True)
-    backward(scaler.scale(total))
-    scaler.step(optimizer)
-    scaler.update()
+def coefficient(losses: dict[str, float], name: str) -> float:
+    """A term's loss coefficient: that of its name, or of its last part (``<target>/<term>``)."""
+    return losses[name.rpartition("/")[2]]
 
 
-def apply_update(optimizer: torch.optim.Optimizer, losses: dict[str, float], terms: dict[str, torch.Tensor],
-                 scaler: torch.amp.GradScaler,
+def apply_update(optimizer: torch.optim.Optimizer, losses: dict[str, float],
+                 terms: dict[str, torch.Tensor] | Iterable[dict[str, torch.Tensor]], scaler: torch.amp.GradScaler,
                  backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
                  summarize: Callable[[dict[str, float]], dict[str, float]] | None = None) -> dict[str, float]:
-    """total = Σ coefficient × term; raise ``NonFiniteLoss`` before touching the optimiser if the
-    reported total is not finite; otherwise ``optimizer_step``. Returns the reported terms:
-    each term's value, passed through ``summarize`` (e.g. a mean over processes) when given, and
-    their total Σ coefficient × value."""
-    total = sum(losses[name] * value for name, value in terms.items())
-    values = {k: float(v.detach()) for k, v in terms.items()}
-    if summarize is not None:
-        values = summarize(values)
-    report = {"total": sum(losses[k] * v for k, v in values.items()), **values}
-    if not math.isfinite(report["total"]):
-        raise NonFiniteLoss(report)
-    optimizer_step(optimizer, total, scaler, backward)
+    """One guarded update of Σ coefficient × term (``coefficient``).
+
+    ``terms``: one dict, or parts (dicts made one after the other, e.g. per micro-batch: each part
+    is back-propagated before the next is made, so one part's graph lives at a time; the gradient
+    is the sum's). The gradients are zeroed; for each part its values join the report — each
+    term's value, passed through ``summarize`` (e.g. a mean over processes) when given, and their
+    total Σ coefficient × value — and ``NonFiniteLoss`` is raised if that total is not finite,
+    else ``backward(s · Σ coefficient × term)``. The optimiser steps last, so a raise leaves it
+    untouched; with fp16 scaling s, a step whose gradients hold inf/NaN is skipped and s halves
+    (it doubles after 2000 good steps). Returns the report."""
+    optimizer.zero_grad(set_to_none=True)
+    values: dict[str, float] = {}
+    report: dict[str, float] = {"total": 0.0}
+    for part in [terms] if isinstance(terms, dict) else terms:
+        values.update({k: float(v.detach()) for k, v in part.items()})
+        shown = summarize(values) if summarize is not None else values
+        report = {"total": sum(coefficient(losses, k) * v for k, v in shown.items()), **shown}
+        if not math.isfinite(report["total"]):
+            raise NonFiniteLoss(report)
+        total = sum(coefficient(losses, k) * v for k, v in part.items())
+        if isinstance(total, torch.Tensor):
+            backward(scaler.scale(total))
+    scaler.step(optimizer)
+    scaler.update()
     return report
 
 
