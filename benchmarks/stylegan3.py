@@ -2,7 +2,7 @@
 
 * ``render``: ``G.synthesis`` of a StyleGAN3-T generator at batch 1 (no gradients) per size, on the
   fast path (dense modulated convs, the filtered leaky ReLU as strided / transposed depthwise
-  convolutions) and, at the ``--reference-sizes``, on the reference path (per-sample weights and
+  convolutions, channels-last) and, at the ``--reference-sizes``, on the reference path (per-sample weights and
   grouped convolutions, NVIDIA's plain filtered leaky ReLU: zero insertion, full 2-D filters at
   the up-sampled rate, every other sample kept);
 * ``step``: one ``hdn adapt text`` step (``TextTrainer.train_step``, direction loss, CLIP
@@ -56,9 +56,12 @@ def timed(fn: Callable[[int], Any], repeats: int, device: torch.device) -> list[
 
 def render_row(size: int, impl: str, args: argparse.Namespace) -> str:
     from hyperdomainnet import load_generator
+    from hyperdomainnet.training.runtime import prepare_generator
 
     device = torch.device(args.device)
     G = load_generator(sg3_spec(size, args.spec_extra), device=device)
+    if impl == "fast":
+        prepare_generator(G, device)  # channels-last, CPU allocator tuning: as the commands render
     ws = G.ws(torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(0)).to(device))
 
     @torch.no_grad()
@@ -67,7 +70,8 @@ def render_row(size: int, impl: str, args: argparse.Namespace) -> str:
 
     times = timed(render, args.repeats, device)
     med = statistics.median(times)
-    return f"render  {size:>5}  StyleGAN3-T {impl:<9}  {med * 1e3:10.0f} ms/image [{min(times) * 1e3:.0f}–{max(times) * 1e3:.0f}]"
+    spread = f"[{min(times) * 1e3:.0f}–{max(times) * 1e3:.0f}]"
+    return f"render  {size:>5}  StyleGAN3-T {impl:<9}  {med * 1e3:10.0f} ms/image {spread}"
 
 
 def step_row(label: str, spec: str, reference: bool, args: argparse.Namespace, rate: float) -> tuple[str, float]:
@@ -94,13 +98,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024], help="render sizes")
-    parser.add_argument("--reference-sizes", type=int, nargs="*", default=[256], help="render sizes with the reference path too")
+    parser.add_argument("--reference-sizes", type=int, nargs="*", default=[256],
+                        help="render sizes with the reference path too")
     parser.add_argument("--step-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4, help="text-step batch")
     parser.add_argument("--clip", default=CLIP)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--spec-extra", default="", help="options appended to the StyleGAN3 spec, e.g. :channel_max=16")
+    parser.add_argument("--spec-extra", default="",
+                        help="options appended to the StyleGAN3 spec, e.g. :channel_max=16")
     parser.add_argument("--sg2-extra", default="", help="options appended to the StyleGAN2 spec")
     parser.add_argument("--kinds", nargs="+", choices=["render", "step"], default=["render", "step"])
     args = parser.parse_args()
@@ -126,8 +132,9 @@ def main() -> None:
         for label, spec, reference in rows:
             line, medians[label] = step_row(label, spec, reference, args, rate)
             print(line, flush=True)
-        print(f"StyleGAN3-T fast vs reference ops: {medians['StyleGAN3-T reference'] / medians['StyleGAN3-T fast']:.2f}× "
-              f"faster; vs StyleGAN2: {medians['StyleGAN3-T fast'] / medians['StyleGAN2 fast']:.2f}× the time")
+        fast = medians["StyleGAN3-T fast"]
+        print(f"StyleGAN3-T fast vs reference ops: {medians['StyleGAN3-T reference'] / fast:.2f}× faster; "
+              f"vs StyleGAN2: {fast / medians['StyleGAN2 fast']:.2f}× the time")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def test_generate_translate_rotate_shifts_the_image(runs, tmp_path, capsys):
 
 
 def test_generate_sums_videos_prompts_eval_prune_info(runs, tmp_path, capsys):
-    a, b = runs / "multi" / "targets" / "sketch" / "domain.safetensors", runs / "multi" / "targets" / "pixar" / "domain.safetensors"
+    a, b = (runs / "multi" / "targets" / name / "domain.safetensors" for name in ("sketch", "pixar"))
     commands = [
         ["generate", "--domain", str(a), "--domain", str(b), "--combine", "--n", "2", "--out", str(tmp_path / "sum")],
         ["generate", "--interpolate", str(a), str(b), "--frames", "3", "--n", "2", "--out", str(tmp_path / "video")],
