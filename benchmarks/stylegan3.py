@@ -12,7 +12,7 @@
   FLOPs / rate and the fraction of it reached (as ``train_step.py`` reports for StyleGAN2).
 
 Random weights do the same work as trained ones. One process; medians of ``--repeats`` calls after
-one warm-up.
+one warm-up (whose FLOPs are the ones counted).
 
     python benchmarks/stylegan3.py                           # CPU: render 256 and 1024, step at 256
     python benchmarks/stylegan3.py --device cuda --batch 8   # one GPU
@@ -20,6 +20,7 @@ one warm-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-from train_step import _direction, _reference_step, _text_embeddings, counted_flops, machine, matmul_rate
+from train_step import _reference_step, machine, matmul_rate
 
 CLIP = "random:ViT-B-32:1.0"
 
@@ -37,13 +38,18 @@ def sg3_spec(size: int, extra: str) -> str:
     return f"random:sg3-t:{size}{extra}"
 
 
-def timed(fn: Callable[[int], Any], repeats: int, device: torch.device) -> list[float]:
-    """Wall times of ``repeats`` calls after one untimed warm-up."""
+def timed(fn: Callable[[int], Any], repeats: int, device: torch.device, count: bool = False
+          ) -> tuple[list[float], int]:
+    """Wall times of ``repeats`` calls after one untimed warm-up, and the FLOPs FlopCounterMode
+    counts in the warm-up (when ``count``; 0 otherwise)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    fn(0)
+    with FlopCounterMode(display=False) if count else contextlib.nullcontext() as counter:
+        fn(0)
     sync()
     times = []
     for i in range(repeats):
@@ -51,7 +57,7 @@ def timed(fn: Callable[[int], Any], repeats: int, device: torch.device) -> list[
         fn(i + 1)
         sync()
         times.append(time.perf_counter() - start)
-    return times
+    return times, counter.get_total_flops() if count else 0
 
 
 def render_row(size: int, impl: str, args: argparse.Namespace) -> str:
@@ -68,7 +74,7 @@ def render_row(size: int, impl: str, args: argparse.Namespace) -> str:
     def render(_: int) -> None:
         G.synthesis(ws, impl=impl)
 
-    times = timed(render, args.repeats, device)
+    times, _ = timed(render, args.repeats, device)
     med = statistics.median(times)
     spread = f"[{min(times) * 1e3:.0f}–{max(times) * 1e3:.0f}]"
     return f"render  {size:>5}  StyleGAN3-T {impl:<9}  {med * 1e3:10.0f} ms/image {spread}"
@@ -86,8 +92,7 @@ def step_row(label: str, spec: str, reference: bool, args: argparse.Namespace, r
     G = load_generator(spec, device=args.device)
     clip = ClipEnsemble.from_spec(cfg.clip, device=args.device)
     fn = _reference_step(cfg, G, clip) if reference else TextTrainer(cfg, G=G, clip=clip).train_step
-    times = timed(fn, args.repeats, torch.device(args.device))
-    flops = counted_flops(fn)
+    times, flops = timed(fn, args.repeats, torch.device(args.device), count=True)
     med = statistics.median(times)
     floor = flops / rate
     return (f"step    {args.step_size:>5}  {label:<22}  {med:8.2f} s [{min(times):.1f}–{max(times):.1f}]  "
