@@ -26,7 +26,7 @@ def run_script(name: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
 def test_every_benchmark_script_is_covered():
     assert {p.name for p in BENCHMARKS.glob("*.py")} == {"generator.py", "agreement.py", "memory_cap.py",
                                                          "train_step.py", "encoder_inversion.py",
-                                                         "peak_memory.py"}
+                                                         "peak_memory.py", "stylegan3.py"}
 
 
 @pytest.mark.parametrize("kind", ["psp", "encoder4editing"])
@@ -101,3 +101,15 @@ def test_peak_memory_benchmark(monkeypatch, capsys, keep):
     out = capsys.readouterr().out
     assert ("text towers freed" in out) != keep and ("kept whole" in out) == keep
     assert "training step 1" in out and float(out.split("process peak: ")[1].split()[0]) > 0
+
+
+def test_stylegan3_benchmark(monkeypatch, capsys):
+    code = run_script("stylegan3.py", "--sizes", "32", "--reference-sizes", "32", "--step-size", "32", "--batch", "2",
+                      "--clip", "random:tiny", "--repeats", "1", "--threads", "1",
+                      "--spec-extra", ":channel_base=256:channel_max=16:style_dim=16",
+                      "--sg2-extra", ":channel_max=16:n_mlp=2", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
+    assert code == 0
+    renders = [line for line in out.splitlines() if line.startswith("render")]
+    steps = [line for line in out.splitlines() if line.startswith("step")]
+    assert len(renders) == 2 and len(steps) == 3 and all("of it reached" in line for line in steps)

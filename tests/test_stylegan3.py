@@ -184,6 +184,8 @@ def test_equals_nvidia_reference_with_transform_and_domain(config):
     ref_d = ref_synthesis(G, ws, delta)
     assert rel_diff(ref_d, ref) > 1e-2
     assert rel_diff(G.synthesis(ws, domain=delta), ref_d) <= 2e-4
+    G.channels_last = True  # as runtime.prepare_generator sets it on the CPU and CUDA
+    assert rel_diff(G.synthesis(ws, domain=delta), ref_d) <= 2e-4
 
 
 def test_designed_filters_match_scipy():
@@ -254,6 +256,9 @@ def test_placements_offsets_cache_and_gradients():
     recomputed = G.synthesis(ws, domain=delta, checkpoint=True)
     (grad_ckpt,) = torch.autograd.grad(recomputed.square().sum(), delta)
     torch.testing.assert_close(grad_ckpt, grad)
+    G.channels_last = True
+    (grad_nhwc,) = torch.autograd.grad(G.synthesis(ws, domain=delta).square().sum(), delta)
+    torch.testing.assert_close(grad_nhwc, grad, rtol=1e-4, atol=1e-6)
 
 
 def test_translation_moves_the_image():

@@ -74,7 +74,7 @@ def test_generate_translate_rotate_shifts_the_image(runs, tmp_path, capsys):
 
 
 def test_generate_sums_videos_prompts_eval_prune_info(runs, tmp_path, capsys):
-    a, b = runs / "multi" / "targets" / "sketch" / "domain.safetensors", runs / "multi" / "targets" / "pixar" / "domain.safetensors"
+    a, b = (runs / "multi" / "targets" / name / "domain.safetensors" for name in ("sketch", "pixar"))
     commands = [
         ["generate", "--domain", str(a), "--domain", str(b), "--combine", "--n", "2", "--out", str(tmp_path / "sum")],
         ["generate", "--interpolate", str(a), str(b), "--frames", "3", "--n", "2", "--out", str(tmp_path / "video")],
@@ -119,3 +119,19 @@ def test_ui_renders_source_and_domain(runs):
     source, adapted, caption = studio.render(SPEC, SOURCES[0], label, None, None, 3, 1.0, 1.0)
     assert source.size == adapted.size == (32, 32) and np.asarray(source).std() > 0
     assert np.abs(np.asarray(source).astype(int) - np.asarray(adapted).astype(int)).max() > 0
+
+
+def test_export_to_rosinality_is_refused(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "export", SPEC, "--out", str(tmp_path / "g.pt"))
+    assert code == 1 and "no rosinality .pt layout" in err and not (tmp_path / "g.pt").exists()
+
+
+def test_bf16_render_is_close_to_fp32():
+    """bf16 autocast (``--precision bf16``) through the 15 layers: a few percent relative error."""
+    G = load_generator(SPEC)
+    ws = G.ws(torch.randn(4, G.style_dim))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = G.synthesis(ws)
+    assert low.dtype == torch.bfloat16
+    full = G.synthesis(ws)
+    assert float((low.float() - full).norm() / full.norm()) < 0.06

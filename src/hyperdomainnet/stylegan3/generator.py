@@ -286,7 +286,7 @@ class StyleGAN3Generator(MappedGenerator):
         self.layers = nn.ModuleList([SynthesisLayer(d, arch.style_dim, arch.conv_clamp) for d in design.layers()])
         self.num_layers = arch.num_layers
         self.register_buffer("latent_avg", torch.full((arch.style_dim,), float("nan")))
-        self.channels_last = False  # accepted for interface parity; the layers run contiguous
+        self.channels_last = False  # render in the channels-last memory format (see runtime.prepare_generator)
         self.compile_options: dict[str, Any] | None = None
         self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
 
@@ -366,6 +366,8 @@ class StyleGAN3Generator(MappedGenerator):
                 offsets: Sequence[torch.Tensor | None], placement: Placement, impl: Impl,
                 recompute: bool) -> torch.Tensor:
         x = self.input(w0)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for i, layer in enumerate(self.styled_convs):
             style, offset = cache.conv_styles[i], offsets[i]
             demod = cache.demod[i] if offset is None else None

@@ -16,7 +16,7 @@ PREFIX = "random:sg3-"
 KEYS: dict[str, type] = {"channel_base": int, "channel_max": int, "n_mlp": int, "style_dim": int,
                          "conv_clamp": float, "seed": int}
 EXAMPLE = "random:sg3-t:32:channel_base=256:channel_max=16:style_dim=16"
-CALIBRATION_SAMPLES = 16  # latents for the magnitude calibration (2 above 256 px, for memory)
+CALIBRATION_SAMPLES = 16  # latents for the magnitude calibration (1 above 64 px: a full-size render each)
 
 
 def is_stylegan3_spec(spec: str) -> bool:
@@ -73,6 +73,6 @@ def random_stylegan3(spec: str) -> StyleGAN3Generator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = StyleGAN3Generator(arch)
-        calibrate_magnitudes(G, CALIBRATION_SAMPLES if arch.size <= 256 else 2)
+        calibrate_magnitudes(G, CALIBRATION_SAMPLES if arch.size <= 64 else 1)
     G.identity = {"name": canonical_stylegan3_spec(arch, seed), "sha256": None, "arch": arch.to_dict()}
     return G

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ...atomic import atomic_path
-from ...errors import FileFormatError
+from ...errors import ConfigError, FileFormatError
 from ...torchfile import read_torch_file
 from ..generator import Generator, GeneratorArch
 
@@ -92,6 +92,8 @@ def read_rosinality(path: str | Path) -> GeneratorCheckpoint:
 
 def write_rosinality(G: Generator, path: str | Path) -> Path:
     """Save ``G`` as a rosinality checkpoint ``{"g_ema", "latent_avg", "hdn_arch"}`` atomically."""
+    if getattr(G, "family", "stylegan2") != "stylegan2":
+        raise ConfigError(f"a {G.family} generator has no rosinality .pt layout; keep its NVIDIA .pkl")
     state = {k: v.detach().cpu().clone() for k, v in G.state_dict().items() if k != "latent_avg"}
     payload = {"g_ema": state, "latent_avg": G.mean_latent().detach().cpu().clone(),
                "hdn_arch": G.arch.to_dict()}
