@@ -108,7 +108,8 @@ def generate(
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
     from ..ranges import FPS, finite_in
-    from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_rows, Row
+    from ..outputs import OutputWriter, check_request
+    from ..render import alpha_sweep_rows, hypernet_rows, interpolation_rows, render_chunks, Row
     from ..training.runtime import resolve_device, resolve_precision
 
     domain, text = domain or [], text or []
@@ -145,39 +146,33 @@ def generate(
             prompts = hypernet_rows(hypernet, text, dev) if hypernet is not None else []
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved)
-    _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
-                   {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
-                    "noise_mode": noise_mode, "precision": resolved})
-
-
-def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
-                   video: Optional[Path], animated: bool, fps: float, settings: dict[str, Any]) -> None:
-    """grid.png, OUT/<row>/seed<S>.png, the video, and generate.json describing them."""
-    from ..atomic import atomic_path
-    from ..images import save_grid, save_image
-    from ..render import frames_from_rows, write_video
-
-    written: list[str] = []
-    if animated:
-        written.append(str(write_video(frames_from_rows(images), video or out / "interpolation.gif", fps)))
-    if grid:
-        written.append(str(save_grid(images.flatten(0, 1), out / "grid.png", nrow=len(seeds))))
+    check_request(len(rows), len(seed_list), G.size, grid, animated)
     folders = unique_names((row.label.replace("*", "_x") for row in rows), unsafe=r"[^\w.=+-]+",
                            fallback="row", separator="_")
-    if individual:
-        for folder, row_images in zip(folders, images):
-            for s, image in zip(seeds, row_images):
-                save_image(image, out / folder / f"seed{s:04d}.png")
-        written.append(f"{out}/<row>/seed<S>.png")
+    writer = OutputWriter(out, folders, seed_list, G.size, grid, individual,
+                          (video or out / "interpolation.gif") if animated else None, fps)
+    for pairs, images in render_chunks(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True,
+                                       precision=resolved):
+        writer.add(pairs, images)
+    _write_manifest(out, rows, folders, writer.finish(),
+                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
+                     "noise_mode": noise_mode, "precision": resolved})
+
+
+def _write_manifest(out: Path, rows: list[Any], folders: list[str], written: list[str],
+                    settings: dict[str, Any]) -> None:
+    """generate.json describing the rows and what was written (grid.png, OUT/<row>/seed<S>.png, the video)."""
+    from ..atomic import atomic_path
+
     manifest = {**settings, "rows": [
         {"label": row.label, "folder": folder, "scale": row.scale,
          "kind": None if row.domain is None else row.domain.kind,
          "target": None if row.domain is None else row.domain.metadata.get("target")}
         for row, folder in zip(rows, folders)]}
     with atomic_path(out / "generate.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2))
-    typer.echo(f"rendered {len(rows)} rows × {len(seeds)} seeds in {settings['precision']}: {', '.join(written)}")
+        tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False))
+    typer.echo(f"rendered {len(rows)} rows × {len(settings['seeds'])} seeds in {settings['precision']}: "
+               f"{', '.join(written)}")
 
 
 @app.command()
