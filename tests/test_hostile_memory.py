@@ -125,3 +125,31 @@ def test_allocation_failure_anywhere_is_one_line(files, failure, tmp_path, capsy
             "--out", str(tmp_path / "work" / "o")]
     err = assert_refused(capsys, tmp_path / "work", args, "out of memory", files["pt"].parent)
     assert "--batch" in err
+
+
+def test_first_preview_of_many_targets_renders_in_micro_batches():
+    """12 targets, 2 preview samples, --micro-batch 4: adapted renders of ≤ 4 rows (2 targets), the
+    same preview as one pass of all 24 rows."""
+    from hyperdomainnet.clip import ClipEnsemble
+    from hyperdomainnet.training.config import TextAdaptConfig
+    from hyperdomainnet.training.multi_target import MultiTargetTextTrainer
+
+    config = TextAdaptConfig(generator=GEN, clip="random:tiny", source="Photo", targets=[f"style {i}" for i in range(12)],
+                             steps=1, batch=2, micro_batch=4, precision="fp32", device="cpu", grid_samples=2)
+    trainer = MultiTargetTextTrainer(config, G=perturb(load_generator(GEN)), clip=ClipEnsemble.from_spec("random:tiny"))
+    with torch.no_grad():
+        trainer.stack.vectors.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
+    batches: list[int] = []
+    original = trainer.G.synthesis
+
+    def counting(ws, *args, **kwargs):
+        batches.append(ws.shape[0])
+        return original(ws, *args, **kwargs)
+
+    trainer.G.synthesis = counting
+    images, per_row = trainer.preview()
+    assert per_row == 2 and images.shape[0] == 2 * 13 and max(batches) == 4
+    trainer.micro_batch.size = 24
+    batches.clear()
+    torch.testing.assert_close(trainer.preview()[0], images, atol=1e-5, rtol=0)
+    assert max(batches) == 24
