@@ -205,6 +205,21 @@ class HyperDomainNet(nn.Module):
         return Path(path)
 
     @classmethod
+    def _check_recorded(cls, arch: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
+        """Before allocating: the recorded architecture has no more layers than the file has
+        tensors, and built on the meta device it has exactly the file's tensor shapes."""
+        layers = int(arch["depth"]) + len(arch["domain_layout"]) * int(arch["head_depth"])
+        if layers > len(tensors):
+            raise FileFormatError(f"{path} records an architecture of {layers:,} layers but holds {len(tensors)} "
+                                  "tensors; the file is corrupt")
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in cls(**arch).state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in tensors.items()}
+        if expected != found:
+            differ = sorted(set(expected.items()) ^ set(found.items()))[:2]
+            raise FileFormatError(f"{path} does not match its recorded architecture ({differ})")
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> HyperDomainNet:
         """Read a file written by :meth:`save` (or a released model's zoo name, e.g. ``hdn-large``);
         the model comes back in eval mode on ``device``."""
@@ -212,9 +227,12 @@ class HyperDomainNet(nn.Module):
         tensors, meta = fileformat.load(path, file_format=FORMAT, max_version=FORMAT_VERSION, what=WHAT,
                                         required=(*REQUIRED_METADATA, *STORED_KEYS))
         try:
+            cls._check_recorded(meta["architecture"], tensors, path)
             net = cls(**meta["architecture"])
             result = net.load_state_dict(tensors, strict=False)
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            if isinstance(exc, FileFormatError):
+                raise
             raise FileFormatError(f"{path} is a corrupt {WHAT} "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
         if result.missing_keys or result.unexpected_keys:
