@@ -102,7 +102,7 @@ CASES = [
     case("generator-file-declares-inf", "lr_mlp", "generate", "--generator", "{declares_inf}", "--out", "{out}"),
     case("generator-file-declares-unknown-key", "only keys", "info", "{declares_unknown}"),
     # a hypernetwork's recorded architecture is checked against its tensors before allocating
-    case("hypernet-width-1e9", "does not match its recorded architecture", "info", "{hypernet_wide}"),
+    case("hypernet-width-1e9", "do not match its recorded architecture", "info", "{hypernet_wide}"),
     case("hypernet-depth-1e12", "records an architecture of 1,000,000,000,007 layers", "info", "{hypernet_deep}"),
     # seeds stay within what the RNGs take
     case("generate-seed-2^64", "seeds must lie in [0, 9223372036854775807]", "generate", "--domain", "{domain}",

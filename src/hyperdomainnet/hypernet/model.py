@@ -210,14 +210,15 @@ class HyperDomainNet(nn.Module):
         tensors, and built on the meta device it has exactly the file's tensor shapes."""
         layers = int(arch["depth"]) + len(arch["domain_layout"]) * int(arch["head_depth"])
         if layers > len(tensors):
-            raise FileFormatError(f"{path} records an architecture of {layers:,} layers but holds {len(tensors)} "
-                                  "tensors; the file is corrupt")
+            raise FileFormatError(f"{path} is a corrupt {WHAT}: it records an architecture of {layers:,} layers "
+                                  f"but holds {len(tensors)} tensors")
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in cls(**arch).state_dict().items()}
         found = {k: tuple(v.shape) for k, v in tensors.items()}
         if expected != found:
             differ = sorted(set(expected.items()) ^ set(found.items()))[:2]
-            raise FileFormatError(f"{path} does not match its recorded architecture ({differ})")
+            raise FileFormatError(f"{path} is a corrupt {WHAT}: its tensors do not match its recorded "
+                                  f"architecture ({differ})")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> HyperDomainNet:
