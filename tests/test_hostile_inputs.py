@@ -235,3 +235,13 @@ def test_pickle_bounds_accept_shared_leaves(tmp_path):
     path = tmp_path / "ok.pkl"
     path.write_bytes(pickle.dumps({i: shared for i in range(1000)}, protocol=2))
     check_pickle_file(path)
+
+
+def test_storage_bytes_inside_an_nvidia_pickle_are_bounded_too():
+    from hyperdomainnet.errors import FileFormatError
+    from hyperdomainnet.stylegan2.formats.nvidia_pkl import _load_storage
+
+    start = time.monotonic()
+    with pytest.raises(FileFormatError, match="tensor storage in the pickle builds an object"):
+        _load_storage(_shared_tuple_bomb(60))
+    assert time.monotonic() - start < 10
