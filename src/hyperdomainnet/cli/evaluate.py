@@ -10,6 +10,7 @@ import typer
 
 from ..atomic import atomic_path, check_output_file
 from ..errors import ConfigError, FileFormatError, HDNError
+from ..ranges import finite_json
 from ..seeds import MAX_SEED
 from .app import app
 
@@ -111,7 +112,7 @@ def evaluate(
     report = _evaluate(domain, generator, clip, target, reference, templates, n, seed, truncation, noise_mode,
                        batch_size, device, reference_dir, kid_subset_size, lpips, lpips_samples,
                        lpips_random_backbone)
-    _write(out, json.dumps(report, indent=2) + "\n")
+    _write(out, json.dumps(finite_json(report), indent=2, allow_nan=False) + "\n")
     markdown = _markdown(report, report["domain"]["name"])
     _write(out.with_suffix(".md"), markdown)
     typer.echo(markdown + f"\nwritten to {out} and {out.with_suffix('.md')}")

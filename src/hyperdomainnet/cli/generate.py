@@ -163,6 +163,7 @@ def _write_manifest(out: Path, rows: list[Any], folders: list[str], written: lis
                     settings: dict[str, Any]) -> None:
     """generate.json describing the rows and what was written (grid.png, OUT/<row>/seed<S>.png, the video)."""
     from ..atomic import atomic_path
+    from ..ranges import finite_json
 
     manifest = {**settings, "rows": [
         {"label": row.label, "folder": folder, "scale": row.scale,
@@ -170,7 +171,7 @@ def _write_manifest(out: Path, rows: list[Any], folders: list[str], written: lis
          "target": None if row.domain is None else row.domain.metadata.get("target")}
         for row, folder in zip(rows, folders)]}
     with atomic_path(out / "generate.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False))
+        tmp.write_text(json.dumps(finite_json(manifest), indent=2, allow_nan=False))
     typer.echo(f"rendered {len(rows)} rows × {len(settings['seeds'])} seeds in {settings['precision']}: "
                f"{', '.join(written)}")
 
