@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import io
-import math
 import os
 import shutil
 import tempfile
@@ -57,6 +56,7 @@ from .errors import ConfigError, FileFormatError, HDNError
 from .fileformat import read_metadata
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .images import to_pil
+from .ranges import finite_in
 from .render import hypernet_rows, seed_latents
 from .stylegan2.generator import Generator
 from .loaders import load_generator
@@ -179,13 +179,7 @@ def hypernet_files(paths: Iterable[str | Path]) -> Allowlist:
 
 def _checked(value: Any, name: str, lo: float, hi: float) -> float:
     """A finite number in [lo, hi] from the browser, or a one-line error."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and lo <= number <= hi):
-        raise ConfigError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-    return number
+    return finite_in(value, name, (lo, hi))
 
 
 def _integer(value: Any, name: str, hi: int) -> int:
