@@ -26,7 +26,6 @@ from .domain.arithmetic import combine
 from .domain.files import KINDS, Domain
 from .domain.parameterizations import Parameterization
 from .errors import ConfigError
-from .images import to_pil
 from .progress import progress_bar
 from .ranges import FPS, TRUNCATION, finite_in
 from .seeds import MAX_SEEDS, seed_range
