@@ -14,6 +14,7 @@ from conftest import perturb, run_cli
 from hyperdomainnet.domain.parameterizations import build_parameterization
 from hyperdomainnet.errors import ConfigError
 from hyperdomainnet.fileformat import META_KEY
+from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.images import save_image
 from hyperdomainnet.loaders import load_generator
 from hyperdomainnet.pickle_bounds import check_pickle_file
@@ -57,6 +58,18 @@ def files(tmp_path_factory) -> dict[str, Path]:
         data["domain_layout"] = [8, 24, *data["domain_layout"][2:]]  # same total as the generator's
         return {META_KEY: json.dumps(data)}
     found["shifted_layout"] = _rewrite(domain, d / "shifted.safetensors", meta_fn=shifted_layout)
+    net = HyperDomainNet(G.domain_layout, embed_dim=32, width=16, depth=1, head_depth=1)
+    hypernet = net.save(d / "hypernet.safetensors", {"clip_model": "random:tiny", "input": "text",
+                                                      "generator": dict(G.identity)})
+
+    def architecture(**changes):
+        def rewrite(meta: dict[str, str]) -> dict[str, str]:
+            data = json.loads(meta[META_KEY])
+            data["architecture"] = {**data["architecture"], **changes}
+            return {META_KEY: json.dumps(data)}
+        return rewrite
+    found["hypernet_wide"] = _rewrite(hypernet, d / "wide.safetensors", meta_fn=architecture(width=10**9))
+    found["hypernet_deep"] = _rewrite(hypernet, d / "deep.safetensors", meta_fn=architecture(depth=10**12))
     found["yaml_bomb"] = d / "bomb.yaml"
     found["yaml_bomb"].write_text("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
         f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")) + "target: *i\n")
@@ -88,6 +101,9 @@ CASES = [
     case("generator-spec-size", "size must be", "generate", "--generator", "random:8192", "--out", "{out}"),
     case("generator-file-declares-inf", "lr_mlp", "generate", "--generator", "{declares_inf}", "--out", "{out}"),
     case("generator-file-declares-unknown-key", "only keys", "info", "{declares_unknown}"),
+    # a hypernetwork's recorded architecture is checked against its tensors before allocating
+    case("hypernet-width-1e9", "do not match its recorded architecture", "info", "{hypernet_wide}"),
+    case("hypernet-depth-1e12", "records an architecture of 1,000,000,000,007 layers", "info", "{hypernet_deep}"),
     # seeds stay within what the RNGs take
     case("generate-seed-2^64", "seeds must lie in [0, 9223372036854775807]", "generate", "--domain", "{domain}",
          "--seed", str(2**64), "--out", "{out}"),
@@ -219,3 +235,13 @@ def test_pickle_bounds_accept_shared_leaves(tmp_path):
     path = tmp_path / "ok.pkl"
     path.write_bytes(pickle.dumps({i: shared for i in range(1000)}, protocol=2))
     check_pickle_file(path)
+
+
+def test_storage_bytes_inside_an_nvidia_pickle_are_bounded_too():
+    from hyperdomainnet.errors import FileFormatError
+    from hyperdomainnet.stylegan2.formats.nvidia_pkl import _load_storage
+
+    start = time.monotonic()
+    with pytest.raises(FileFormatError, match="tensor storage in the pickle builds an object"):
+        _load_storage(_shared_tuple_bomb(60))
+    assert time.monotonic() - start < 10

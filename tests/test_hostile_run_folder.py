@@ -101,3 +101,16 @@ def test_read_log_keeps_records_with_integer_steps(tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 2 unreadable line\(s\) \(first: line 2\)"):
         assert [r["step"] for r in read_log(path)] == [1, 4]
     assert read_log(tmp_path / "missing.jsonl") == []
+
+
+def test_non_finite_terms_are_logged_as_null(tmp_path):
+    """A diverged step's terms keep log.jsonl valid JSON, also when an old log holding NaN is rewritten."""
+    from hyperdomainnet.training.config import TextAdaptConfig
+    from hyperdomainnet.training.loop import MetricLogger
+
+    (tmp_path / "log.jsonl").write_text('{"step": 1, "total": NaN}\n{"step": 2, "total": 1.0}\n')
+    logger = MetricLogger(tmp_path, TextAdaptConfig(target="x"), resume_step=1)
+    logger.log(2, {"total": float("inf"), "direction": float("nan"), "indomain": 0.5})
+    records = [json.loads(line, parse_constant=pytest.fail) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records[0] == {"step": 1, "total": None}
+    assert records[1]["total"] is None and records[1]["direction"] is None and records[1]["indomain"] == 0.5

@@ -14,7 +14,7 @@ from hyperdomainnet.domain.parameterizations import Parameterization, build_para
 from hyperdomainnet.errors import HDNError
 from hyperdomainnet.hypernet import HyperDomainNet
 from hyperdomainnet.hypernet.prompts import prompt_domains
-from hyperdomainnet.render import (Row, alpha_sweep_rows, frames_from_rows, interpolation_rows,
+from hyperdomainnet.render import (Row, alpha_sweep_rows, interpolation_rows,
                                    parse_seeds, render_rows, seed_latents, write_video)
 
 
@@ -116,14 +116,6 @@ def test_interpolation_and_alpha_sweep_rows(tiny_G):
         interpolation_rows(a, b, 1)
     images = render_rows(tiny_G, [Row("source"), *sweep[:1]], [0, 1])
     torch.testing.assert_close(images[1], images[0], atol=1e-6, rtol=0)  # α = 0 is the source
-
-
-def test_frames_from_rows_lays_seeds_side_by_side():
-    images = torch.zeros(4, 3, 3, 8, 8)
-    images[2] = 1.0
-    frames = frames_from_rows(images)
-    assert frames.shape == (4, 8 + 4, 3 * (8 + 2) + 2, 3) and frames.dtype == np.uint8
-    assert frames[2, 2:10, 2:10].min() == 255 and frames[0, 2:10, 2:10].max() == 128
 
 
 def _frames(count: int = 4) -> np.ndarray:

@@ -169,6 +169,11 @@ def image_sha256(path: str | Path) -> str:
 
 
 # ----- writing -------------------------------------------------------------------------------
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [−1, 1] → (..., H, W, 3) uint8 on the CPU: (x + 1) · 127.5, clamped, rounded."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) or (1, 3, H, W) in [−1, 1] → RGB ``PIL.Image`` (clamped, rounded to 8 bits)."""
     t = image.detach()
@@ -176,8 +181,7 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         t = t[0]
     if t.ndim != 3 or t.shape[0] != 3:
         raise ValueError(f"expected an image of shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    arr = ((t.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr)
+    return Image.fromarray(to_uint8(t))
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:

@@ -102,6 +102,12 @@ def check_pickle(stream: IO[bytes], source: str) -> None:
         return
 
 
+def check_legacy(stream: IO[bytes], source: str) -> None:
+    """``check_pickle`` on the leading pickles of PyTorch's legacy format (or a single pickle)."""
+    for _ in range(LEGACY_PICKLES):
+        check_pickle(stream, source)
+
+
 def check_pickle_file(path: str | Path) -> None:
     """``check_pickle`` on the pickles of a file: a ``.pkl``, the ``data.pkl`` of a PyTorch zip
     checkpoint, or the leading pickles of PyTorch's legacy format (files that cannot be read are
@@ -116,7 +122,6 @@ def check_pickle_file(path: str | Path) -> None:
                             check_pickle(fh, f"{path} ({name})")
             return
         with open(path, "rb") as fh:
-            for _ in range(LEGACY_PICKLES):
-                check_pickle(fh, str(path))
+            check_legacy(fh, str(path))
     except (OSError, zipfile.BadZipFile):  # unreadable: the reader says so
         return

@@ -17,6 +17,18 @@ LAMBDA_P_RANGE = (0.0, 100.0)
 FPS = (0.1, 240.0)
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None, recursively through
+    dicts, lists and tuples: what JSON outputs hold, so that they stay valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def finite_in(value: Any, name: str, bounds: tuple[float, float]) -> float:
     """``value`` as a float when finite and within ``bounds`` (inclusive), else a ConfigError."""
     lo, hi = bounds

@@ -27,7 +27,6 @@ from .domain.arithmetic import combine
 from .domain.files import Domain
 from .domain.parameterizations import batch_key, synthesize
 from .errors import ConfigError, HDNError
-from .images import to_pil
 from .loaders import load_generator
 from .progress import progress_bar
 from .ranges import FPS, TRUNCATION, finite_in
@@ -36,9 +35,10 @@ from .stylegan2.generator import NOISE_MODES, Generator
 
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
 VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
+MAX_FRAMES = 10_000  # frames of an animation: over 13 minutes at 12 fps
 
-__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render", "render_rows", "interpolation_rows",
-           "alpha_sweep_rows", "frames_from_rows", "write_video"]
+__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render", "render_chunks", "render_rows", "interpolation_rows",
+           "alpha_sweep_rows", "write_video"]
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,6 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
         if row.domain is not None:
             row.domain.check_generator(G)
     device = G.latent_avg.device
-    ws = seed_latents(G, seeds, truncation, device)
     groups: dict[str | int, list[int]] = {}
     for r, row in enumerate(rows):
         groups.setdefault(batch_key(row.domain) or r, []).append(r)  # a weight-kind row: a group of its own
@@ -149,33 +148,48 @@ def iter_render(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncat
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
             idx = [i for _, i in chunk]
+            ws = seed_latents(G, [seeds[i] for i in idx], truncation, device)  # per chunk: memory stays bounded
             kwargs: dict[str, Any] = ({"noise": _seed_noise(G, [seeds[i] for i in idx], device)}
                                       if noise_mode == "random" else {"noise_mode": noise_mode})
-            yield chunk, synthesize(G, ws[idx], [rows[r].domain for r, _ in chunk], [rows[r].scale for r, _ in chunk],
+            yield chunk, synthesize(G, ws, [rows[r].domain for r, _ in chunk], [rows[r].scale for r, _ in chunk],
                                     style_mixing, **kwargs)
+
+
+def render_chunks(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
+                  noise_mode: str = "const", batch_size: int = 16, progress: bool = False,
+                  precision: str = "fp32", style_mixing: bool = True
+                  ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
+    """``iter_render``'s chunks as float32 on the CPU, rendered under ``precision`` (fp32 | bf16 |
+    fp16 | auto: ``device.resolve_precision``); ``progress`` draws a bar of rendered images on a
+    terminal. Only one chunk is in memory at a time."""
+    device = G.latent_avg.device
+    precision = resolve_precision(precision, device)
+    with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar:
+        chunks = iter_render(G, rows, seeds, truncation, noise_mode, batch_size, style_mixing)
+        while True:
+            with autocast(device, precision):
+                pairs, images = next(chunks, (None, None))
+            if pairs is None:
+                return
+            yield pairs, images.float().cpu()
+            bar.update(len(pairs))
 
 
 def render_rows(G: Generator, rows: Sequence[Row], seeds: Sequence[int], truncation: float = 1.0,
                 noise_mode: str = "const", batch_size: int = 16, progress: bool = False,
                 precision: str = "fp32", style_mixing: bool = True) -> torch.Tensor:
-    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``iter_render``), rendered
-    under ``precision`` (fp32 | bf16 | fp16 | auto: ``device.resolve_precision``); ``progress``
-    draws a bar of rendered images on a terminal."""
+    """All rows on all seeds: (R, N, 3, H, W) float32 on the CPU (see ``render_chunks``)."""
     out = torch.empty(len(rows), len(seeds), 3, G.size, G.size)
-    device = G.latent_avg.device
-    precision = resolve_precision(precision, device)
-    with progress_bar(len(rows) * len(seeds), "rendering", "img", enabled=progress) as bar, \
-            autocast(device, precision):
-        for pairs, images in iter_render(G, rows, seeds, truncation, noise_mode, batch_size, style_mixing):
-            for (r, i), image in zip(pairs, images):
-                out[r, i] = image.float().cpu()
-            bar.update(len(pairs))
+    for pairs, images in render_chunks(G, rows, seeds, truncation, noise_mode, batch_size, progress, precision,
+                                       style_mixing):
+        for (r, i), image in zip(pairs, images):
+            out[r, i] = image
     return out
 
 
 def _frame_positions(frames: int, lo: float = 0.0, hi: float = 1.0) -> list[float]:
-    if frames < 2:
-        raise ConfigError(f"--frames must be at least 2, got {frames}")
+    if not 2 <= frames <= MAX_FRAMES:
+        raise ConfigError(f"--frames must be in [2, {MAX_FRAMES:,}], got {frames:,}")
     return torch.linspace(lo, hi, frames, dtype=torch.float64).tolist()
 
 
@@ -192,14 +206,6 @@ def alpha_sweep_rows(row: Row, frames: int, lo: float, hi: float) -> list[Row]:
         raise ConfigError("an α sweep needs a domain, not the source generator")
     return [Row(f"{row.label}*{alpha:.3f}", row.domain, row.scale * alpha)
             for alpha in _frame_positions(frames, lo, hi)]
-
-
-def frames_from_rows(images: torch.Tensor, padding: int = 2) -> np.ndarray:
-    """(R, N, 3, H, W) in [−1, 1] → (R, H', W', 3) uint8: each row's seeds side by side, one frame per row."""
-    from torchvision.utils import make_grid
-
-    return np.stack([np.asarray(to_pil(make_grid(row.float().clamp(-1, 1), nrow=row.shape[0], padding=padding,
-                                                 pad_value=1.0))) for row in images])
 
 
 def _check_ffmpeg() -> None:

@@ -10,7 +10,8 @@ resolved) must still lie under one of the roots — so no path that comes from t
 Serving (:func:`serve`): bound to 127.0.0.1 unless ``--host`` says otherwise; never a share link
 (``share=False`` whatever ``GRADIO_SHARE`` says). Gradio's file route serves its upload/cache
 folder, ``allowed_paths`` and static paths: here the cache folder is a private temporary folder
-made for this process (``GRADIO_TEMP_DIR``), ``allowed_paths`` is empty (``GRADIO_ALLOWED_PATHS``
+made for this process (``GRADIO_TEMP_DIR``: renders and uploads, pruned to the last 10 minutes
+and 256 MiB while the app runs, removed on exit — SIGTERM included), ``allowed_paths`` is empty (``GRADIO_ALLOWED_PATHS``
 is dropped: Gradio would fall back to it) and no static paths are set, so only this app's renders
 are served. Analytics, monitoring, MCP, SSR, PWA and the run history are off; uploads are capped
 at 10 MB (only the photo of the "your photo" tab is uploaded; Gradio decodes it and hands the
@@ -33,10 +34,11 @@ from __future__ import annotations
 
 import atexit
 import io
-import math
 import os
 import shutil
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ from .fileformat import read_metadata
 from .hypernet.model import FORMAT as HYPERNET_FORMAT
 from .images import to_pil
 from .hypernet.prompts import prompt_domains
+from .ranges import finite_in
 from .render import seed_latents
 from .stylegan2.generator import Generator, mix_styles
 from .loaders import load_generator
@@ -66,6 +69,9 @@ if TYPE_CHECKING:
 
 SOURCES: tuple[str, ...] = ("domain file", "hypernetwork prompt")
 SEED_MAX = 99_999
+KEEP_RENDERS_S = 600.0  # renders and uploads older than this are deleted while the app runs
+MAX_RENDER_BYTES = 256 * 2**20  # and the oldest beyond this many bytes
+PRUNE_EVERY_S = 30.0
 TRUNCATION_RANGE = (0.0, 1.0)
 ALPHA_RANGE = (-1.0, 2.0)
 MAX_UPLOAD = "10mb"
@@ -174,13 +180,7 @@ def hypernet_files(paths: Iterable[str | Path]) -> Allowlist:
 
 def _checked(value: Any, name: str, lo: float, hi: float) -> float:
     """A finite number in [lo, hi] from the browser, or a one-line error."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and lo <= number <= hi):
-        raise ConfigError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-    return number
+    return finite_in(value, name, (lo, hi))
 
 
 def _integer(value: Any, name: str, hi: int) -> int:
@@ -494,11 +494,41 @@ def build_app(studio: Studio) -> Any:
     return demo
 
 
+def prune_folder(folder: Path, max_age_s: float = KEEP_RENDERS_S, max_bytes: int = MAX_RENDER_BYTES) -> int:
+    """Delete the files under ``folder`` older than ``max_age_s``, then the oldest ones until the
+    rest hold at most ``max_bytes``; return how many were deleted (files vanishing meanwhile are skipped)."""
+    found = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                stat = path.stat()
+                found.append((stat.st_mtime, stat.st_size, path))
+        except OSError:
+            continue
+    found.sort()
+    now, total, removed = time.time(), sum(size for _, size, _ in found), 0
+    for mtime, size, path in found:
+        if now - mtime <= max_age_s and total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total, removed = total - size, removed + 1
+    return removed
+
+
+def _prune_forever(folder: Path) -> None:
+    """Keep the render folder bounded while the app runs (a daemon thread)."""
+    while folder.is_dir():
+        prune_folder(folder)
+        time.sleep(PRUNE_EVERY_S)
+
+
 def serve(studio: Studio, host: str = "127.0.0.1", port: int = 7860) -> tuple[Any, str]:
     """Launch the app without blocking; returns (demo, local URL). See the module docstring for the
-    serving settings. The private render folder is removed at exit."""
+    serving settings. The private render folder is pruned while the app runs (``prune_folder``)
+    and removed at exit."""
     private = Path(tempfile.mkdtemp(prefix="hdn-ui-"))
     atexit.register(shutil.rmtree, private, True)
+    threading.Thread(target=_prune_forever, args=(private,), daemon=True, name="hdn-ui-prune").start()
     os.environ["GRADIO_TEMP_DIR"] = str(private)
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(private / "examples")
     os.environ.pop("GRADIO_ALLOWED_PATHS", None)  # launch() falls back to it when allowed_paths is empty

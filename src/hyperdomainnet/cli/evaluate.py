@@ -9,6 +9,7 @@ import typer
 
 from ..atomic import atomic_path, check_output_file
 from ..errors import ConfigError
+from ..ranges import finite_json
 from ..seeds import MAX_SEED
 from . import options
 from .app import app
@@ -75,7 +76,7 @@ def evaluate(
     check_output_file(out, force)
     check_output_file(out.with_suffix(".md"), force)
     report = evaluate_domain(domain, settings, generator, target, reference, resolve_device(device))
-    _write(out, json.dumps(report, indent=2) + "\n")
+    _write(out, json.dumps(finite_json(report), indent=2, allow_nan=False) + "\n")
     markdown = report_markdown(report, report["domain"]["name"])
     _write(out.with_suffix(".md"), markdown)
     typer.echo(markdown + f"\nwritten to {out} and {out.with_suffix('.md')}")

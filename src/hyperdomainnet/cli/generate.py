@@ -99,7 +99,8 @@ def generate(
     from ..device import resolve_device, resolve_precision
     from ..hypernet.prompts import prompt_domains
     from ..ranges import FPS, finite_in
-    from ..render import alpha_sweep_rows, generator_for, interpolation_rows, render_rows, Row
+    from ..outputs import OutputWriter, check_request
+    from ..render import alpha_sweep_rows, generator_for, interpolation_rows, render_chunks, Row
 
     domain, text = domain or [], text or []
     animated = interpolate is not None or alpha_sweep is not None
@@ -137,11 +138,17 @@ def generate(
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
     transform = _apply_transform(G, translate, rotate)
-    images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved,
-                         style_mixing=style_mixing)
-    _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
-                   {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
-                    "noise_mode": noise_mode, "precision": resolved, "style_mixing": style_mixing, **transform})
+    check_request(len(rows), len(seed_list), G.size, grid, animated)
+    folders = unique_names((row.label.replace("*", "_x") for row in rows), unsafe=r"[^\w.=+-]+",
+                           fallback="row", separator="_")
+    writer = OutputWriter(out, folders, seed_list, G.size, grid, individual,
+                          (video or out / "interpolation.gif") if animated else None, fps)
+    for pairs, images in render_chunks(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True,
+                                       precision=resolved, style_mixing=style_mixing):
+        writer.add(pairs, images)
+    _write_manifest(out, rows, folders if individual else None, writer.finish(),
+                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
+                     "noise_mode": noise_mode, "precision": resolved, "style_mixing": style_mixing, **transform})
 
 
 def _apply_transform(G: Any, translate: Optional[str], rotate: float) -> dict[str, Any]:
@@ -165,36 +172,24 @@ def _apply_transform(G: Any, translate: Optional[str], rotate: float) -> dict[st
     return {"translate": list(shift), "rotate": rotate}
 
 
-def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
-                   video: Optional[Path], animated: bool, fps: float, settings: dict[str, Any]) -> None:
-    """grid.png, OUT/<row>/seed<S>.png, the video, and generate.json describing them (a row's
-    ``folder`` only where its images were written)."""
+def _write_manifest(out: Path, rows: list[Any], folders: Optional[list[str]], written: list[str],
+                    settings: dict[str, Any]) -> None:
+    """generate.json describing the rows and what was written (grid.png, OUT/<row>/seed<S>.png, the
+    video); a row's ``folder`` only where its images were written (``folders`` None: none were)."""
     from ..atomic import atomic_path
-    from ..images import save_grid, save_image
-    from ..render import frames_from_rows, write_video
+    from ..ranges import finite_json
 
-    written: list[str] = []
-    if animated:
-        written.append(str(write_video(frames_from_rows(images), video or out / "interpolation.gif", fps)))
-    if grid:
-        written.append(str(save_grid(images.flatten(0, 1), out / "grid.png", nrow=len(seeds))))
-    folders = unique_names((row.label.replace("*", "_x") for row in rows), unsafe=r"[^\w.=+-]+",
-                           fallback="row", separator="_")
-    if individual:
-        for folder, row_images in zip(folders, images):
-            for s, image in zip(seeds, row_images):
-                save_image(image, out / folder / f"seed{s:04d}.png")
-        written.append(f"{out}/<row>/seed<S>.png")
     manifest = {**settings, "rows": [
-        {"label": row.label, **({"folder": folder} if individual else {}), "scale": row.scale,
+        {"label": row.label, **({"folder": folder} if folder is not None else {}), "scale": row.scale,
          "kind": None if row.domain is None else row.domain.kind,
          "target": None if row.domain is None else row.domain.metadata.get("target"),
          "style_mixing_from": None if row.domain is None or not settings["style_mixing"]
          else row.domain.style_mixing_from}
-        for row, folder in zip(rows, folders)]}
+        for row, folder in zip(rows, folders or [None] * len(rows))]}
     with atomic_path(out / "generate.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2))
-    typer.echo(f"rendered {len(rows)} rows × {len(seeds)} seeds in {settings['precision']}: {', '.join(written)}")
+        tmp.write_text(json.dumps(finite_json(manifest), indent=2, allow_nan=False))
+    typer.echo(f"rendered {len(rows)} rows × {len(settings['seeds'])} seeds in {settings['precision']}: "
+               f"{', '.join(written)}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import ConfigError, HDNError
+from ..ranges import finite_json
 from ..seeds import MAX_SEED
 from ..training.config import HypernetConfig
 from . import options
@@ -124,7 +125,7 @@ def evaluate(
     report["hypernet"]["file"] = str(hypernet)
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(report, hypernet.name)
-    for name, text in (("metrics.json", json.dumps(report, indent=2) + "\n"), ("metrics.md", markdown)):
+    for name, text in (("metrics.json", json.dumps(finite_json(report), indent=2, allow_nan=False) + "\n"), ("metrics.md", markdown)):
         with atomic_path(out / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
     typer.echo(markdown + f"\nwritten to {out / 'metrics.json'} and {out / 'metrics.md'}")

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +53,24 @@ def ui(
     typer.echo(f"hdn ui: serving on {url} ({len(studio.domains.labels)} domain files, "
                f"{len(studio.hypernets.labels)} hypernetworks, {len(studio.encoders)} encoders; "
                f"precision {studio.precision}); Ctrl-C to stop")
+    with _terminate_as_exit():
+        try:
+            demo.block_thread()
+        finally:
+            demo.close()
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the app as Ctrl-C does (``SystemExit`` 128 + signal): the server
+    closes and the exit handlers remove the private render folder."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signals = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, stop) for s in signals}
     try:
-        demo.block_thread()
+        yield
     finally:
-        demo.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

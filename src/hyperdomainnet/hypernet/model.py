@@ -204,15 +204,34 @@ class HyperDomainNet(nn.Module):
         return Path(path)
 
     @classmethod
+    def _check_recorded(cls, arch: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
+        """Before allocating: the recorded architecture has no more layers than the file has
+        tensors, and built on the meta device it has exactly the file's tensor shapes."""
+        layers = int(arch["depth"]) + len(arch["domain_layout"]) * int(arch["head_depth"])
+        if layers > len(tensors):
+            raise FileFormatError(f"{path} is a corrupt {WHAT}: it records an architecture of {layers:,} layers "
+                                  f"but holds {len(tensors)} tensors")
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in cls(**arch).state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in tensors.items()}
+        if expected != found:
+            differ = sorted(set(expected.items()) ^ set(found.items()))[:2]
+            raise FileFormatError(f"{path} is a corrupt {WHAT}: its tensors do not match its recorded "
+                                  f"architecture ({differ})")
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> HyperDomainNet:
         """Read a file written by :meth:`save`; the model comes back in eval mode on ``device`` (zoo
         names such as ``hdn-large`` are resolved by :func:`hyperdomainnet.loaders.load_hypernet`)."""
         tensors, meta = fileformat.load(path, file_format=FORMAT, max_version=FORMAT_VERSION, what=WHAT,
                                         required=(*REQUIRED_METADATA, *STORED_KEYS))
         try:
+            cls._check_recorded(meta["architecture"], tensors, path)
             net = cls(**meta["architecture"])
             result = net.load_state_dict(tensors, strict=False)
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            if isinstance(exc, FileFormatError):
+                raise
             raise FileFormatError(f"{path} is a corrupt {WHAT} "
                                   f"({type(exc).__name__}: {first_line(exc, 120)})") from None
         if result.missing_keys or result.unexpected_keys:

@@ -20,7 +20,6 @@ process. A second signal stops at once (``KeyboardInterrupt``; the last checkpoi
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 import threading
@@ -38,6 +37,7 @@ from ..atomic import atomic_path, full_disk_error, is_full_disk, remove_stale_te
 from ..errors import ConfigError, FileFormatError, HDNError
 from ..images import save_grid
 from ..progress import progress_bar
+from ..ranges import finite_json
 from ..torchfile import read_torch_file
 from .config import CONFIG_NAME, HypernetConfig, ImageAdaptConfig, TextAdaptConfig, TrainConfig
 from .run_folder import read_log, run_folder_lock
@@ -157,12 +157,11 @@ class MetricLogger:
             return
         kept = [record for record in read_log(self.path) if record["step"] <= step]
         with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
+            tmp.write_text("".join(json.dumps(finite_json(record), allow_nan=False) + "\n" for record in kept))
 
     def log(self, step: int, terms: dict[str, float]) -> None:
         """Append one record; a non-finite term is written as null (the file stays valid JSON)."""
-        values = {k: float(v) if math.isfinite(v) else None for k, v in terms.items()}
-        record = {"step": step, **values, "time": time.time()}
+        record = finite_json({"step": step, **{k: float(v) for k, v in terms.items()}, "time": time.time()})
         try:
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(record, allow_nan=False) + "\n")

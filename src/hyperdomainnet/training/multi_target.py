@@ -271,13 +271,17 @@ class MultiTargetTrainer(Trainer):
     # ----- previews, results, state -------------------------------------------------------------
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
-        """The source row, then one adapted row per target, on fixed seeds with constant noise."""
+        """The source row, then one adapted row per target, on fixed seeds with constant noise;
+        rendered a micro-batch of whole targets at a time, each part moved to the CPU as it comes."""
         self.params.eval()
         n = self.preview_ws.shape[0]
         cache = self.G.style_cache(self.preview_ws)
         src = self.G.synthesis(self.preview_ws, cache=cache)
-        trg = self._adapted(repeat_cache(cache, self.k), self.const_noise, slice(0, self.k * n), n)
-        return torch.cat([src, trg]).float().cpu(), n
+        repeated, rows = repeat_cache(cache, self.k), self.k * n
+        step = n * max(1, self.micro_batch.size // n)
+        trg = [self._adapted(repeated, self.const_noise, slice(a, min(a + step, rows)), n).float().cpu()
+               for a in range(0, rows, step)]
+        return torch.cat([src.float().cpu(), *trg]), n
 
     def target_metadata(self, k: int) -> dict[str, Any]:
         """The result metadata of target ``k`` (that of the equivalent single-target run)."""

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ...errors import FileFormatError, HDNError, first_line
-from ...pickle_bounds import check_pickle_file
+from ...pickle_bounds import check_legacy, check_pickle_file
 
 ROSINALITY_GAIN = 4.0  # rosinality's up-sampling kernels are NVIDIA's normalised filter × up²
 STANDARD_FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
@@ -98,7 +98,8 @@ def _reconstruct_persistent(meta: Any) -> _Persistent:
 
 
 def _load_storage(data: bytes) -> Any:
-    """Stand-in for ``torch.storage._load_from_bytes``: a weights-only ``torch.load``."""
+    """Stand-in for ``torch.storage._load_from_bytes``: a weights-only ``torch.load``, bounded first."""
+    check_legacy(io.BytesIO(data), "a tensor storage in the pickle")
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
