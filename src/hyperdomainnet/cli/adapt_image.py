@@ -15,10 +15,8 @@ from .train_options import training_command
 def adapt_image(cfg: ImageAdaptConfig, out: Path, resume: bool, progress: bool) -> None:
     """Adapt a generator to the domain of a reference image (MindTheGap losses, official im2im_single);
     several --image options train one domain per image in one run."""
-    from ..preflight import check_training_downloads
     from ..training.loop import run_training
 
-    check_training_downloads(cfg)
     if cfg.images:
         from ..training.multi_target_image import MultiTargetImageTrainer
 

@@ -14,10 +14,8 @@ from .train_options import training_command
 @training_command(adapt_app, "text", TextAdaptConfig, {"text": None})
 def adapt_text(cfg: TextAdaptConfig, out: Path, resume: bool, progress: bool) -> None:
     """Adapt a generator to domains described in words (StyleGAN-NADA + indomain losses)."""
-    from ..preflight import check_training_downloads
     from ..training.loop import run_training
 
-    check_training_downloads(cfg)
     if cfg.targets:
         from ..training.multi_target import MultiTargetTextTrainer
 

@@ -10,6 +10,7 @@ import typer
 from ..errors import ConfigError, HDNError
 from ..paths import unique_names
 from .app import app
+from .console import CAPTIONS
 
 
 def _parse_range(text: str) -> tuple[float, float]:
@@ -101,6 +102,7 @@ def generate(
                                          help="Video file of an animation (.gif or .mp4)."),
     force: bool = typer.Option(False, "--force", show_default="off",
                                help="Write into an --out folder that already holds files and replace an existing --video."),
+    captions: bool = CAPTIONS,
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
@@ -140,13 +142,13 @@ def generate(
             rows = [Row("source"), *rows, *prompts]
     G = generator_for(generator, rows, dev)
     images = render_rows(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True, precision=resolved)
-    _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps,
+    _write_outputs(out, rows, images, seed_list, grid, individual, video if animated else None, animated, fps, captions,
                    {"generator": G.identity.get("name"), "seeds": seed_list, "truncation": truncation,
                     "noise_mode": noise_mode, "precision": resolved})
 
 
 def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], grid: bool, individual: bool,
-                   video: Optional[Path], animated: bool, fps: float, settings: dict[str, Any]) -> None:
+                   video: Optional[Path], animated: bool, fps: float, captions: bool, settings: dict[str, Any]) -> None:
     """grid.png, OUT/<row>/seed<S>.png, the video, and generate.json describing them (a row's
     ``folder`` only where its images were written)."""
     from ..atomic import atomic_path
@@ -157,7 +159,8 @@ def _write_outputs(out: Path, rows: list[Any], images: Any, seeds: list[int], gr
     if animated:
         written.append(str(write_video(frames_from_rows(images), video or out / "interpolation.gif", fps)))
     if grid:
-        written.append(str(save_grid(images.flatten(0, 1), out / "grid.png", nrow=len(seeds))))
+        written.append(str(save_grid(images.flatten(0, 1), out / "grid.png", nrow=len(seeds),
+                                     rows=[row.label for row in rows] if captions else None)))
     folders = unique_names((row.label.replace("*", "_x") for row in rows), unsafe=r"[^\w.=+-]+",
                            fallback="row", separator="_")
     if individual:

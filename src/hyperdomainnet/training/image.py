@@ -169,6 +169,12 @@ class ImageTrainer:
         terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
         return apply_update(self.optimizer, cfg.losses, terms, self.scaler)
 
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions)."""
+        name = Path(self.config.image).name
+        return ["source", name, f"{name} + reference style"]
+
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
         """Rows: source, adapted, adapted with the reference's fine layers (ψ = 0.5 samples, MindTheGap)."""

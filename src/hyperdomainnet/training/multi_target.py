@@ -255,6 +255,11 @@ class MultiTargetTrainer:
         self.scaler.update()
         return report
 
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions)."""
+        return ["source", *self.slugs]
+
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
         """The source row, then one adapted row per target, on fixed seeds with constant noise."""

@@ -122,6 +122,11 @@ class TextTrainer:
         terms.update(regularization_terms(cfg.losses, self.param.regularized_tensors()))
         return apply_update(self.optimizer, cfg.losses, terms, self.scaler, backward=trg.backward)
 
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions)."""
+        return ["source", self.config.target]
+
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
         """Source row above adapted row, on fixed seeds with constant noise."""
