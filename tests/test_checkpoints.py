@@ -119,7 +119,7 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "text.pt").write_text("hello")
     torch.save({"g_ema": {"x": torch.zeros(1)}, "p": _Payload()}, tmp_path / "evil.pt")
     cases = {"empty.pt": "empty", "other.pt": "keys model, step", "truncated.pt": "not a readable",
-             "text.pt": "neither", "evil.pt": "cannot be loaded safely"}
+             "text.pt": "is a text file, not a PyTorch checkpoint", "evil.pt": "cannot be loaded safely"}
     for name, message in cases.items():
         with pytest.raises(HDNError, match=message) as info:
             load_generator(tmp_path / name)
