@@ -68,7 +68,7 @@ def test_grid_rows_are_source_then_domains_on_the_same_seeds(files, tmp_path, ca
     assert code == 0, err
     assert "rendered 4 rows × 3 seeds in fp32" in stdout
     grid = Image.open(out / "grid.png")
-    assert grid.size == (3 * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2)
+    assert grid.size[1] == 4 * (SIZE + 2) + 2 and grid.size[0] > 3 * (SIZE + 2) + 2  # + the row names' band
     from hyperdomainnet.domain.files import Domain
 
     rows = [Row("source"), Row("a", Domain.load(files["a"])), Row("b", Domain.load(files["b"]), 0.5),

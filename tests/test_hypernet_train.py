@@ -226,7 +226,7 @@ def test_cli_train_then_eval_text(tmp_path: Path, toy: Path, capsys: pytest.Capt
         assert (run / name).is_file(), name
     assert yaml.safe_load((run / "config.yaml").read_text())["low_memory"] is True
     # grid: source row + 2 seen + 2 unseen rows of 2 samples
-    assert Image.open(run / "grid.png").size == (2 * 34 + 2, 5 * 34 + 2)
+    assert Image.open(run / "grid.png").size[1] == 5 * 34 + 2  # + the row names' band on the right
     net = HyperDomainNet.load(run / "hypernet.safetensors")
     meta = net.metadata
     assert meta["clip_model"] == "random:tiny" and meta["input"] == "text"

@@ -97,8 +97,9 @@ def test_run_directory_metadata_preview_and_grid(tmp_path: Path, images: list[Pa
     result = run_training(multi, tmp_path / "multi", progress=False)
     assert result == tmp_path / "multi" / "targets"
     assert sorted(p.name for p in result.iterdir()) == ["ink-wash", "mosaic"]
-    # source, 2 adapted rows, 2 rows with each reference's fine layers (as a single run's preview)
-    assert Image.open(tmp_path / "multi" / "grid.png").size == (2 * 34 + 2, 5 * 34 + 2)
+    # source, 2 adapted rows, 2 rows with each reference's fine layers (as a single run's preview),
+    # and a caption band to the right of the rows
+    assert Image.open(tmp_path / "multi" / "grid.png").size[1] == 5 * 34 + 2
     for k, slug in enumerate(["ink-wash", "mosaic"]):
         single_dir = tmp_path / f"single-{k}"
         single = run_training(single_trainer(multi.single_config(k), clip), single_dir, progress=False)

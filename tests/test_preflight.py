@@ -28,7 +28,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[st
 
     monkeypatch.setattr(preflight.socket, "create_connection", refuse)
     monkeypatch.setattr("hyperdomainnet.download.download", must_not_run)
-    monkeypatch.setattr("hyperdomainnet.training.text.TextTrainer", must_not_run)
+    monkeypatch.setattr("hyperdomainnet.training.steps.load_generator", must_not_run)
     monkeypatch.setenv("HDN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)

@@ -114,7 +114,7 @@ def test_hdn_invert_writes_latent_and_preview(tmp_path: Path, capsys, G) -> None
         latent = fh.get_tensor("latent")
     expected = cached_invert(G, photo, steps=3, lpips_random_backbone=True, pnorm_samples=2048, progress=False)
     assert torch.equal(latent, expected.latent)
-    assert Image.open(out / "photo-reconstruction.png").size == (2 * 34 + 2, 34 + 2)
+    assert Image.open(out / "photo-reconstruction.png").size[0] == 2 * 34 + 2  # + the headers' band below
     code, _, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), *FAST_CLI)
     assert code == 1 and "--force" in err
     code, stdout, err = run_cli(capsys, "invert", str(photo), "--generator", GEN, "--out", str(out), "--force",
@@ -151,7 +151,7 @@ def test_hdn_stylize_end_to_end(tmp_path: Path, capsys, G) -> None:
                                 *FAST_CLI)
     assert code == 0, err
     strip = np.asarray(Image.open(out / "photo-stylized.png"))
-    assert strip.shape == (34 + 2, 4 * 34 + 2, 3)
+    assert strip.shape[1:] == (4 * 34 + 2, 3) and strip.shape[0] > 34 + 2  # + the headers' band below
     assert np.array_equal(strip, np.asarray(Image.open(out / "grid.png")))
     expected = stylize(G, Domain.load(domain), photo, FAST, progress=False)
     assert np.array_equal(strip[2:34, 2 + 2 * 34:34 + 2 * 34], np.asarray(images.to_pil(expected.adapted)))
@@ -159,7 +159,7 @@ def test_hdn_stylize_end_to_end(tmp_path: Path, capsys, G) -> None:
     code, _, err = run_cli(capsys, "stylize", str(photo), "--domain", str(domain), "--out",
                            str(tmp_path / "nomix"), "--no-mix", "--generator", GEN, *FAST_CLI)
     assert code == 0, err
-    assert Image.open(tmp_path / "nomix" / "photo-stylized.png").size == (3 * 34 + 2, 34 + 2)
+    assert Image.open(tmp_path / "nomix" / "photo-stylized.png").size[0] == 3 * 34 + 2
 
 
 @pytest.mark.parametrize("case,message", [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -187,22 +188,30 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
     """Write a (3, H, W) / (1, 3, H, W) image in [−1, 1] atomically; PNG (zlib level
     ``PNG_COMPRESS_LEVEL``) unless the suffix names another format Pillow writes (``.jpg``, …)."""
+    return _save_pil(to_pil(image), path)
+
+
+def _save_pil(pil: Image.Image, path: str | Path) -> Path:
     target = Path(path).expanduser()
     fmt = Image.registered_extensions().get(target.suffix.lower(), "PNG") if target.suffix else "PNG"
-    pil = to_pil(image)
     options = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}
     with atomic_path(target) as tmp:
         pil.save(tmp, format=fmt, **options)
     return target
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 2) -> Path:
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 2,
+              rows: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> Path:
     """Tile (N, 3, H, W) images in [−1, 1], ``nrow`` per row, with ``padding`` white pixels between
-    and around them (``torchvision.utils.make_grid``; a single image is written unpadded), and
-    write the grid atomically (``save_image``)."""
+    and around them (``torchvision.utils.make_grid``; a single image is written unpadded), add the
+    caption bands (``captions.add_captions``: ``rows`` names beside the rows, ``columns`` headers
+    under the columns) and write the grid atomically."""
     from torchvision.utils import make_grid
+
+    from .captions import add_captions
 
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
-    return save_image(make_grid(images.detach().float().clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0),
-                      path)
+    grid = to_pil(make_grid(images.detach().float().clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0))
+    return _save_pil(add_captions(grid, tuple(images.shape[2:]), padding if images.shape[0] > 1 else 0, rows,
+                                  columns), path)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_path
+from .captions import add_captions
 from .errors import ConfigError
 from .images import PNG_COMPRESS_LEVEL, save_image, to_uint8
 
@@ -82,11 +83,13 @@ class _Canvas:
 class OutputWriter:
     """Consumes ``(pairs, images)`` chunks (``render.iter_render``'s (row, seed index) pairs and
     (B, 3, H, W) images in [−1, 1]) and writes grid.png, ``out/<folder>/seed<S>.png`` and the
-    video; ``finish`` writes what is whole only at the end and lists what was written."""
+    video; ``finish`` writes what is whole only at the end and lists what was written. ``row_names``:
+    the grid's row caption band (``captions.add_captions``), None for none."""
 
     def __init__(self, out: Path, folders: Sequence[str], seeds: Sequence[int], size: int, grid: bool,
-                 individual: bool, video: Path | None, fps: float) -> None:
+                 individual: bool, video: Path | None, fps: float, row_names: Sequence[str] | None = None) -> None:
         self.out, self.folders, self.seeds, self.size = out, list(folders), list(seeds), size
+        self.row_names = row_names
         self.individual, self.video, self.fps = individual, video, fps
         self.grid = _Canvas(len(self.folders), len(self.seeds), size) if grid else None
         self.pending: dict[int, _Canvas] = {}
@@ -120,8 +123,10 @@ class OutputWriter:
                 raise RuntimeError("a video frame was never rendered")
             written.append(str(write_video(np.stack(self.frames), self.video, self.fps)))
         if self.grid is not None:
+            padding = 0 if self.grid.single else PADDING
+            image = add_captions(Image.fromarray(self.grid.pixels), (self.size, self.size), padding, self.row_names)
             with atomic_path(self.out / "grid.png") as tmp:
-                Image.fromarray(self.grid.pixels).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+                image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             written.append(str(self.out / "grid.png"))
         if self.individual:
             written.append(f"{self.out}/<row>/seed<S>.png")

@@ -15,17 +15,9 @@ from .train_options import training_command
 def adapt_image(cfg: ImageAdaptConfig, out: Path, resume: bool, progress: bool) -> None:
     """Adapt a generator to the domain of a reference image (MindTheGap losses, official im2im_single);
     several --image options train one domain per image in one run."""
-    from ..images import open_image
-    from ..preflight import check_training_downloads
     from ..training.loop import run_training
     from ..training.image import ImageTrainer
-    from ..training.multi_target import refuse_official_quirks
 
-    for path in cfg.reference_images():  # the user's inputs are checked before anything is fetched
-        open_image(path)
-    if cfg.images:
-        refuse_official_quirks(cfg)
-    check_training_downloads(cfg)
     trainer = ImageTrainer(cfg, progress=progress)
     result = run_training(trainer, out, resume=resume, progress=progress)
     if cfg.images:

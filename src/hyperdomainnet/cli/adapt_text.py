@@ -14,14 +14,9 @@ from .train_options import training_command
 @training_command(adapt_app, "text", TextAdaptConfig, {"text": None})
 def adapt_text(cfg: TextAdaptConfig, out: Path, resume: bool, progress: bool) -> None:
     """Adapt a generator to domains described in words (StyleGAN-NADA + indomain losses)."""
-    from ..preflight import check_training_downloads
     from ..training.loop import run_training
     from ..training.text import TextTrainer
-    from ..training.multi_target import refuse_official_quirks
 
-    if cfg.targets:  # the user's settings are checked before anything is fetched
-        refuse_official_quirks(cfg)
-    check_training_downloads(cfg)
     result = run_training(TextTrainer(cfg), out, resume=resume, progress=progress)
     if cfg.targets:
         typer.echo(f"domains adapted to {len(cfg.targets)} targets: {result}")

@@ -1,6 +1,7 @@
-"""Warnings as the command line shows them: every Python warning and every library log record of
-level WARNING or above (open_clip logs through the root logger, which would print
-``ERROR:root:…``) becomes one ``warning: …`` line on stderr, without source paths, once."""
+"""What the command line shows besides results: the grids' caption switch, and warnings — every
+Python warning and every library log record of level WARNING or above (open_clip logs through the
+root logger, which would print ``ERROR:root:…``) becomes one ``warning: …`` line on stderr,
+without source paths, once."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,9 @@ from typing import TextIO
 import typer
 
 MAX_CHARS = 300
+CAPTIONS = typer.Option(True, "--captions/--no-captions",
+                        help="Caption bands on grids: row names (source, each domain's prompt or name) and column "
+                             "headers (photo | reconstruction | domain).")
 
 
 def warning_line(message: object) -> str:

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..paths import unique_names
 from . import options
 from .app import app
+from .console import CAPTIONS
 
 
 def _parse_range(text: str) -> tuple[float, float]:
@@ -93,6 +94,7 @@ def generate(
     force: bool = options.force("Write into an --out folder that already holds files and replace an existing --video."),
     style_mixing: bool = typer.Option(True, "--style-mixing/--no-style-mixing",
                                       help="Image domains: replace the fine W+ layers by the reference's, as released."),
+    captions: bool = CAPTIONS,
 ) -> None:
     """Render the source generator and domains (files, sums, hypernetwork prompts) on the same seeds."""
     from ..atomic import check_output_dir, check_output_file
@@ -142,7 +144,8 @@ def generate(
     folders = unique_names((row.label.replace("*", "_x") for row in rows), unsafe=r"[^\w.=+-]+",
                            fallback="row", separator="_")
     writer = OutputWriter(out, folders, seed_list, G.size, grid, individual,
-                          (video or out / "interpolation.gif") if animated else None, fps)
+                          (video or out / "interpolation.gif") if animated else None, fps,
+                          [row.label for row in rows] if captions else None)
     for pairs, images in render_chunks(G, rows, seed_list, truncation, noise_mode, batch_size, progress=True,
                                        precision=resolved, style_mixing=style_mixing):
         writer.add(pairs, images)

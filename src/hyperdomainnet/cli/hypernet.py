@@ -30,10 +30,8 @@ def _kind(settings: dict[str, Any]) -> str:
                   {"multi_text": "td_multiple", "multi_image": "im2im_multiple_base"}, select=_kind)
 def train(cfg: HypernetConfig, out: Path, resume: bool, progress: bool) -> None:
     """Train a HyperDomainNet on many text domains (or reference images); runs under torchrun too."""
-    from ..preflight import check_training_downloads
     from ..training.distributed import run_distributed, shutdown_distributed
 
-    check_training_downloads(cfg)
     try:
         trainer = _make_trainer(cfg, progress)
         result = run_distributed(trainer, out, trainer.dist, resume=resume, progress=progress)

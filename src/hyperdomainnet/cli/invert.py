@@ -22,6 +22,7 @@ from ..ranges import LAMBDA_P_RANGE, STRENGTH, finite_in
 from ..paths import unique_names
 from . import options
 from .app import app
+from .console import CAPTIONS
 
 if TYPE_CHECKING:
     from ..domain.files import Domain
@@ -176,7 +177,7 @@ def invert(
     refine: int = REFINE, batch_size: int = BATCH, steps: int = STEPS, lambda_p: float = LAMBDA_P,
     fit: str = FIT, align: Optional[bool] = ALIGN, device: str = options.DEVICE, precision: str = options.PRECISION,
     force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM, pnorm_samples: Optional[int] = PNORM_SAMPLES,
-    progress: bool = options.PROGRESS,
+    progress: bool = options.PROGRESS, captions: bool = CAPTIONS,
 ) -> None:
     """Invert photos into the generator's W+ space (an encoder, or II2S; see --encoder)."""
     from ..atomic import check_output_dir
@@ -192,7 +193,8 @@ def invert(
     for stem, item in zip(output_stems(files), inverted):
         Latent(item.latent, item.name, item.sha256, inverter.G.identity, settings, item.losses).save(
             out / f"{stem}-latent.safetensors")
-        save_grid(item.pair(), out / f"{stem}-reconstruction.png", nrow=2)
+        save_grid(item.pair(), out / f"{stem}-reconstruction.png", nrow=2,
+                  columns=[item.name, "reconstruction"] if captions else None)
         typer.echo(f"inverted {item.name} by {inverter.method}{' (cached)' if item.cached else ''}: "
                    f"{out / (stem + '-latent.safetensors')}" + _losses_text(item))
 
@@ -219,7 +221,7 @@ def stylize(
     strength: float = typer.Option(1.0, help="Domain strength α (1 = as trained)."),
     steps: int = STEPS, lambda_p: float = LAMBDA_P, fit: str = FIT, align: Optional[bool] = ALIGN,
     device: str = options.DEVICE, precision: str = options.PRECISION, force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM,
-    pnorm_samples: Optional[int] = PNORM_SAMPLES, progress: bool = options.PROGRESS,
+    pnorm_samples: Optional[int] = PNORM_SAMPLES, progress: bool = options.PROGRESS, captions: bool = CAPTIONS,
 ) -> None:
     """Render photos in a domain given by --text (and a hypernetwork) or --domain:
     photo | reconstruction | stylised [| stylised + reference style]."""
@@ -228,6 +230,7 @@ def stylize(
     from ..atomic import atomic_path, check_output_dir
     from ..images import save_grid
     from ..loaders import load_domain
+    from ..render import domain_name, row_label
     from ..stylize import check_domain, stylize_inverted, text_domain
 
     given = list(photos or []) + ([image] if image is not None else [])
@@ -250,13 +253,16 @@ def stylize(
         inverted, _ = inverter.run(files, iterations, refine, batch_size, align, options, progress)
         results = stylize_inverted(inverter.G, dom, inverted, mix, strength, batch_size, inverter.precision)
     strips = [r.strip() for r in results]
-    written = [save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0])
+    name = row_label(text if text is not None else domain_name(dom, str(domain)), strength)
+    columns = ["photo", "reconstruction", name, f"{name} + reference style"][:strips[0].shape[0]] if captions else None
+    written = [save_grid(strip, out / f"{stem}-stylized.png", nrow=strip.shape[0], columns=columns)
                for stem, strip in zip(output_stems(files), strips)]
     if len(strips) == 1:  # the grid is that strip: copy its file rather than encode the PNG again
         with atomic_path(out / "grid.png") as tmp:
             shutil.copyfile(written[0], tmp)
     else:
-        save_grid(torch.cat(strips), out / "grid.png", nrow=strips[0].shape[0])
+        save_grid(torch.cat(strips), out / "grid.png", nrow=strips[0].shape[0], columns=columns,
+                  rows=[item.name for item in inverted] if captions else None)
     for item in inverted:
         if item.losses:
             typer.echo(f"{item.name}: final II2S losses{_losses_text(item)}")

@@ -37,7 +37,8 @@ def quick_start() -> list[Step]:
     hypernet = "runs/hdn/hypernet.safetensors"
     return [
         Step("adapt text", ("adapt", "text", "--generator", GENERATOR, "--clip", CLIP, "--source", "Photo", "--target",
-                            "Sketch", "--steps", "2", "--batch", "2", "--out", "runs/sketch"), (sketch, "runs/sketch/grid.png")),
+                            "Sketch", "--steps", "2", "--batch", "2", "--out", "runs/sketch"),
+             (sketch, "runs/sketch/grid.png")),
         Step("info", ("info", sketch)),
         Step("generate", ("generate", "--domain", sketch, "--n", "4", "--out", "gen"), ("gen/grid.png",)),
         Step("prune", ("prune", "--domain", sketch, "--keep", "0.2", "--out", "sketch_sparse.safetensors"),
@@ -54,8 +55,8 @@ def quick_start() -> list[Step]:
         Step("hypernet train", ("hypernet", "train", "--generator", GENERATOR, "--clip", CLIP, "--mapper-clip", CLIP,
                                 "--domains", "train-20", "--width", "16", "--depth", "2", "--head-depth", "1",
                                 "--steps", "2", "--batch", "2", "--out", "runs/hdn"), (hypernet,)),
-        Step("hypernet eval", ("hypernet", "eval", "--hypernet", hypernet, "--clip", CLIP, "--samples", "2", "--unseen",
-                               "test-close", "--out", "heval"), ("heval/metrics.json",)),
+        Step("hypernet eval", ("hypernet", "eval", "--hypernet", hypernet, "--clip", CLIP, "--samples", "2",
+                               "--unseen", "test-close", "--out", "heval"), ("heval/metrics.json",)),
         Step("generate", ("generate", "--hypernet", hypernet, "--text", "Anime painting", "--text", "Pixar", "--n", "2",
                           "--out", "hgen"), ("hgen/grid.png",)),
         Step("export", ("export", GENERATOR, "--out", "g.pt"), ("g.pt",)),

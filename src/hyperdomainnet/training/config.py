@@ -79,6 +79,7 @@ class TrainConfig(BaseModel):
     grid_every: int = Field(50, gt=0, description="steps between preview grids")
     grid_samples: int = Field(4, gt=0, description="samples per preview row")
     grid_truncation: float = Field(0.7, ge=0, description="truncation psi of the preview samples")
+    captions: bool = Field(True, description="caption bands on the preview grids: each row's name")
     tensorboard: bool = Field(False, description="also log to TensorBoard")
     wandb: bool = Field(False, description="also log to Weights & Biases")
     low_memory: bool = Field(False, description="recompute the adapted generator's blocks in the backward pass "

@@ -130,6 +130,11 @@ class HypernetTrainerBase(Trainer):
         return self.update(terms, summarize=summarize)
 
     # ----- previews, state, result ---------------------------------------------------------------
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions)."""
+        return ["source", *self.preview_labels]
+
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
         """Rows: the source, then one row per preview domain (``preview_labels``) on fixed seeds."""

@@ -184,6 +184,13 @@ class ImageTrainer(MultiTargetTrainer):
                 terms.update({self.key(k, name): value for name, value in rec.items()})
         return terms
 
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions): the source, each reference's adapted
+        row, then each reference's row with its fine W+ layers."""
+        names = [Path(path).name for path in self.paths]
+        return ["source", *names, *(f"{name} + reference style" for name in names)]
+
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:
         """Rows: source, one adapted row per target, then per target the adapted ψ = 0.5 samples with

@@ -122,7 +122,8 @@ class Trainer(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def preview(self) -> tuple[torch.Tensor, int]:
-        """Preview images (N, 3, H, W) in [−1, 1] and the number per grid row."""
+        """Preview images (N, 3, H, W) in [−1, 1] and the number per grid row; ``preview_rows``,
+        where a trainer has it, names the rows."""
 
     def save_result(self, path: Path) -> None:
         """Write the shareable result (domain file, generator, hypernetwork) atomically."""
@@ -210,7 +211,7 @@ def check_new_run(run_dir: Path, result_name: str) -> None:
 def save_preview(trainer: Trainer, run_dir: Path, step: int, logger: MetricLogger) -> Path:
     images, nrow = trainer.preview()
     path = run_dir / "grids" / f"step_{step:06d}.png"
-    save_grid(images, path, nrow=nrow)
+    save_grid(images, path, nrow=nrow, rows=getattr(trainer, "preview_rows", None) if trainer.config.captions else None)
     logger.log_image(step, path)
     return path
 

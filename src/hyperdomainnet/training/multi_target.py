@@ -268,6 +268,11 @@ class MultiTargetTrainer(Trainer):
                 yield self.target_terms(src, adapted(part), range(part.start // batch, part.stop // batch))
         yield self.regularizers()
 
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions)."""
+        return ["source", *self.slugs]
+
     # ----- previews, results, state -------------------------------------------------------------
     @torch.no_grad()
     def preview(self) -> tuple[torch.Tensor, int]:

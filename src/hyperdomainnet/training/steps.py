@@ -15,6 +15,7 @@ from ..device import prepare_generator
 from ..errors import ConfigError, first_line
 from ..loaders import load_generator
 from ..losses import offsets_l1, offsets_l2
+from ..preflight import check_training_downloads
 from ..stylegan2.generator import Generator
 from ..version import __version__
 from .config import TrainConfig
@@ -36,7 +37,11 @@ def loss_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
 
 def training_generator(config: TrainConfig, G: Generator | None, device: torch.device) -> Generator:
     """The frozen generator a trainer renders with: ``G`` (moved to ``device``) or ``config.generator``
-    loaded, prepared for the step (channels-last, compile, low-memory recomputation)."""
+    loaded — after the run's pre-flight of downloads (``preflight``: every file not cached listed at
+    once when none can be fetched) — prepared for the step (channels-last, compile, low-memory
+    recomputation)."""
+    if G is None:
+        check_training_downloads(config)
     G = G.to(device) if G is not None else load_generator(config.generator, device)
     return prepare_generator(G, device, config.channels_last, config.compile, config.low_memory)
 

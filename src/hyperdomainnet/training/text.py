@@ -87,6 +87,11 @@ class TextTrainer(MultiTargetTrainer):
         target, source = self.pairs[k]
         return self.config.model_copy(update={"target": target, "source": source, "targets": []})
 
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions): the source, then each target prompt."""
+        return ["source", *(target for target, _ in self.pairs)]
+
     def target_metadata(self, k: int) -> dict[str, Any]:
         cfg = self.single_config(k)
         return run_metadata(cfg, self.clip.spec, "text", source=cfg.source, target=cfg.target,
