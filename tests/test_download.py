@@ -194,3 +194,17 @@ def test_a_google_drive_refusal_is_one_line_and_leaves_nothing(answer: str, serv
     assert "\n" not in msg and "set HDN_MIRROR" in msg
     assert ("Google Drive refused the file" if answer == "raise" else "served an HTML page") in msg
     assert leftovers(tmp_path) == []
+
+
+def test_a_compressed_download_cannot_expand_past_its_size(tmp_path: Path) -> None:
+    """A small .bz2 that expands far beyond the pinned size is refused while it expands; nothing stays."""
+    import bz2
+
+    from hyperdomainnet.download import download
+
+    bomb = tmp_path / "bomb.dat.bz2"
+    bomb.write_bytes(bz2.compress(b"\0" * 10_000_000))
+    dest = tmp_path / "cache" / "bomb.dat"
+    with pytest.raises(DownloadError, match="decompresses to more than the 1,000 bytes expected"):
+        download([str(bomb)], dest, None, "bomb", size=1000)
+    assert not dest.exists() and not [p for p in dest.parent.glob("*")] if dest.parent.exists() else True

@@ -34,6 +34,7 @@ HF_URL = re.compile(r"https://huggingface\.co/(?P<repo>[^/]+/[^/]+)/resolve/(?P<
 DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
 HTML_PEEK = 512
 HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<!--")
+MAX_DECOMPRESSED = 16 * 2**30  # a compressed download of no pinned size may expand to this many bytes
 
 
 class UnverifiedDownloadWarning(UserWarning):
@@ -65,19 +66,26 @@ def _google_drive(url: str, tmp: Path) -> None:
         raise OSError("Google Drive served no file (download quota exceeded, or not shared)")
 
 
-def _decompress_bz2(tmp: Path) -> None:
-    """Replace the bzip2 file ``tmp`` by its decompressed bytes (streamed)."""
+def _decompress_bz2(tmp: Path, limit: int) -> None:
+    """Replace the bzip2 file ``tmp`` by its decompressed bytes (streamed), refusing more than
+    ``limit`` of them (a small file can expand without bound)."""
     packed = tmp.with_name(tmp.name + ".bz2")
     os.replace(tmp, packed)
+    written = 0
     try:
         with bz2.open(packed) as source, open(tmp, "wb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
+            while chunk := source.read(1 << 20):
+                written += len(chunk)
+                if written > limit:
+                    raise DownloadError(f"decompresses to more than the {limit:,} bytes expected")
+                target.write(chunk)
     finally:
         packed.unlink(missing_ok=True)
 
 
-def _transfer(url: str, tmp: Path, dest: Path) -> None:
-    """Write the bytes behind ``url`` (meant for ``dest``) to ``tmp`` with the transport that fits it."""
+def _transfer(url: str, tmp: Path, dest: Path, size: int | None) -> None:
+    """Write the bytes behind ``url`` (meant for ``dest``, of ``size`` bytes when known) to ``tmp``
+    with the transport that fits it."""
     match = HF_URL.fullmatch(url)
     if not url.startswith(("http://", "https://")):
         shutil.copyfile(url, tmp)
@@ -90,7 +98,7 @@ def _transfer(url: str, tmp: Path, dest: Path) -> None:
 
         download_url_to_file(url, str(tmp), progress=interactive())
     if url.split("?")[0].endswith(".bz2"):
-        _decompress_bz2(tmp)
+        _decompress_bz2(tmp, MAX_DECOMPRESSED if size is None else size)
 
 
 def _check(tmp: Path, size: int | None, sha256: str | None) -> str:
@@ -137,7 +145,7 @@ def download(urls: Sequence[str], dest: str | os.PathLike[str], sha256: str | No
     for url in urls:
         try:
             with atomic_path(dest) as tmp:
-                _transfer(url, tmp, dest)
+                _transfer(url, tmp, dest, size)
                 digest = _check(tmp, size, sha256)
         except Exception as exc:  # noqa: BLE001 - each transport raises its own types; next source
             reasons.append(f"{_source(url)}: {_reason(exc)}")
