@@ -43,10 +43,13 @@ def _load_specs(texts: list[str]) -> list[tuple[str, float, Any]]:
 
 
 def generator_for(spec: Optional[str], rows: list[Any], device: Any) -> Any:
-    """--generator, else the generator named by the first domain (file or hypernetwork)."""
+    """--generator, else the generator named by the first domain (file or hypernetwork); a zoo
+    generator not cached here fails fast when it cannot be downloaded (``preflight``)."""
     from ..loaders import load_generator
+    from ..preflight import check_downloads, generator_download
 
     if spec:
+        check_downloads([needed for needed in (generator_download(spec),) if needed is not None])
         return load_generator(spec, device)
     named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
     if not named:
