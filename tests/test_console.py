@@ -15,7 +15,7 @@ from hyperdomainnet.images import save_image
 
 
 def test_python_warnings_and_root_log_records_print_once_as_warning_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    handlers = logging.getLogger().handlers[:]
+    handlers, show = logging.getLogger().handlers[:], warnings.showwarning
     with warnings_as_lines():
         warnings.warn("photo.png is only 64×64 px;\n  upscaling", UserWarning)
         logging.error("Failed to download weights for tag 'openai': %s", "x" * 400)
@@ -27,7 +27,7 @@ def test_python_warnings_and_root_log_records_print_once_as_warning_lines(capsys
     assert lines[1].startswith("warning: Failed to download weights for tag 'openai': xxx")
     assert len(lines[1]) == len("warning: ") + MAX_CHARS and lines[1].endswith("…")
     assert lines[2:] == ["warning: No pretrained weights loaded"]
-    assert logging.getLogger().handlers == handlers and warnings.showwarning is not None
+    assert logging.getLogger().handlers == handlers and warnings.showwarning is show  # restored
 
 
 def test_a_command_s_warning_is_one_line_without_a_source_path(tmp_path: Path,

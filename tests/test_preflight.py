@@ -27,7 +27,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[st
         raise AssertionError("work started after a failed pre-flight")
 
     monkeypatch.setattr(preflight.socket, "create_connection", refuse)
-    monkeypatch.setattr("hyperdomainnet.download.download", must_not_run)
+    monkeypatch.setattr("hyperdomainnet.zoo.download", must_not_run)
     monkeypatch.setattr("hyperdomainnet.training.steps.load_generator", must_not_run)
     monkeypatch.setenv("HDN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
@@ -105,3 +105,13 @@ def test_reference_images_need_the_lpips_backbone_unless_random(no_network, monk
     assert line.startswith("  LPIPS vgg backbone: download https://download.pytorch.org/models/vgg16-")
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in line and "--lpips-random-backbone" in line
     preflight.check_training_downloads(ImageAdaptConfig(**settings, lpips_random_backbone=True))
+
+
+def test_generate_with_a_zoo_generator_offline_fails_fast(no_network, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "generate", "--generator", "church", "--n", "1", "--device", "cpu", "--out",
+                           str(tmp_path / "g"))
+    entry = zoo.resolve("church")
+    assert code == 1 and err.splitlines()[1] == (f"  generator {entry.name}: download {entry.urls[0]} and place it "
+                                                 f"at {entry.path()}")
+    assert "random:256" in err.splitlines()[-1]

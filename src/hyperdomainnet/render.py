@@ -28,6 +28,7 @@ from .domain.files import Domain
 from .domain.parameterizations import batch_key, synthesize
 from .errors import ConfigError, HDNError
 from .loaders import load_generator
+from .preflight import check_downloads, generator_download
 from .progress import progress_bar
 from .ranges import FPS, TRUNCATION, finite_in
 from .seeds import MAX_SEEDS, seed_range
@@ -109,12 +110,14 @@ def _seed_noise(G: Generator, seeds: Sequence[int], device: torch.device) -> lis
 
 
 def generator_for(spec: str | None, rows: Sequence[Row], device: torch.device | str) -> Generator:
-    """The generator ``spec`` names (a --generator), else the one the first domain row names."""
-    if spec:
-        return load_generator(spec, device)
-    named = next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
+    """The generator ``spec`` names (a --generator), else the one the first domain row names; a zoo
+    generator not cached here fails fast when it cannot be downloaded (``preflight``)."""
+    named = spec or next((row.domain.generator.get("name") for row in rows if row.domain is not None), None)
     if not named:
         raise ConfigError("no generator given and the domain files do not name one; pass --generator")
+    check_downloads([needed for needed in (generator_download(named),) if needed is not None])
+    if spec:
+        return load_generator(spec, device)
     try:
         return load_generator(named, device)
     except HDNError as exc:
