@@ -36,7 +36,8 @@ from .stylegan2.generator import NOISE_MODES, Generator
 VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyperdomainnet[video]')"
 VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
 
-__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render", "render_rows", "interpolation_rows",
+__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render",
+           "render_rows", "interpolation_rows",
            "alpha_sweep_rows", "frames_from_rows", "write_video"]
 
 
