@@ -155,7 +155,8 @@ def comparison_table(paths: Sequence[Path]) -> str:
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise FileFormatError(f"cannot read metrics file {path} ({exc}); pass JSON files written by hdn eval") from None
+            raise FileFormatError(f"cannot read metrics file {path} ({exc}); pass JSON files written by "
+                                  "hdn eval") from None
         if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
             raise FileFormatError(f"{path} is not a metrics file written by hdn eval")
         missing = [key for key in ("domain", "protocol", "metrics") if not isinstance(report.get(key), dict)]

@@ -38,8 +38,8 @@ VIDEO_HINT = "pip install imageio-ffmpeg (or the 'video' extra: pip install 'hyp
 VIDEO_SUFFIXES: tuple[str, ...] = (".gif", ".mp4")
 MAX_FRAMES = 10_000  # frames of an animation: over 13 minutes at 12 fps
 
-__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render", "render_chunks", "render_rows", "interpolation_rows",
-           "alpha_sweep_rows", "write_video"]
+__all__ = ["Row", "domain_name", "row_label", "parse_seeds", "seed_latents", "generator_for", "iter_render",
+           "render_chunks", "render_rows", "interpolation_rows", "alpha_sweep_rows", "write_video"]
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,8 @@ def stylize(
         help="Reference style mixing on layers ≥ 7 (default: when the domain has a reference)."),
     strength: float = typer.Option(1.0, help="Domain strength α (1 = as trained)."),
     steps: int = STEPS, lambda_p: float = LAMBDA_P, fit: str = FIT, align: Optional[bool] = ALIGN,
-    device: str = options.DEVICE, precision: str = options.PRECISION, force: bool = FORCE, lpips_random_backbone: bool = LPIPS_RANDOM,
+    device: str = options.DEVICE, precision: str = options.PRECISION, force: bool = FORCE,
+    lpips_random_backbone: bool = LPIPS_RANDOM,
     pnorm_samples: Optional[int] = PNORM_SAMPLES, progress: bool = options.PROGRESS, captions: bool = CAPTIONS,
 ) -> None:
     """Render photos in a domain given by --text (and a hypernetwork) or --domain:

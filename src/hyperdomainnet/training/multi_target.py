@@ -94,7 +94,7 @@ class MultiTargetTrainer(Trainer):
     """What a run of K ≥ 1 targets shares (module docstring): the frozen G, the CLIP ensemble, one
     parameterisation per target (``params``; ``param`` is the first) and their Adam, the step over
     the K·B batch, previews and checkpoint state. Subclasses give ``target_terms`` (every target's
-    loss terms), ``target_metadata`` and ``clip_prompts``.
+    loss terms) and ``target_metadata``.
     ``micro_batch``: render at most that many of the K·B rows at a time (``_parts``); with
     ``config.low_memory`` it halves when a step runs out of device memory."""
 
@@ -107,7 +107,7 @@ class MultiTargetTrainer(Trainer):
         if self.several:
             refuse_official_quirks(config)
             require_per_sample(config.parameterization, "training several targets in one run",
-                               "train it with one --target")
+                               "train one target per run")
         super().__init__(config, G, clip, prompts, clip_device=clip_device)
         self.slugs = slugs
         self.params = nn.ModuleList([build_parameterization(config.parameterization, self.G, **options)

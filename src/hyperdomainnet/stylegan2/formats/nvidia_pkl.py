@@ -178,7 +178,8 @@ def _unpickle(path: str | os.PathLike[str]) -> Any:
     except OSError as exc:
         raise FileFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # noqa: BLE001 — any decoding failure means a damaged file
-        raise FileFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {first_line(exc, 120, 'no detail')}); "
+        detail = first_line(exc, 120, "no detail")
+        raise FileFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {detail}); "
                               "is it truncated or corrupt? Download it again") from None
 
 
