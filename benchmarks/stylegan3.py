@@ -88,7 +88,8 @@ def step_row(label: str, spec: str, reference: bool, args: argparse.Namespace, r
 
     cfg = TextAdaptConfig(generator=spec, clip=args.clip, source="Photo", target="3D Render in the Style of Pixar",
                           batch=args.batch, lr=0.1, mixing=0.9, noise_mode="random", losses={"direction": 1.0},
-                          device=args.device, grid_samples=1, precision="fp32")
+                          device=args.device, grid_samples=1, precision="fp32",
+                          **({"low_memory": True, "micro_batch": 1} if args.low_memory else {}))
     G = load_generator(spec, device=args.device)
     clip = ClipEnsemble.from_spec(cfg.clip, device=args.device)
     fn = _reference_step(cfg, G, clip) if reference else TextTrainer(cfg, G=G, clip=clip).train_step
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--spec-extra", default="",
                         help="options appended to the StyleGAN3 spec, e.g. :channel_max=16")
     parser.add_argument("--sg2-extra", default="", help="options appended to the StyleGAN2 spec")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="fast step rows in low-memory mode (recomputation, micro-batches of 1)")
     parser.add_argument("--kinds", nargs="+", choices=["render", "step"], default=["render", "step"])
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
