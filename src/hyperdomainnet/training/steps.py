@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..clip import ClipEncoder, ClipEnsemble
+from ..clip import ClipEnsemble
 from ..clip.attention import prepare_clip
 from ..device import prepare_generator
 from ..errors import ConfigError, first_line
