@@ -62,7 +62,7 @@ def timed(fn: Callable[[int], Any], repeats: int, device: torch.device, count: b
 
 def render_row(size: int, impl: str, args: argparse.Namespace) -> str:
     from hyperdomainnet import load_generator
-    from hyperdomainnet.training.runtime import prepare_generator
+    from hyperdomainnet.device import prepare_generator
 
     device = torch.device(args.device)
     G = load_generator(sg3_spec(size, args.spec_extra), device=device)

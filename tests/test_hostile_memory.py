@@ -43,7 +43,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def test_streamed_generate_writes_what_rendering_all_at_once_gives(files, tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "generate", "--domain", str(files["domain"]), "--seeds", "3,1,4,1,5",
-                           "--batch-size", "3", "--individual", "--device", "cpu", "--out", str(out))
+                           "--batch-size", "3", "--individual", "--no-captions", "--device", "cpu", "--out", str(out))
     assert code == 0, err
     from hyperdomainnet.domain.files import Domain
 
@@ -132,13 +132,14 @@ def test_first_preview_of_many_targets_renders_in_micro_batches():
     same preview as one pass of all 24 rows."""
     from hyperdomainnet.clip import ClipEnsemble
     from hyperdomainnet.training.config import TextAdaptConfig
-    from hyperdomainnet.training.multi_target import MultiTargetTextTrainer
+    from hyperdomainnet.training.text import TextTrainer
 
     config = TextAdaptConfig(generator=GEN, clip="random:tiny", source="Photo", targets=[f"style {i}" for i in range(12)],
                              steps=1, batch=2, micro_batch=4, precision="fp32", device="cpu", grid_samples=2)
-    trainer = MultiTargetTextTrainer(config, G=perturb(load_generator(GEN)), clip=ClipEnsemble.from_spec("random:tiny"))
+    trainer = TextTrainer(config, G=perturb(load_generator(GEN)), clip=ClipEnsemble.from_spec("random:tiny"))
     with torch.no_grad():
-        trainer.stack.vectors.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
+        for p in trainer.params.parameters():
+            p.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
     batches: list[int] = []
     original = trainer.G.synthesis
 
