@@ -16,9 +16,11 @@ from hyperdomainnet.images import save_image
 
 def test_python_warnings_and_root_log_records_print_once_as_warning_lines(capsys: pytest.CaptureFixture[str],
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    # a library configured earlier in this test process (a web server's logging set-up) may have
-    # disabled the existing loggers; a command runs in a fresh process where open_clip's is enabled
-    monkeypatch.setattr(logging.getLogger("open_clip"), "disabled", False)
+    # libraries configured earlier in this test process (a web server's logging set-up) may have
+    # disabled or quietened the existing loggers; a command runs in a fresh process with open_clip's as made
+    library = logging.getLogger("open_clip")
+    for name, value in (("disabled", False), ("propagate", True), ("level", logging.NOTSET)):
+        monkeypatch.setattr(library, name, value)
     handlers, show = logging.getLogger().handlers[:], warnings.showwarning
     with warnings_as_lines():
         warnings.warn("photo.png is only 64×64 px;\n  upscaling", UserWarning)
