@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ import torch
 from . import paths
 from .alignment import align_face
 from .device import autocast
-from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain, mix_reference
+from .domain.files import MIX_FROM, REFERENCE_LATENT, Domain, mix_reference
 from .domain.parameterizations import synthesize
 from .encoders.preprocess import encoder_input
 from .errors import ConfigError, HDNError
@@ -213,9 +213,7 @@ def save_domain_with_reference(path: str | Path, domain: Domain, latent: torch.T
     if domain.vector is None:
         raise ConfigError(f"a reference latent can only be stored next to a domain vector, not a {domain.kind} "
                           "domain; save that domain without one (Domain.save)")
-    with_latent = replace(domain, tensors={**domain.tensors, REFERENCE_LATENT: latent},
-                          metadata={**domain.metadata, MIX_FROM_KEY: MIX_FROM})
-    return with_latent.save(path)
+    return domain.with_reference(latent).save(path)
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""An image HyperDomainNet renders its references' domains as released image domains render: each
+sample's W+ code ψ-truncated, then layers 7 and up replaced by the reference's inverted latent —
+in ``hdn hypernet eval`` (switchable, stated in the report) and in the trainer's preview grids."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli
+from hyperdomainnet.clip import load_clip
+from hyperdomainnet.errors import HDNError
+from hyperdomainnet.hypernet import HyperDomainNet
+from hyperdomainnet.hypernet.evaluate import inversion_settings
+from hyperdomainnet.images import load_image
+from hyperdomainnet.loaders import load_generator
+from hyperdomainnet.metrics import clip_diversity, clip_quality, target_embeddings
+from hyperdomainnet.stylize import InversionOptions, invert_photo
+
+GEN = "random:128:channel_max=8:n_mlp=1"  # 12 W+ layers: the reference replaces 7…11
+SEEDS = [4, 5]  # the CLI renders seeds SEED … SEED+N−1
+PSI = 0.7
+TRAINED = {"invert_steps": 1, "pnorm_samples": 64, "lpips_random_backbone": True}  # the file's training config
+
+
+@pytest.fixture(scope="module")
+def image_hypernet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Path]]:
+    """A tiny image hypernetwork file (δ far from 0) and a list of two reference images."""
+    d = tmp_path_factory.mktemp("image-hypernet")
+    G = load_generator(GEN)
+    torch.manual_seed(0)
+    net = HyperDomainNet(G.domain_layout, embed_dim=load_clip("random:tiny").embed_dim, width=16, depth=1,
+                         head_depth=1)
+    with torch.no_grad():
+        for head in net.heads:
+            head.out.weight.mul_(300)
+    path = net.save(d / "hdn.safetensors", {"clip_model": "random:tiny", "input": "image",
+                                           "generator": dict(G.identity), "config": TRAINED})
+    gen = torch.Generator().manual_seed(1)
+    refs = []
+    for i in range(2):
+        refs.append(d / f"ref{i}.png")
+        Image.fromarray((torch.rand(128, 128, 3, generator=gen) * 255).to(torch.uint8).numpy()).save(refs[-1])
+    (d / "refs.txt").write_text("ref0.png\nref1.png\n")
+    return path, d / "refs.txt", refs
+
+
+def expected_metrics(net_path: Path, reference: Path, mix: bool) -> dict[str, float]:
+    """The research rule written out: w = ψ(w − w̄) + w̄ on every layer, w[7:] = w_ref[7:], G_B(w; δ),
+    measured by the metric functions against the reference's embedding."""
+    G = load_generator(GEN)
+    net = HyperDomainNet.load(net_path).eval()
+    mapper = load_clip("random:tiny")
+    with torch.no_grad():
+        delta = net.domain_vectors(mapper.encode_images(load_image(reference, mapper.input_size)).float())
+        z = torch.cat([torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(s)) for s in SEEDS])
+        w = G.mapping(z)[:, None].repeat(1, G.n_latent, 1)
+        mean = G.mean_latent()
+        w = PSI * (w - mean) + mean
+        if mix:
+            options = InversionOptions(steps=1, lpips_random_backbone=True, pnorm_samples=64)
+            w[:, 7:] = invert_photo(G, reference, options, progress=False).latent[:, 7:]
+        images = G.synthesis(w, domain=delta.expand(len(SEEDS), -1), noise_mode="const")
+        emb = mapper.encode_images(images).double()
+    return {"quality": clip_quality(emb, target_embeddings(mapper, reference=reference)),
+            "diversity": clip_diversity(emb)}
+
+
+def test_eval_renders_references_with_their_style_and_says_so(image_hypernet, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path, refs_file, refs = image_hypernet
+    reports = {}
+    for mix in (True, False):
+        out = tmp_path / f"eval-{mix}"
+        code, _, err = run_cli(capsys, "hypernet", "eval", "--hypernet", str(path), "--seen", str(refs_file),
+                               "--clip", "random:tiny", "--samples", str(len(SEEDS)), "--seed", str(SEEDS[0]),
+                               "--truncation", str(PSI), "--noise-mode", "const", "--device", "cpu", "--no-progress",
+                               "--out", str(out), *([] if mix else ["--no-style-mixing"]))
+        assert code == 0, err
+        reports[mix] = json.loads((out / "metrics.json").read_text())
+        protocol, markdown = reports[mix]["protocol"], (out / "metrics.md").read_text()
+        assert protocol["reference_style_from"] == (7 if mix else None)
+        assert ("the reference's style from W+ layer 7" in markdown) == mix
+        assert ("no style mixing" in markdown) == (not mix)
+    assert reports[True]["protocol"]["reference_inversion"]["steps"] == 1  # as the file says it was trained
+    assert reports[False]["protocol"]["reference_inversion"] is None
+    for mix in (True, False):
+        for entry, reference in zip(reports[mix]["lists"][0]["domains"], refs):
+            want = expected_metrics(path, reference, mix)
+            assert entry["domain"] == reference.name
+            assert entry["quality"] == pytest.approx(want["quality"], abs=1e-5)
+            assert entry["diversity"] == pytest.approx(want["diversity"], abs=1e-5)
+    mixed, plain = (reports[m]["lists"][0]["domains"][0]["quality"] for m in (True, False))
+    assert abs(mixed - plain) > 1e-4  # the rule changes the images
+
+
+def test_inversion_settings_come_from_the_options_then_the_training_config() -> None:
+    options = inversion_settings(TRAINED, lambda_p=0.01)
+    assert (options.steps, options.lambda_p, options.pnorm_samples, options.lpips_random_backbone) == (1, 0.01, 64, True)
+    assert inversion_settings({}, steps=3).steps == 3 and inversion_settings({}).steps == InversionOptions().steps
+    for bad in ({"fit": "stretch"}, {"steps": -1}, {"lambda_p": float("nan")}):
+        with pytest.raises(HDNError):
+            inversion_settings(TRAINED, **bad)
