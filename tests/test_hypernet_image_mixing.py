@@ -104,3 +104,39 @@ def test_inversion_settings_come_from_the_options_then_the_training_config() -> 
     for bad in ({"fit": "stretch"}, {"steps": -1}, {"lambda_p": float("nan")}):
         with pytest.raises(HDNError):
             inversion_settings(TRAINED, **bad)
+
+
+def test_trainer_previews_add_each_reference_with_its_style(image_hypernet, tmp_path: Path) -> None:
+    from hyperdomainnet.clip import ClipEnsemble
+    from hyperdomainnet.training.config import HypernetConfig
+    from hyperdomainnet.training.multi_image import ImageHypernetTrainer
+
+    _, refs_file, refs = image_hypernet
+    cfg = HypernetConfig(generator=GEN, images=str(refs_file), clip="random:tiny", mapper_clip="random:tiny",
+                         width=16, depth=1, head_depth=1, batch=2, steps=1, device="cpu", grid_samples=2,
+                         invert_steps=TRAINED["invert_steps"], pnorm_samples=TRAINED["pnorm_samples"],
+                         lpips_random_backbone=True, convex_hull=False, resample=False, crop=1.0)
+    trainer = ImageHypernetTrainer(cfg, clip=ClipEnsemble.from_spec("random:tiny"), progress=False)
+    with torch.no_grad():
+        for head in trainer.hypernet.heads:
+            head.out.weight.mul_(300)
+    images, n = trainer.preview()
+    names = [r.name for r in refs]
+    assert trainer.preview_rows == ["source", *names, *(f"{name} + reference style" for name in names)]
+    assert images.shape[0] == len(trainer.preview_rows) * n and n == 2
+    G = trainer.G
+    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(1234))  # the previews' fixed seed
+    with torch.no_grad():
+        w = G.mapping(z)[:, None].repeat(1, G.n_latent, 1)
+        mean = G.mean_latent()
+        w = 0.5 * (w - mean) + mean
+        for k, reference in enumerate(refs):
+            delta = trainer.hypernet.domain_vectors(trainer.inputs[k])
+            latent = invert_photo(G, reference, InversionOptions(steps=1, lpips_random_backbone=True,
+                                                                 pnorm_samples=64), progress=False).latent
+            mixed = torch.cat([w[:, :7], latent[:, 7:].expand(n, -1, -1)], 1)
+            want = G.synthesis(mixed, domain=delta.expand(n, -1), noise_mode="const")
+            got = images[(3 + k) * n:(4 + k) * n]
+            assert torch.allclose(got, want, atol=1e-5)
+            plain = images[(1 + k) * n:(2 + k) * n]
+            assert not torch.allclose(got, plain, atol=1e-3)
