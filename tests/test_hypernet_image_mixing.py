@@ -140,3 +140,13 @@ def test_trainer_previews_add_each_reference_with_its_style(image_hypernet, tmp_
             assert torch.allclose(got, want, atol=1e-5)
             plain = images[(1 + k) * n:(2 + k) * n]
             assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_eval_bad_inversion_setting_is_one_line(image_hypernet, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path, refs_file, _ = image_hypernet
+    code, _, err = run_cli(capsys, "hypernet", "eval", "--hypernet", str(path), "--seen", str(refs_file), "--clip",
+                           "random:tiny", "--samples", "2", "--device", "cpu", "--fit", "stretch",
+                           "--out", str(tmp_path / "ev"))
+    assert code == 1 and "--fit 'stretch'" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "ev" / "metrics.json").exists()
