@@ -55,7 +55,7 @@ def expected_metrics(net_path: Path, reference: Path, mix: bool) -> dict[str, fl
     net = HyperDomainNet.load(net_path).eval()
     mapper = load_clip("random:tiny")
     with torch.no_grad():
-        delta = net.domain_vectors(mapper.encode_images(load_image(reference, mapper.input_size)).float())
+        delta = net.domain_vectors(mapper.encode_images(load_image(reference, G.size)).float())  # as trained
         z = torch.cat([torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(s)) for s in SEEDS])
         w = G.mapping(z)[:, None].repeat(1, G.n_latent, 1)
         mean = G.mean_latent()
@@ -99,7 +99,8 @@ def test_eval_renders_references_with_their_style_and_says_so(image_hypernet, tm
 
 def test_inversion_settings_come_from_the_options_then_the_training_config() -> None:
     options = inversion_settings(TRAINED, lambda_p=0.01)
-    assert (options.steps, options.lambda_p, options.pnorm_samples, options.lpips_random_backbone) == (1, 0.01, 64, True)
+    got = (options.steps, options.lambda_p, options.pnorm_samples, options.lpips_random_backbone)
+    assert got == (1, 0.01, 64, True)
     assert inversion_settings({}, steps=3).steps == 3 and inversion_settings({}).steps == InversionOptions().steps
     for bad in ({"fit": "stretch"}, {"steps": -1}, {"lambda_p": float("nan")}):
         with pytest.raises(HDNError):
@@ -150,3 +151,37 @@ def test_eval_bad_inversion_setting_is_one_line(image_hypernet, tmp_path: Path,
                            "--out", str(tmp_path / "ev"))
     assert code == 1 and "--fit 'stretch'" in err and err.count("\n") == 1, err
     assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_image_domain_renders_with_the_reference_style(image_hypernet) -> None:
+    from hyperdomainnet.render import Row, render_rows
+    from hyperdomainnet.stylize import image_domain
+
+    path, _, refs = image_hypernet
+    G = load_generator(GEN)
+    options = InversionOptions(steps=1, lpips_random_backbone=True, pnorm_samples=64)
+    domain = image_domain(path, refs[1], G, options, progress=False)
+    assert domain.style_mixing_from == 7 and domain.metadata["reference"] == "ref1.png"
+    net, mapper = HyperDomainNet.load(path), load_clip("random:tiny")
+    delta = net.domain_vectors(mapper.encode_images(load_image(refs[1], G.size)).float())[0]
+    torch.testing.assert_close(domain.vector, delta)
+    latent = invert_photo(G, refs[1], options, progress=False).latent
+    z = torch.cat([torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(s)) for s in SEEDS])
+    with torch.no_grad():
+        w = G.mapping(z)[:, None].repeat(1, G.n_latent, 1)
+        w = PSI * (w - G.mean_latent()) + G.mean_latent()
+        w[:, 7:] = latent[:, 7:]
+        want = G.synthesis(w, domain=delta.expand(len(SEEDS), -1), noise_mode="const")
+    got = render_rows(G, [Row("ref1", domain)], SEEDS, truncation=PSI)[0]
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_image_domain_refuses_a_text_hypernetwork(tmp_path: Path, image_hypernet) -> None:
+    from hyperdomainnet.stylize import image_domain
+
+    _, _, refs = image_hypernet
+    G = load_generator(GEN)
+    text = HyperDomainNet(G.domain_layout, embed_dim=32, width=16, depth=1, head_depth=1).save(
+        tmp_path / "text.safetensors", {"clip_model": "random:tiny", "input": "text", "generator": dict(G.identity)})
+    with pytest.raises(HDNError, match="not images"):
+        image_domain(text, refs[0], G)

@@ -91,7 +91,8 @@ def evaluate(
                                                help="II2S steps per reference (default: as trained, else 1000)."),
     lambda_p: Optional[float] = typer.Option(None, "--lambda-p", help="II2S P-norm weight (default: as trained, "
                                                                       "else 1e-3)."),
-    fit: Optional[str] = typer.Option(None, "--fit", help="crop | pad each reference (default: as trained, else crop)."),
+    fit: Optional[str] = typer.Option(None, "--fit", help="crop | pad each reference to a square (default: as "
+                                                          "trained, else crop)."),
     lpips_random_backbone: bool = typer.Option(False, "--lpips-random-backbone",
                                                help="II2S: LPIPS with a random backbone (offline use and tests; "
                                                     "on when trained so)."),
@@ -120,9 +121,8 @@ def evaluate(
     dev = resolve_device(device)
     net = load_hypernet(hypernet, dev)
     meta = net.metadata
-    trained = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    inversion = inversion_settings(trained, invert_steps, lambda_p, fit, lpips_random_backbone, pnorm_samples) \
-        if style_mixing and meta.get("input") == "image" else None
+    training_config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    settings = inversion_settings(training_config, invert_steps, lambda_p, fit, lpips_random_backbone, pnorm_samples)
     name = generator or (meta.get("generator") or {}).get("name")
     if not name:
         raise ConfigError(f"{hypernet} names no generator; pass --generator")
@@ -131,7 +131,8 @@ def evaluate(
     if meta.get("input") == "image":
         if not seen:
             raise ConfigError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
-        lists = [image_list(net, encoder, role, spec, G, inversion, progress)
+        inversion = settings if style_mixing else None
+        lists = [image_list(net, encoder, role, spec, G, settings.fit, inversion, progress)
                  for role, spec in [("seen", seen), *(("unseen", u) for u in unseen or [])]]
     else:
         seen_list = text_list(net, encoder, "seen", _seen_list(meta, seen))

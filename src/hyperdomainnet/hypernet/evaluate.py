@@ -31,7 +31,7 @@ import torch
 from ..clip import IMAGENET_TEMPLATES, ClipEncoder
 from ..domain.files import MIX_FROM
 from ..errors import ConfigError
-from ..images import FITS, image_sha256, load_image
+from ..images import FITS, Fit, image_sha256
 from ..metrics import evaluate_samples, mixing_phrase, target_embeddings
 from ..progress import progress_bar
 from ..render import Row
@@ -41,7 +41,7 @@ from ..stylize import InversionOptions, invert_photo
 from ..version import __version__
 from .domains import list_sha256, load_domain_list, load_image_list
 from .model import HyperDomainNet
-from .prompts import vector_domains
+from .prompts import reference_inputs, vector_domains
 
 REPORT_FORMAT = "hyperdomainnet.hypernet_metrics"
 REPORT_VERSION = 1
@@ -94,17 +94,16 @@ def inversion_settings(trained: dict[str, Any], steps: int | None = None, lambda
     return options
 
 
-def image_list(net: HyperDomainNet, encoder: ClipEncoder, role: str, path: str | Path, G: Generator | None = None,
-               inversion: InversionOptions | None = None, progress: bool = True) -> EvalList:
-    """Reference images listed in a file; inputs are the hypernetwork encoder's image embeddings.
-    With ``G`` and ``inversion``, each reference is also II2S-inverted into ``G`` (latent cache) so
-    that its domain renders with the reference's fine W+ layers."""
+def image_list(net: HyperDomainNet, encoder: ClipEncoder, role: str, path: str | Path, G: Generator,
+               fit: Fit = "crop", inversion: InversionOptions | None = None, progress: bool = True) -> EvalList:
+    """Reference images listed in a file; inputs are the hypernetwork encoder's embeddings of each
+    image fitted to ``G.size`` (as the trainer feeds them). With ``inversion``, each reference is
+    also II2S-inverted into ``G`` (latent cache) so that its domain renders with the reference's
+    fine W+ layers."""
     paths = load_image_list(path)
-    mapper = net.input_encoder()
-    with torch.no_grad():
-        inputs = torch.cat([mapper.encode_images(load_image(p, mapper.input_size)).float() for p in paths])
+    inputs = reference_inputs(net, paths, G.size, fit)
     latents = None
-    if G is not None and inversion is not None:
+    if inversion is not None:
         latents = torch.cat([invert_photo(G, p, inversion, progress).latent.detach().cpu() for p in paths])
     return EvalList(role, str(path), list_sha256(image_sha256(p) for p in paths), [p.name for p in paths],
                     inputs, [target_embeddings(encoder, reference=p) for p in paths], latents,
