@@ -21,7 +21,8 @@ from .errors import ConfigError, FileFormatError, HDNError
 from .images import load_image
 from .loaders import load_domain
 from .metrics import (LPIPS_SIZE, REPORT_FORMAT, DistributionMetrics, evaluate_samples, markdown_table,
-                      reference_images, require_distribution_metrics, target_embeddings)
+                      mixing_phrase, reference_images, require_distribution_metrics,
+                      target_embeddings)
 from .progress import progress_bar
 from .render import Row, domain_name, generator_for, row_label
 from .version import __version__
@@ -139,8 +140,7 @@ def evaluate_domain(domain_spec: str, settings: EvalSettings, generator: str | N
 def report_markdown(report: dict[str, Any], name: str) -> str:
     """The protocol in a sentence above the metrics table of one report."""
     p = report["protocol"]
-    first = p.get("reference_style_from")
-    mixing = "no style mixing" if first is None else f"the reference's style from W+ layer {first}"
+    mixing = mixing_phrase(p.get("reference_style_from"))
     lines = [f"# Evaluation of {name}", "",
              f"CLIP {p['clip_model']}, templates {p['templates']}, {p['samples']} samples (seeds {p['seeds']}), "
              f"truncation ψ = {p['truncation']}, noise {p['noise_mode']}, {mixing}; generator "

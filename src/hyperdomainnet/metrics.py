@@ -47,7 +47,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 __all__ = ["clip_quality", "clip_diversity", "lpips_diversity", "target_embeddings", "DistributionMetrics",
            "require_distribution_metrics",
-           "reference_images", "evaluate_samples", "markdown_table"]
+           "reference_images", "evaluate_samples", "mixing_phrase", "markdown_table"]
 
 
 def clip_quality(image_emb: torch.Tensor, target_emb: torch.Tensor) -> float:
@@ -220,6 +220,12 @@ def evaluate_samples(G: Generator, row: Row, encoder: ClipEncoder, target_emb: t
     if distribution is not None:
         result.update(distribution.compute())
     return result
+
+
+def mixing_phrase(first: int | None) -> str:
+    """How a report's image domains were rendered, for its protocol sentence: ``first`` is the
+    first W+ layer taken from the reference (``reference_style_from``), None for no mixing."""
+    return "no style mixing" if first is None else f"the reference's style from W+ layer {first}"
 
 
 def _cell(value: Any) -> str:

@@ -5,7 +5,8 @@
 * ``encode_photos``: several photos at once by an encoder (batched), FFHQ-aligned first for a
   face encoder (as the research code does), optionally refined by II2S started from the
   encoder's codes.
-* ``text_domain``: the domain a HyperDomainNet predicts for a prompt.
+* ``text_domain``: the domain a HyperDomainNet predicts for a prompt; ``image_domain``: the one an
+  image HyperDomainNet predicts for a reference image, carrying its inverted latent (style mixing).
 * ``style_mix``: MindTheGap rendering — W+ layers ``< MIX_FROM`` (= 7) from the given codes, the
   fine layers ``≥ MIX_FROM`` from the reference image's inverted latent w_ref (training previews).
 * Image-domain files store w_ref as the extra tensor ``reference_latent`` (1, n_latent, D) next to
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,14 +28,14 @@ import torch
 from . import paths
 from .alignment import align_face
 from .device import autocast
-from .domain.files import MIX_FROM, MIX_FROM_KEY, REFERENCE_LATENT, Domain, mix_reference
+from .domain.files import MIX_FROM, REFERENCE_LATENT, Domain, mix_reference
 from .domain.parameterizations import synthesize
 from .encoders.preprocess import encoder_input
 from .errors import ConfigError, HDNError
-from .hypernet.prompts import prompt_domains
+from .hypernet.prompts import prompt_domains, reference_inputs, vector_domains
 from .images import Fit, image_sha256, load_image, save_image
 from .inversion import PNORM_SAMPLES, InversionResult, cached_invert, invert
-from .loaders import artefact_path
+from .loaders import artefact_path, load_hypernet
 from .stylegan2.generator import Generator, layout_difference
 
 if TYPE_CHECKING:
@@ -46,8 +47,8 @@ ALIGNED_BY = "dlib"   # in the cached file names: copies aligned from other land
 ENCODER_BATCH = 4     # photos per encoder forward
 
 __all__ = ["MIX_FROM", "MIX_TRUNCATION", "REFERENCE_LATENT", "InversionOptions", "Inverted", "Stylized",
-           "aligned_copy", "resolve_align", "invert_photo", "encode_photos", "text_domain", "style_mix",
-           "reference_latent", "save_domain_with_reference", "check_domain", "stylize", "stylize_inverted"]
+           "aligned_copy", "resolve_align", "invert_photo", "encode_photos", "text_domain", "image_domain",
+           "style_mix", "reference_latent", "save_domain_with_reference", "check_domain", "stylize", "stylize_inverted"]
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,20 @@ def text_domain(hypernet: str | Path, prompt: str, G: Generator) -> Domain:
     return domain
 
 
+def image_domain(hypernet: str | Path, reference: str | Path, G: Generator,
+                 options: InversionOptions = InversionOptions(), progress: bool = True) -> Domain:
+    """The domain an image HyperDomainNet ``hypernet`` (file or zoo name) predicts for the image
+    ``reference``, carrying the reference's II2S-inverted W+ codes (``invert_photo`` with
+    ``options``): it renders with them on layers ≥ ``MIX_FROM`` (``Domain.mix``), as released
+    image domains do."""
+    path = artefact_path(hypernet, "hypernet")
+    net = load_hypernet(path, G.latent_avg.device)
+    vectors = net.domain_vectors(reference_inputs(net, [reference], G.size, options.fit))
+    domain = vector_domains(net, vectors, [{"reference": Path(reference).name, "hypernet": str(path)}])[0]
+    domain.check_generator(G)
+    return domain.with_reference(invert_photo(G, reference, options, progress).latent.detach().cpu())
+
+
 def style_mix(ws: torch.Tensor, reference: torch.Tensor, start: int = MIX_FROM) -> torch.Tensor:
     """W+ codes (B, L, D) with layers ≥ ``start`` replaced by the reference's (1, L, D)."""
     return mix_reference(ws, reference, start)
@@ -213,9 +228,7 @@ def save_domain_with_reference(path: str | Path, domain: Domain, latent: torch.T
     if domain.vector is None:
         raise ConfigError(f"a reference latent can only be stored next to a domain vector, not a {domain.kind} "
                           "domain; save that domain without one (Domain.save)")
-    with_latent = replace(domain, tensors={**domain.tensors, REFERENCE_LATENT: latent},
-                          metadata={**domain.metadata, MIX_FROM_KEY: MIX_FROM})
-    return with_latent.save(path)
+    return domain.with_reference(latent).save(path)
 
 
 @dataclass

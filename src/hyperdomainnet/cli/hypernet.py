@@ -84,18 +84,34 @@ def evaluate(
     truncation: float = options.TRUNCATION,
     noise_mode: str = typer.Option("random", help="random (seeded) | const | none."),
     batch_size: int = options.batch_size(),
+    style_mixing: bool = typer.Option(True, "--style-mixing/--no-style-mixing",
+                                      help="Image hypernetworks: render each reference's domain with the "
+                                           "reference's W+ layers ≥ 7 (II2S-inverted), as released image domains."),
+    invert_steps: Optional[int] = typer.Option(None, "--invert-steps", min=0,
+                                               help="II2S steps per reference (default: as trained, else 1000)."),
+    lambda_p: Optional[float] = typer.Option(None, "--lambda-p", help="II2S P-norm weight (default: as trained, "
+                                                                      "else 1e-3)."),
+    fit: Optional[str] = typer.Option(None, "--fit", help="crop | pad each reference to a square (default: as "
+                                                          "trained, else crop)."),
+    lpips_random_backbone: bool = typer.Option(False, "--lpips-random-backbone",
+                                               help="II2S: LPIPS with a random backbone (offline use and tests; "
+                                                    "on when trained so)."),
+    pnorm_samples: Optional[int] = typer.Option(None, "--pnorm-samples", min=2,
+                                                help="II2S: mapped latents for the P-norm statistics (default: "
+                                                     "as trained, else 1,000,000)."),
     device: str = options.DEVICE,
     force: bool = options.force("Write into an --out folder that already holds files."),
     progress: bool = options.PROGRESS,
 ) -> None:
-    """Quality (mean CLIP cosine of images to their domain's text) and Diversity (mean 1 − cosine over
-    image pairs) on seen and unseen domains, as JSON and a Markdown table."""
+    """Quality (mean CLIP cosine of images to their domain's text or reference image) and Diversity
+    (mean 1 − cosine over image pairs) on seen and unseen domains, as JSON and a Markdown table.
+    An image hypernetwork's references are II2S-inverted (cached) and rendered with their style."""
     import json
 
     from ..atomic import atomic_path, check_output_dir
     from ..clip import load_clip
     from ..loaders import load_hypernet
-    from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
+    from ..hypernet.evaluate import evaluate_lists, image_list, inversion_settings, markdown_report, text_list
     from ..loaders import load_generator
     from ..device import resolve_device
 
@@ -105,6 +121,8 @@ def evaluate(
     dev = resolve_device(device)
     net = load_hypernet(hypernet, dev)
     meta = net.metadata
+    training_config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    settings = inversion_settings(training_config, invert_steps, lambda_p, fit, lpips_random_backbone, pnorm_samples)
     name = generator or (meta.get("generator") or {}).get("name")
     if not name:
         raise ConfigError(f"{hypernet} names no generator; pass --generator")
@@ -113,13 +131,15 @@ def evaluate(
     if meta.get("input") == "image":
         if not seen:
             raise ConfigError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
-        lists = [image_list(net, encoder, "seen", seen), *(image_list(net, encoder, "unseen", u) for u in unseen or [])]
+        inversion = settings if style_mixing else None
+        lists = [image_list(net, encoder, role, spec, G, settings.fit, inversion, progress)
+                 for role, spec in [("seen", seen), *(("unseen", u) for u in unseen or [])]]
     else:
         seen_list = text_list(net, encoder, "seen", _seen_list(meta, seen))
         trained = frozenset(label.lower() for label in seen_list.labels)
         lists = [seen_list, *(text_list(net, encoder, "unseen", u, trained) for u in unseen or ["test-close", "test-far"])]
     report = evaluate_lists(net, G, encoder, lists, list(range(seed, seed + samples)), truncation, noise_mode,
-                            batch_size, progress=progress)
+                            batch_size, progress=progress, style_mixing=style_mixing)
     report["hypernet"]["file"] = str(hypernet)
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(report, hypernet.name)

@@ -19,7 +19,7 @@ version 2; vector kinds are still written as version 1, so older readers keep re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,12 @@ class Domain:
         if REFERENCE_LATENT not in self.tensors:
             return None
         return int(self.metadata.get(MIX_FROM_KEY, MIX_FROM))
+
+    def with_reference(self, latent: torch.Tensor, first: int = MIX_FROM) -> Domain:
+        """This domain carrying a reference image's inverted W+ codes ``latent`` (1, L, D) and the
+        rule that renders it: layers ≥ ``first`` replaced by the reference's (``mix``)."""
+        return replace(self, tensors={**self.tensors, REFERENCE_LATENT: latent},
+                       metadata={**self.metadata, MIX_FROM_KEY: first})
 
     def mix(self, ws: torch.Tensor, enabled: bool = True) -> torch.Tensor:
         """Style mixing as the research code renders image domains: ``w⁺[:, l] = w_ref[l]`` for

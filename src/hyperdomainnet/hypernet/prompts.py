@@ -1,5 +1,5 @@
 """A HyperDomainNet's predictions as domains: δ = HyperDomainNet(e) wrapped as ``Domain`` data that
-renders like any domain file."""
+renders like any domain file; e a prompt's text embedding or a reference image's image embedding."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,6 +10,7 @@ import torch
 
 from ..domain.files import Domain
 from ..errors import ConfigError
+from ..images import Fit, load_image
 from ..loaders import load_hypernet
 from .model import HyperDomainNet
 
@@ -31,3 +32,15 @@ def prompt_domains(path: Path, prompts: Sequence[str], device: torch.device | st
     net = load_hypernet(path, device)
     return vector_domains(net, net.domain_vectors(list(prompts)),
                           [{"target": prompt, "hypernet": str(path)} for prompt in prompts])
+
+
+def reference_inputs(net: HyperDomainNet, references: Sequence[str | Path], size: int,
+                     fit: Fit = "crop") -> torch.Tensor:
+    """(N, E) inputs of an image HyperDomainNet, as its trainer computes them: the file's CLIP encoder's
+    normalised embeddings of the reference images fitted to the generator's ``size``."""
+    if net.metadata.get("input") != "image":
+        raise ConfigError(f"this HyperDomainNet maps {net.metadata.get('input')} embeddings, not images; pass an "
+                          "image HyperDomainNet (trained with --images)")
+    mapper = net.input_encoder()
+    with torch.no_grad():
+        return torch.cat([mapper.encode_images(load_image(p, size, fit)).float() for p in references])

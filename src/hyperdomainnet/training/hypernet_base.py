@@ -167,7 +167,7 @@ class HypernetTrainerBase(Trainer):
         return run_metadata(cfg, self.clip.spec, f"hypernet_{self.input_kind}", clip_model=cfg.mapper_clip,
                             input=self.input_kind, generator=self.G.identity, placement="after_demod",
                             **self.domain_metadata(), quirks=cfg.quirks,
-                            preview_rows=["source", *self.preview_labels], world_size=self.dist.world_size)
+                            preview_rows=self.preview_rows, world_size=self.dist.world_size)
 
     def save_result(self, path: Path) -> None:
         self.hypernet.save(path, self.metadata())

@@ -26,6 +26,10 @@ G_A and G_B get their own crossover index and noise; G_A(w_n) is rendered once w
 and G_B's reference render with fresh random noise each step; and that render's latent is
 ``research_remap(w_{d_i})``: the research trainer forgets to flag the inverted W+ as a latent, so
 its generator passes it through the mapping network again.
+
+Preview grids, as the research trainer logs them: the source row, one row per preview reference's
+predicted domain, then per preview reference that domain on ψ = 0.5 samples whose W+ layers ≥ 7
+are the reference's w_n (how released image domains render).
 """
 from __future__ import annotations
 
@@ -43,11 +47,11 @@ from ..inversion import LPIPS_SIZE, downsample
 from ..losses import clip_ref_loss, clip_within_loss, direction_loss, l2_rec_loss, tt_direction_loss
 from ..perceptual import load_lpips
 from ..stylegan2.generator import Generator
-from ..stylize import InversionOptions, invert_photo
+from ..stylize import MIX_TRUNCATION, InversionOptions, invert_photo, style_mix
 from .config import HypernetConfig
 from .distributed import all_gather, broadcast_tensor
 from .hypernet_base import SEED_RANGE, HypernetTrainerBase, seeded_noise
-from .sampling import sample_noise
+from .sampling import PREVIEW_SEED, fixed_latents, sample_noise
 
 CLIP_TERMS = ("direction", "clip_within", "clip_ref", "tt_direction")
 LOCAL_TERMS = ("l2_rec", "lpips_rec")
@@ -90,6 +94,7 @@ class ImageHypernetTrainer(HypernetTrainerBase):
                                for enc, _ in self.clip}
         self.preview_labels = [p.name for p in self.paths[:config.preview_seen]]
         self.preview_inputs = self.inputs[:config.preview_seen]
+        self.mix_ws = fixed_latents(self.G, config.grid_samples, PREVIEW_SEED, MIX_TRUNCATION, self.device)
 
     def invert_references(self, progress: bool) -> torch.Tensor:
         """(N, n_latent, style_dim) II2S latents; reference n is inverted by rank n mod world size
@@ -159,6 +164,24 @@ class ImageHypernetTrainer(HypernetTrainerBase):
         with self.autocast():
             terms = self.losses(ws_src, ws, noise_src, noise_trg, refs, ref_seeds)
         return self.update_across_ranks(terms, local_terms=[k for k in LOCAL_TERMS if k in terms])
+
+    @property
+    def preview_rows(self) -> list[str]:
+        """The names of the preview's rows (its grid's captions): the source, each preview reference's
+        domain, then each one with the reference's style."""
+        return [*super().preview_rows, *(f"{name} + reference style" for name in self.preview_labels)]
+
+    @torch.no_grad()
+    def preview(self) -> tuple[torch.Tensor, int]:
+        """The base rows, then per preview reference n its predicted domain δ_n on the ψ = 0.5 samples
+        with W+ layers ≥ 7 from w_n (module docstring)."""
+        images, n = super().preview()
+        if not len(self.preview_inputs):
+            return images, n
+        vectors = self.hypernet.domain_vectors(self.preview_inputs)
+        ws = torch.cat([style_mix(self.mix_ws, self.latents[k:k + 1]) for k in range(len(vectors))])
+        mixed = self.output.synthesize_per_sample(self.G, ws, vectors.repeat_interleave(n, 0))
+        return torch.cat([images, mixed.float().cpu()]), n
 
     def domain_metadata(self) -> dict[str, Any]:
         return {"domain_lists_sha256": {"train": list_sha256(self.sha256)},
