@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import ConfigError, HDNError
+from ..errors import ConfigError
 from ..training.config import HypernetConfig
 from . import options
 from .app import app
@@ -47,26 +47,6 @@ def _make_trainer(cfg: HypernetConfig, progress: bool) -> Any:
     return ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
 
 
-def _seen_list(meta: dict, seen: Optional[str]) -> str:
-    """--seen, else the training list the file names, if it is still the one trained on."""
-    from ..hypernet.domains import load_domain_list
-
-    if seen:
-        return seen
-    recorded = (meta.get("domain_list") or {}).get("name")
-    trained = (meta.get("domain_lists_sha256") or {}).get("train")
-    if not recorded:
-        raise ConfigError("the hypernetwork file names no training list; pass --seen LIST")
-    try:
-        current = load_domain_list(recorded).sha256
-    except HDNError:
-        current = None
-    if current != trained:
-        raise ConfigError(f"the training list {recorded!r} named in the file is gone or has changed since "
-                          "training; pass --seen LIST")
-    return recorded
-
-
 @hypernet_app.command("eval")
 def evaluate(
     hypernet: Path = typer.Option(..., "--hypernet", help="HyperDomainNet file or released name (e.g. hdn-20)."),
@@ -91,34 +71,14 @@ def evaluate(
     import json
 
     from ..atomic import atomic_path, check_output_dir
-    from ..clip import load_clip
-    from ..hypernet import HyperDomainNet
-    from ..hypernet.evaluate import evaluate_lists, image_list, markdown_report, text_list
-    from ..loaders import load_generator
     from ..device import resolve_device
+    from ..hypernet.evaluate import evaluate_hypernet, markdown_report
 
     if samples < 2:
         raise ConfigError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")
     check_output_dir(out, force)
-    dev = resolve_device(device)
-    net = HyperDomainNet.load(hypernet, dev)
-    meta = net.metadata
-    name = generator or (meta.get("generator") or {}).get("name")
-    if not name:
-        raise ConfigError(f"{hypernet} names no generator; pass --generator")
-    G = load_generator(name, dev)
-    encoder = load_clip(clip, dev)
-    if meta.get("input") == "image":
-        if not seen:
-            raise ConfigError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
-        lists = [image_list(net, encoder, "seen", seen), *(image_list(net, encoder, "unseen", u) for u in unseen or [])]
-    else:
-        seen_list = text_list(net, encoder, "seen", _seen_list(meta, seen))
-        trained = frozenset(label.lower() for label in seen_list.labels)
-        lists = [seen_list, *(text_list(net, encoder, "unseen", u, trained) for u in unseen or ["test-close", "test-far"])]
-    report = evaluate_lists(net, G, encoder, lists, list(range(seed, seed + samples)), truncation, noise_mode,
-                            batch_size, progress=progress)
-    report["hypernet"]["file"] = str(hypernet)
+    report = evaluate_hypernet(hypernet, resolve_device(device), clip, list(range(seed, seed + samples)), seen,
+                               unseen, generator, truncation, noise_mode, batch_size, progress)
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(report, hypernet.name)
     for name, text in (("metrics.json", json.dumps(report, indent=2) + "\n"), ("metrics.md", markdown)):
