@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..errors import ConfigError, HDNError
+from ..errors import ConfigError
 from ..ranges import finite_json
 from ..seeds import MAX_SEED
 from ..training.config import HypernetConfig
@@ -47,26 +47,6 @@ def _make_trainer(cfg: HypernetConfig, progress: bool) -> Any:
     from ..training.multi_text import TextHypernetTrainer
 
     return ImageHypernetTrainer(cfg, progress=progress) if cfg.images is not None else TextHypernetTrainer(cfg)
-
-
-def _seen_list(meta: dict, seen: Optional[str]) -> str:
-    """--seen, else the training list the file names, if it is still the one trained on."""
-    from ..hypernet.domains import load_domain_list
-
-    if seen:
-        return seen
-    recorded = (meta.get("domain_list") or {}).get("name")
-    trained = (meta.get("domain_lists_sha256") or {}).get("train")
-    if not recorded:
-        raise ConfigError("the hypernetwork file names no training list; pass --seen LIST")
-    try:
-        current = load_domain_list(recorded).sha256
-    except HDNError:
-        current = None
-    if current != trained:
-        raise ConfigError(f"the training list {recorded!r} named in the file is gone or has changed since "
-                          "training; pass --seen LIST")
-    return recorded
 
 
 @hypernet_app.command("eval")
@@ -109,38 +89,16 @@ def evaluate(
     import json
 
     from ..atomic import atomic_path, check_output_dir
-    from ..clip import load_clip
-    from ..loaders import load_hypernet
-    from ..hypernet.evaluate import evaluate_lists, image_list, inversion_settings, markdown_report, text_list
-    from ..loaders import load_generator
     from ..device import resolve_device
+    from ..hypernet.evaluate import evaluate_hypernet, markdown_report
 
     if samples < 2:
         raise ConfigError(f"--samples must be at least 2 (diversity compares pairs), got {samples}")
     check_output_dir(out, force)
-    dev = resolve_device(device)
-    net = load_hypernet(hypernet, dev)
-    meta = net.metadata
-    training_config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    settings = inversion_settings(training_config, invert_steps, lambda_p, fit, lpips_random_backbone, pnorm_samples)
-    name = generator or (meta.get("generator") or {}).get("name")
-    if not name:
-        raise ConfigError(f"{hypernet} names no generator; pass --generator")
-    G = load_generator(name, dev)
-    encoder = load_clip(clip, dev)
-    if meta.get("input") == "image":
-        if not seen:
-            raise ConfigError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
-        inversion = settings if style_mixing else None
-        lists = [image_list(net, encoder, role, spec, G, settings.fit, inversion, progress)
-                 for role, spec in [("seen", seen), *(("unseen", u) for u in unseen or [])]]
-    else:
-        seen_list = text_list(net, encoder, "seen", _seen_list(meta, seen))
-        trained = frozenset(label.lower() for label in seen_list.labels)
-        lists = [seen_list, *(text_list(net, encoder, "unseen", u, trained) for u in unseen or ["test-close", "test-far"])]
-    report = evaluate_lists(net, G, encoder, lists, list(range(seed, seed + samples)), truncation, noise_mode,
-                            batch_size, progress=progress, style_mixing=style_mixing)
-    report["hypernet"]["file"] = str(hypernet)
+    report = evaluate_hypernet(hypernet, resolve_device(device), clip, list(range(seed, seed + samples)), seen,
+                               unseen, generator, truncation, noise_mode, batch_size, progress, style_mixing,
+                               {"steps": invert_steps, "lambda_p": lambda_p, "fit": fit,
+                                "lpips_random_backbone": lpips_random_backbone, "pnorm_samples": pnorm_samples})
     out.mkdir(parents=True, exist_ok=True)
     markdown = markdown_report(report, hypernet.name)
     for name, text in (("metrics.json", json.dumps(finite_json(report), indent=2, allow_nan=False) + "\n"), ("metrics.md", markdown)):

@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 
-from ..clip import IMAGENET_TEMPLATES, ClipEncoder
+from ..clip import IMAGENET_TEMPLATES, ClipEncoder, load_clip
 from ..domain.files import MIX_FROM
-from ..errors import ConfigError
+from ..errors import ConfigError, HDNError
 from ..images import FITS, Fit, image_sha256
+from ..loaders import load_generator, load_hypernet
 from ..metrics import evaluate_samples, mixing_phrase, target_embeddings
 from ..progress import progress_bar
 from ..render import Row
@@ -164,6 +165,57 @@ def _evaluate_list(net: HyperDomainNet, G: Generator, encoder: ClipEncoder, item
             "quality": _summary([d["quality"] for d in domains]) if domains else None,
             "diversity": _summary([d["diversity"] for d in domains]) if domains else None,
             "domains": domains}
+
+
+def seen_list(meta: dict[str, Any], seen: str | None) -> str:
+    """``seen``, else the training list the file names, if it is still the one trained on."""
+    if seen:
+        return seen
+    recorded = (meta.get("domain_list") or {}).get("name")
+    trained = (meta.get("domain_lists_sha256") or {}).get("train")
+    if not recorded:
+        raise ConfigError("the hypernetwork file names no training list; pass --seen LIST")
+    try:
+        current = load_domain_list(recorded).sha256
+    except HDNError:
+        current = None
+    if current != trained:
+        raise ConfigError(f"the training list {recorded!r} named in the file is gone or has changed since "
+                          "training; pass --seen LIST")
+    return recorded
+
+
+def evaluate_hypernet(path: str | Path, device: torch.device, clip: str, seeds: list[int], seen: str | None = None,
+                      unseen: list[str] | None = None, generator: str | None = None, truncation: float = 1.0,
+                      noise_mode: str = "random", batch_size: int = 16, progress: bool = True,
+                      style_mixing: bool = True, inversion: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report of the HyperDomainNet ``path`` (file or released name) rendered by ``generator``
+    (default: the one the file names), measured by the CLIP encoder ``clip``: a text network on
+    ``seen`` (default: its training list) and ``unseen`` (default: test-close and test-far), an
+    image network on the image lists ``seen`` (required) and ``unseen``, each reference II2S-inverted
+    (``inversion``: ``inversion_settings``' arguments) and style-mixed unless ``style_mixing`` is false."""
+    net = load_hypernet(path, device)
+    meta = net.metadata
+    trained_with = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    settings = inversion_settings(trained_with, **(inversion or {}))
+    name = generator or (meta.get("generator") or {}).get("name")
+    if not name:
+        raise ConfigError(f"{path} names no generator; pass --generator")
+    G = load_generator(name, device)
+    encoder = load_clip(clip, device)
+    if meta.get("input") == "image":
+        if not seen:
+            raise ConfigError("an image hypernetwork is evaluated on reference images: pass --seen IMAGES.txt")
+        lists = [image_list(net, encoder, role, spec, G, settings.fit, settings if style_mixing else None, progress)
+                 for role, spec in [("seen", seen), *(("unseen", u) for u in unseen or [])]]
+    else:
+        trained = text_list(net, encoder, "seen", seen_list(meta, seen))
+        names = frozenset(label.lower() for label in trained.labels)
+        lists = [trained, *(text_list(net, encoder, "unseen", u, names) for u in unseen or ["test-close", "test-far"])]
+    report = evaluate_lists(net, G, encoder, lists, seeds, truncation, noise_mode, batch_size, progress=progress,
+                            style_mixing=style_mixing)
+    report["hypernet"]["file"] = str(path)
+    return report
 
 
 def _mean_std(summary: dict[str, float] | None) -> str:
