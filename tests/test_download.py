@@ -170,16 +170,20 @@ def test_google_drive_links_use_gdown(server: Served, tmp_path: Path, monkeypatc
     assert calls == [drive] and dest.read_bytes() == data
 
 
-@pytest.mark.parametrize("answer", ["raise", "html"])
+@pytest.mark.parametrize("answer", ["raise", "html", "offline"])
 def test_a_google_drive_refusal_is_one_line_and_leaves_nothing(answer: str, server: Served, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """gdown's quota error (pages of advice) or a quota page saved as the file: one line, no file."""
+    """gdown's quota error (pages of advice), a quota page saved as the file, or no connection at
+    all (not a quota): one line, no file."""
     import gdown
+    from requests.exceptions import ConnectionError as NoConnection
     from torch.hub import download_url_to_file
 
     page = server.add("/quota", b"\n  <!DOCTYPE html><html><title>Google Drive - Quota exceeded</title></html>")
 
     def transport(url: str, output: str, quiet: bool) -> str:
+        if answer == "offline":
+            raise NoConnection("HTTPSConnectionPool(host='drive.google.com', port=443): Max retries exceeded")
         if answer == "raise":
             raise RuntimeError("Failed to retrieve file url:\n\n\tToo many users have viewed or downloaded this "
                                "file recently.\n\nYou may still be able to access the file from the browser")
@@ -192,7 +196,9 @@ def test_a_google_drive_refusal_is_one_line_and_leaves_nothing(answer: str, serv
                  hint="set HDN_MIRROR to a folder or URL holding e.pt")
     msg = str(err.value)
     assert "\n" not in msg and "set HDN_MIRROR" in msg
-    assert ("Google Drive refused the file" if answer == "raise" else "served an HTML page") in msg
+    expected = {"raise": "Google Drive refused the file", "html": "served an HTML page",
+                "offline": "drive.google.com: not reachable (offline"}[answer]
+    assert expected in msg and ("quota" in msg) == (answer != "offline")
     assert leftovers(tmp_path) == []
 
 

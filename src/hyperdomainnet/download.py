@@ -21,6 +21,7 @@ import bz2
 import os
 import re
 import shutil
+import urllib.error
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ HF_URL = re.compile(r"https://huggingface\.co/(?P<repo>[^/]+/[^/]+)/resolve/(?P<
 DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
 HTML_PEEK = 512
 HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<!--")
+UNREACHABLE = "not reachable (offline, or blocked by a firewall)"
 MAX_DECOMPRESSED = 16 * 2**30  # a compressed download of no pinned size may expand to this many bytes
 
 
@@ -56,9 +58,12 @@ def _hugging_face(match: re.Match[str], tmp: Path, dest: Path) -> None:
 
 def _google_drive(url: str, tmp: Path) -> None:
     import gdown
+    from requests.exceptions import ConnectionError as NoConnection
 
     try:
         done = gdown.download(url, output=str(tmp), quiet=not interactive())
+    except NoConnection:
+        raise OSError(UNREACHABLE) from None
     except Exception as exc:  # noqa: BLE001 - gdown raises its own types, with pages of advice
         raise OSError(f"Google Drive refused the file (download quota exceeded, or not shared): "
                       f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
@@ -126,6 +131,8 @@ def _reason(exc: BaseException) -> str:
 
     if isinstance(exc, LocalEntryNotFoundError):
         return "Hugging Face not reachable (offline, or HF_HUB_OFFLINE is set)"
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return UNREACHABLE
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
