@@ -85,7 +85,7 @@ def test_restyle_encoder_load_from_a_file(tmp_path: Path) -> None:
     from hyperdomainnet.encoders import ReStyleEncoder, load_encoder
 
     path, _, _, latent_avg = tiny_encoder_file(tmp_path)
-    E = ReStyleEncoder.load(path)
+    E = load_encoder(path)
     assert isinstance(E, ReStyleEncoder) and E.kind == "psp" and E.name == "psp.pt"
     assert E.generator.identity["name"] == "psp.pt"
     assert E.generator.identity["sha256"] == file_identity_sha256(path)
@@ -94,7 +94,7 @@ def test_restyle_encoder_load_from_a_file(tmp_path: Path) -> None:
     torch.testing.assert_close(E.invert(x, iterations=2), load_encoder(path).invert(x, iterations=2))
     assert not hasattr(E, "save")  # released checkpoints are read-only artefacts
     with pytest.raises(FileFormatError, match="neither a file nor a zoo name"):
-        ReStyleEncoder.load(tmp_path / "no-such-encoder")
+        load_encoder(tmp_path / "no-such-encoder")
 
 
 def test_package_root_exports() -> None:

@@ -55,3 +55,24 @@ def test_the_ground_floor_and_rendering_stay_below() -> None:
     assert not {t for t in graph["render"] if t.startswith("hypernet")}  # hypernet renders through render
     library = [m for m in graph if not m.startswith("cli") and m != ""]
     assert not [m for m in library if "" in graph[m]]  # nothing imports the package root (its __init__)
+
+
+def test_no_import_circles() -> None:
+    """No module reaches itself through the modules it imports (anywhere in it, functions included;
+    package ``__init__`` re-exports aside)."""
+    graph = imports()
+    packages = {name for name in graph if PACKAGE.joinpath(*name.split("."), "__init__.py").is_file()}
+    edges = {m: {t for t in ts if t in graph and t not in packages and t != m} for m, ts in graph.items()}
+
+    def reaches(start: str) -> bool:
+        seen, todo = set(), list(edges[start])
+        while todo:
+            module = todo.pop()
+            if module == start:
+                return True
+            if module not in seen:
+                seen.add(module)
+                todo.extend(edges[module])
+        return False
+
+    assert not sorted(m for m in edges if reaches(m))

@@ -6,7 +6,6 @@ Photos enter the encoders at ``INPUT_SIZE`` px in [−1, 1]; ``invert`` returns 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -44,13 +43,6 @@ class PhotoEncoder(ABC):
         self.name = name
         self.opts = dict(opts or {})
         self._inference: tuple[tuple[tuple[int, int], ...], Any] | None = None
-
-    @classmethod
-    def load(cls, spec: str | Path, device: str | torch.device = "cpu") -> PhotoEncoder:
-        """The encoder a checkpoint file or zoo name holds (:func:`~hyperdomainnet.encoders.load_encoder`)."""
-        from .loading import load_encoder
-
-        return load_encoder(spec, device)
 
     @property
     def kind(self) -> str:
