@@ -141,6 +141,7 @@ def test_hdn_models_says_corrupt(server: Served, capsys: pytest.CaptureFixture[s
     assert re.search(r"hdn-20 +hypernet +1024 +- +converted +comes with hyperdomainnet-checkpoints", out)
     assert re.search(r"im2im-titan-erwin +domain +1024 +- +converted +comes with", out)
     assert re.search(r"restyle-psp-ffhq +encoder +1024 +\? +not pinned +not downloaded", out)
+    assert re.search(r"dlib-landmarks-68 +landmarks +- +99\.7 MB +published +not downloaded", out)  # no image size
     assert out.startswith("SHA-256: published = an independent published hash")
     entry.path().parent.mkdir(parents=True)
     entry.path().write_bytes(b"truncated")

@@ -40,7 +40,8 @@ def models() -> None:
         provenance = "converted" if entry.member else zoo.PROVENANCES[entry.sha256_provenance]
         size = "-" if entry.member else human_size(entry.size)
         aliases = f"  aliases: {', '.join(entry.aliases)}" if entry.aliases else ""
-        typer.echo(f"{entry.name:28s} {entry.kind:9s} {entry.resolution:>5d} {size:>9s}  {provenance:13s} "
+        px = "-" if entry.kind == "landmarks" else str(entry.resolution)  # a landmark model has no image size
+        typer.echo(f"{entry.name:28s} {entry.kind:9s} {px:>5s} {size:>9s}  {provenance:13s} "
                    f"{state}{aliases}")
 
 
