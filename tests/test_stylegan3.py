@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from hyperdomainnet.errors import ConfigError
 from hyperdomainnet.stylegan3 import StyleGAN3Arch, StyleGAN3Generator
-from hyperdomainnet.stylegan3.filters import SynthesisDesign, lowpass_filter
+from hyperdomainnet.stylegan3.filters import lowpass_filter
 from hyperdomainnet.stylegan3.ops import filtered_lrelu, filtered_lrelu_reference
 
 scipy_signal = pytest.importorskip("scipy.signal")
@@ -184,12 +184,12 @@ def test_equals_nvidia_reference_with_transform_and_domain(config):
     ref_d = ref_synthesis(G, ws, delta)
     assert rel_diff(ref_d, ref) > 1e-2
     assert rel_diff(G.synthesis(ws, domain=delta), ref_d) <= 2e-4
-    G.channels_last = True  # as runtime.prepare_generator sets it on the CPU and CUDA
+    G.channels_last = True  # as device.prepare_generator sets it on the CPU and CUDA
     assert rel_diff(G.synthesis(ws, domain=delta), ref_d) <= 2e-4
 
 
 def test_designed_filters_match_scipy():
-    design = SynthesisDesign(64, channel_base=256, channel_max=16, conv_kernel=1, radial=True)
+    design = StyleGAN3Arch(64, "r", channel_base=256, channel_max=16).design()  # 1×1 convs, radial filters
     for layer in design.layers()[:-1]:
         fu = ref_design(layer.up_taps, layer.in_cutoff, 2 * layer.in_half_width, layer.tmp_rate)
         fd = ref_design(layer.down_taps, layer.out_cutoff, 2 * layer.out_half_width, layer.tmp_rate,

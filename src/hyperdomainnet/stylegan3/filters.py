@@ -87,19 +87,20 @@ class LayerDesign:
 
 @dataclass(frozen=True)
 class SynthesisDesign:
-    """The named choices that fix a StyleGAN3 synthesis network (NVIDIA's defaults)."""
+    """The named choices that fix a StyleGAN3 synthesis network (``StyleGAN3Arch.design`` fills them
+    from an architecture, whose fields hold NVIDIA's defaults)."""
 
     size: int
-    channel_base: int = 32768
-    channel_max: int = 512
-    num_layers: int = 14
-    num_critical: int = 2
-    first_cutoff: float = 2.0
-    first_stopband: float = 2**2.1
-    last_stopband_rel: float = 2**0.3
-    margin_size: int = 10
-    conv_kernel: int = 3
-    radial: bool = False
+    channel_base: int
+    channel_max: int
+    num_layers: int
+    num_critical: int
+    first_cutoff: float
+    first_stopband: float
+    last_stopband_rel: float
+    margin_size: int
+    conv_kernel: int
+    radial: bool
     img_channels: int = 3
 
     def schedule(self) -> dict[str, np.ndarray]:

@@ -286,7 +286,7 @@ class StyleGAN3Generator(MappedGenerator):
         self.layers = nn.ModuleList([SynthesisLayer(d, arch.style_dim, arch.conv_clamp) for d in design.layers()])
         self.num_layers = arch.num_layers
         self.register_buffer("latent_avg", torch.full((arch.style_dim,), float("nan")))
-        self.channels_last = False  # render in the channels-last memory format (see runtime.prepare_generator)
+        self.channels_last = False  # render in the channels-last memory format (see device.prepare_generator)
         self.compile_options: dict[str, Any] | None = None
         self.identity: dict[str, Any] = {"name": None, "sha256": None, "arch": arch.to_dict()}
 
